@@ -1,0 +1,1 @@
+"""Adapters: the ports of `catalog_sync.domain.ports` over real technology."""

@@ -1,0 +1,100 @@
+"""Feed specifications: item identity, grouping, bucketing, tombstones.
+
+A feed item is a pydantic model (`FeedItem` subclass). Its identity is a tuple
+of fields (per the SaaS contract); its *group* is the field shared by all items
+built from one source record (for products, the SKU): items are bucketed by
+group, and a rejected source record keeps the state of its whole group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+KEY_SEPARATOR = "\x1f"
+
+
+class FeedItem(BaseModel):
+    """Base of every feed item model: camelCase JSON, `deleted`, `modifiedAt`."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        ser_json_inf_nan="null",
+    )
+
+    deleted: bool = False
+    modified_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What item builders may depend on besides the source record."""
+
+    now: datetime
+    store_views: Sequence[tuple[str, str]] = (("default", "base"),)  # (store view, website)
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    name: str
+    identity: tuple[str, ...]  # JSON (camelCase) field names, in contract order
+    group_field: str  # JSON field name shared by the items of one source record
+    model: type[FeedItem]
+    build: Callable[[Any, BuildContext], Iterable[FeedItem]]
+
+    def key_of(self, item: dict[str, Any]) -> str:
+        """The identity key of an item given as a JSON dict."""
+        return KEY_SEPARATOR.join(str(item[f]) for f in self.identity)
+
+    def identity_of(self, key: str) -> dict[str, str]:
+        return dict(zip(self.identity, key.split(KEY_SEPARATOR), strict=True))
+
+    def group_of_key(self, key: str) -> str:
+        return self.identity_of(key)[self.group_field]
+
+    def tombstone(self, key: str, now: datetime) -> dict[str, Any]:
+        """A deleted item: identity fields, `deleted: true`, `modifiedAt`."""
+        item: dict[str, Any] = dict(self.identity_of(key))
+        item["deleted"] = True
+        item["modifiedAt"] = now
+        return item
+
+
+def bucket_of(group: str, buckets: int) -> int:
+    """Stable bucket of a group value. SKUs compare case-insensitively in Magento,
+    so the group is lower-cased: case variants of one SKU share a bucket."""
+    digest = hashlib.blake2b(group.lower().encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % buckets
+
+
+_REGISTRY: dict[str, FeedSpec] = {}
+
+
+def register(spec: FeedSpec) -> FeedSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_feed(name: str) -> FeedSpec:
+    from catalog_sync.domain import products  # noqa: F401  (registers the products feed)
+
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise KeyError(f"unknown feed {name!r} (known feeds: {known})") from None
+
+
+def all_feeds() -> list[str]:
+    from catalog_sync.domain import products  # noqa: F401
+
+    return sorted(_REGISTRY)

@@ -1,0 +1,45 @@
+"""Run records, feed metadata and per-part export results."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+RunKind = Literal["sync", "resync", "resync-no-reindex", "resync-by-ids"]
+RunStatus = Literal["running", "completed", "failed", "dry-run"]
+
+DEFAULT_BUCKETS = 64
+
+
+class FeedMeta(BaseModel):
+    feed: str
+    buckets: int = DEFAULT_BUCKETS
+    latest_manifest: str | None = None  # key of the newest snapshot manifest
+    last_run_id: str | None = None
+
+
+class RunRecord(BaseModel):
+    feed: str
+    run_id: str
+    kind: RunKind
+    status: RunStatus = "running"
+    started_at: str
+    finished_at: str | None = None
+    source: str | None = None
+    complete: bool | None = None  # the source read was complete (deletions allowed)
+    counts: dict[str, int] = Field(default_factory=dict)
+    issues: list[dict[str, object]] = Field(default_factory=list)  # the first ones
+    issues_total: int = 0
+    manifest: str | None = None
+    parts_enqueued: int = 0
+    error: str | None = None
+
+
+class PartResult(BaseModel):
+    feed: str
+    run_id: str
+    bucket: int
+    finished_at: str
+    counts: dict[str, int] = Field(default_factory=dict)  # sent, failed, retry, skipped
+    failures: list[dict[str, str]] = Field(default_factory=list)  # the first ones: key, reason

@@ -1,0 +1,103 @@
+"""Snapshot format: gzipped JSON Lines parts plus a manifest.
+
+A snapshot is the whole compiled feed at the end of a run: one part per state
+bucket, each line `{"k": key, "h": hash, "i": item}`. Parts are immutable; a
+part whose bucket did not change is not written again, the manifest points at
+the earlier run's object. The manifest holds per-part item counts, byte sizes
+and SHA-256 checksums of the stored (compressed) objects.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import orjson
+from pydantic import BaseModel, Field
+
+from catalog_sync.domain.canonical import EncodedItem
+
+
+class PartInfo(BaseModel):
+    bucket: int
+    key: str
+    items: int
+    bytes: int
+    sha256: str
+    run_id: str  # the run that wrote the object
+
+
+class Manifest(BaseModel):
+    feed: str
+    run_id: str
+    created_at: str
+    buckets: int
+    source: str | None = None
+    complete: bool = True
+    counts: dict[str, int] = Field(default_factory=dict)
+    parts: list[PartInfo] = Field(default_factory=list)
+
+    def part(self, bucket: int) -> PartInfo | None:
+        for p in self.parts:
+            if p.bucket == bucket:
+                return p
+        return None
+
+
+class ExportMessage(BaseModel):
+    """One SQS message: export the pending items of one bucket of a run."""
+
+    feed: str
+    run_id: str
+    bucket: int
+    part_key: str | None  # None: the bucket has no live items (only deletes)
+    manifest_key: str
+
+
+def manifest_key(feed: str, run_id: str) -> str:
+    return f"snapshots/{feed}/{run_id}/manifest.json"
+
+
+def part_key(feed: str, run_id: str, bucket: int) -> str:
+    return f"snapshots/{feed}/{run_id}/part-{bucket:04d}.jsonl.gz"
+
+
+def encode_line(item: EncodedItem) -> bytes:
+    return b'{"k":%s,"h":"%s","i":%s}\n' % (orjson.dumps(item.key), item.hash.encode(), item.body)
+
+
+class PartWriter:
+    """Writes one part to a local file (gzip, level 6); counts items and bytes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.items = 0
+        self._raw: IO[bytes] = open(path, "wb")  # noqa: SIM115
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
+
+    def write(self, item: EncodedItem) -> None:
+        self._gz.write(encode_line(item))
+        self.items += 1
+
+    def close(self) -> tuple[int, str]:
+        """Finish the file; return (size in bytes, sha256 hex) of the stored object."""
+        self._gz.close()
+        self._raw.close()
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return self.path.stat().st_size, digest.hexdigest()
+
+
+def read_part(stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (key, hash, item JSON) for each line of a stored part."""
+    with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
+        for line in gz:
+            if not line.strip():
+                continue
+            rec = orjson.loads(line)
+            yield rec["k"], rec["h"], orjson.dumps(rec["i"])

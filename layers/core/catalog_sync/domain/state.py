@@ -1,0 +1,100 @@
+"""Feed state: what was compiled and what the SaaS side accepted, per item.
+
+State lives in buckets (items bucketed by group, see `feeds.bucket_of`), one
+record per identity key. A bucket is read and written whole, with a version for
+optimistic concurrency, so a run writes few large objects instead of one write
+per item, and concurrent writers (an export of an earlier run and a reindex)
+never lose each other's updates.
+
+An item needs sending when its compiled hash differs from what the SaaS side
+holds and it is not waiting on a change (failed as invalid); `status` says
+where it stands:
+
+- pending: queued for export (compiled by `run_id`).
+- sent: the SaaS API accepted `hash` (`sent_hash == hash`).
+- failed: the SaaS API rejected this version (`reason`); waits until it changes.
+- retry: a transient failure outlasted the retries; the next run sends it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"
+
+
+@dataclass(slots=True)
+class ItemState:
+    hash: str  # hash of the compiled version (the tombstone's hash when deleted)
+    status: Status
+    deleted: bool = False
+    sent_hash: str | None = None  # the version the SaaS side holds, as far as we know
+    reason: str | None = None  # why it failed or awaits a retry
+    changed_at: str = ""  # ISO 8601 time the compiled version last changed
+    run_id: str = ""  # the run that compiled or last queued this version
+    attempts: int = 0  # export attempts of this version that did not succeed
+    sent_deleted: bool = False  # what the SaaS side last accepted was a delete
+
+    @property
+    def needs_send(self) -> bool:
+        return self.status in (Status.PENDING, Status.RETRY)
+
+    @property
+    def held_by_saas(self) -> bool:
+        """True when the SaaS side holds a live (not deleted) version of the item."""
+        return self.sent_hash is not None and not self.sent_deleted
+
+    def to_row(self) -> list[Any]:
+        return [
+            self.hash,
+            self.status.value,
+            int(self.deleted),
+            self.sent_hash,
+            self.reason,
+            self.changed_at,
+            self.run_id,
+            self.attempts,
+            int(self.sent_deleted),
+        ]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> ItemState:
+        h, status, deleted, sent_hash, reason, changed_at, run_id, attempts, sent_del = row
+        return cls(
+            h, Status(status), bool(deleted), sent_hash, reason, changed_at, run_id, attempts,
+            bool(sent_del),
+        )
+
+
+@dataclass(slots=True)
+class StateBucket:
+    feed: str
+    bucket: int
+    version: int = 0  # 0: never written
+    records: dict[str, ItemState] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return orjson.dumps({k: v.to_row() for k, v in self.records.items()})
+
+    @classmethod
+    def decode(cls, feed: str, bucket: int, version: int, data: bytes) -> StateBucket:
+        rows = orjson.loads(data) if data else {}
+        return cls(feed, bucket, version, {k: ItemState.from_row(r) for k, r in rows.items()})
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {s.value: 0 for s in Status}
+        out["deleted"] = 0
+        for rec in self.records.values():
+            out[rec.status.value] += 1
+            if rec.deleted:
+                out["deleted"] += 1
+        return out
