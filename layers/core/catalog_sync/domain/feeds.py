@@ -84,9 +84,13 @@ def register(spec: FeedSpec) -> FeedSpec:
     return spec
 
 
-def get_feed(name: str) -> FeedSpec:
+def _load_builtin_feeds() -> None:
     from catalog_sync.domain import products  # noqa: F401  (registers the products feed)
 
+
+def get_feed(name: str) -> FeedSpec:
+    if name not in _REGISTRY:
+        _load_builtin_feeds()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -95,6 +99,5 @@ def get_feed(name: str) -> FeedSpec:
 
 
 def all_feeds() -> list[str]:
-    from catalog_sync.domain import products  # noqa: F401
-
+    _load_builtin_feeds()
     return sorted(_REGISTRY)

@@ -76,19 +76,51 @@ class ItemState:
 
 
 @dataclass(slots=True)
+class PartRef:
+    """The snapshot part holding the compiled content of a bucket's live items."""
+
+    key: str
+    items: int
+    bytes: int
+    sha256: str
+    run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "items": self.items,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(slots=True)
 class StateBucket:
+    """The state of one bucket. `part` points at the snapshot part that holds the
+    content of exactly the hashes recorded here: both are written in one
+    conditional write, so state and content can never disagree after a crash."""
+
     feed: str
     bucket: int
     version: int = 0  # 0: never written
     records: dict[str, ItemState] = field(default_factory=dict)
+    part: PartRef | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps({k: v.to_row() for k, v in self.records.items()})
+        return orjson.dumps(
+            {
+                "part": self.part.to_dict() if self.part else None,
+                "records": {k: v.to_row() for k, v in self.records.items()},
+            }
+        )
 
     @classmethod
     def decode(cls, feed: str, bucket: int, version: int, data: bytes) -> StateBucket:
-        rows = orjson.loads(data) if data else {}
-        return cls(feed, bucket, version, {k: ItemState.from_row(r) for k, r in rows.items()})
+        doc = orjson.loads(data) if data else {}
+        part = PartRef(**doc["part"]) if doc.get("part") else None
+        records = {k: ItemState.from_row(r) for k, r in doc.get("records", {}).items()}
+        return cls(feed, bucket, version, records, part)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {s.value: 0 for s in Status}

@@ -1,0 +1,463 @@
+"""The reindex use-case: source → feed items → hash → diff with the state →
+snapshot parts + state + export messages.
+
+Order of writes, per bucket, so that a crash anywhere loses nothing:
+1. the bucket's new snapshot part (an immutable object; an orphan is harmless),
+2. the bucket's state together with the pointer to that part (one conditional write),
+then, after all buckets, the manifest, the feed meta and the export messages. A crash
+before the messages leaves items `pending` in the state; the next run queues every
+bucket that has items to send, so it converges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from catalog_sync.domain.canonical import EncodedItem, canonical_bytes, content_hash, encode
+from catalog_sync.domain.errors import ConflictError, NotFoundError
+from catalog_sync.domain.feeds import BuildContext, FeedSpec, bucket_of, get_feed
+from catalog_sync.domain.ports import BlobStore, CatalogSource, Clock, ExportQueue, FeedState
+from catalog_sync.domain.records import ReadReport, Rejected, SourceIssue
+from catalog_sync.domain.runs import DEFAULT_BUCKETS, FeedMeta, RunKind, RunRecord
+from catalog_sync.domain.snapshot import (
+    ExportMessage,
+    Manifest,
+    PartInfo,
+    PartWriter,
+    manifest_key,
+    part_key,
+    read_part,
+)
+from catalog_sync.domain.spill import BucketSpill
+from catalog_sync.domain.state import ItemState, PartRef, StateBucket, Status
+
+log = logging.getLogger(__name__)
+
+MAX_ISSUES_IN_RUN = 100
+PREVIEW = 20
+STATE_READ_CHUNK = 16  # buckets per state read
+CONFLICT_TRIES = 8
+
+Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class ReindexRequest:
+    feed: str
+    kind: RunKind = "sync"
+    force: bool = False  # resync: queue every item, changed or not
+    no_reindex: bool = False  # resend the compiled feed without reading the source
+    by_ids: frozenset[str] | None = None  # only these groups (SKUs), lower-cased
+    dry_run: bool = False
+
+
+@dataclass
+class ReindexDeps:
+    state: FeedState
+    blobs: BlobStore
+    queue: ExportQueue
+    clock: Clock
+    new_id: Callable[[], str]
+    source: CatalogSource | None = None
+    store_views: tuple[tuple[str, str], ...] = (("default", "base"),)
+    buckets: int = DEFAULT_BUCKETS  # for a feed's first run
+    lease_seconds: int = 900
+    workdir: Path | None = None
+    progress: Progress | None = None
+
+
+@dataclass
+class ReindexResult:
+    run: RunRecord
+    messages: list[ExportMessage] = field(default_factory=list)
+    preview: dict[str, list[str]] = field(default_factory=dict)  # dry run: keys by change kind
+
+
+def new_run_id(now: datetime, new_id: Callable[[], str]) -> str:
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{new_id()[:8]}"
+
+
+def tombstone(spec: FeedSpec, key: str, now: datetime) -> EncodedItem:
+    data = orjson.loads(orjson.dumps(spec.tombstone(key, now)))
+    return EncodedItem(
+        key=key,
+        group=spec.group_of_key(key),
+        hash=content_hash(canonical_bytes(data)),
+        body=orjson.dumps(data),
+    )
+
+
+def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> ReindexResult:
+    spec = get_feed(request.feed)
+    now = deps.clock()
+    run_id = new_run_id(now, deps.new_id)
+    meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
+    run = RunRecord(
+        feed=spec.name,
+        run_id=run_id,
+        kind=request.kind,
+        started_at=now.isoformat(),
+        status="dry-run" if request.dry_run else "running",
+        source=None if request.no_reindex or deps.source is None else deps.source.describe(),
+    )
+    if request.dry_run:
+        return _run(spec, request, deps, meta, run, now)
+    deps.state.acquire_lease(spec.name, run_id, now, deps.lease_seconds)
+    try:
+        deps.state.put_run(run)
+        try:
+            result = _run(spec, request, deps, meta, run, now)
+        except Exception as exc:
+            run.status = "failed"
+            run.error = f"{type(exc).__name__}: {exc}"
+            run.finished_at = deps.clock().isoformat()
+            deps.state.put_run(run)
+            raise
+        return result
+    finally:
+        deps.state.release_lease(spec.name, run_id)
+
+
+def _run(
+    spec: FeedSpec,
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    meta: FeedMeta,
+    run: RunRecord,
+    now: datetime,
+) -> ReindexResult:
+    with contextlib.ExitStack() as stack:
+        workdir = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir))
+        )
+        spill = BucketSpill(workdir, meta.buckets)
+        issues: list[SourceIssue] = []
+        report = ReadReport(complete=True)
+        if not request.no_reindex:
+            if deps.source is None:
+                raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
+            report = _read_source(spec, request, deps, spill, issues, now)
+        spill.finish()
+        differ = _Differ(spec, request, deps, run.run_id, now, complete=report.complete)
+        _diff_buckets(differ, spill, deps, meta, workdir)
+
+    counts = differ.counts
+    counts["items_read"] = spill.items
+    counts["records"] = report.records
+    counts["rows"] = report.rows
+    counts["rejected"] = sum(1 for i in issues if i.severity == "error" and i.sku is not None)
+    run.complete = report.complete
+    run.counts = dict(counts)
+    run.issues_total = len(issues)
+    run.issues = [i.to_dict() for i in issues[:MAX_ISSUES_IN_RUN]]
+    result = ReindexResult(run=run, preview=differ.preview)
+    if request.dry_run:
+        run.finished_at = deps.clock().isoformat()
+        return result
+
+    manifest = Manifest(
+        feed=spec.name,
+        run_id=run.run_id,
+        created_at=now.isoformat(),
+        buckets=meta.buckets,
+        source=run.source,
+        complete=report.complete,
+        counts=dict(counts),
+        parts=[PartInfo(bucket=b, **ref.to_dict()) for b, ref in sorted(differ.parts.items())],
+    )
+    mkey = manifest_key(spec.name, run.run_id)
+    if issues:
+        deps.blobs.put_bytes(
+            f"runs/{spec.name}/{run.run_id}/issues.jsonl",
+            b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in issues),
+        )
+    deps.blobs.put_bytes(mkey, manifest.model_dump_json(indent=1).encode())
+    meta.latest_manifest = mkey
+    meta.last_run_id = run.run_id
+    deps.state.write_meta(meta)
+    result.messages = [
+        ExportMessage(
+            feed=spec.name,
+            run_id=run.run_id,
+            bucket=b,
+            part_key=differ.parts[b].key if b in differ.parts else None,
+            manifest_key=mkey,
+        )
+        for b in sorted(differ.to_export)
+    ]
+    deps.queue.send(result.messages)
+    run.manifest = mkey
+    run.parts_enqueued = len(result.messages)
+    run.status = "completed"
+    run.finished_at = deps.clock().isoformat()
+    deps.state.put_run(run)
+    return result
+
+
+def _read_source(
+    spec: FeedSpec,
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    spill: BucketSpill,
+    issues: list[SourceIssue],
+    now: datetime,
+) -> ReadReport:
+    assert deps.source is not None
+    ctx = BuildContext(now=now, store_views=deps.store_views)
+    buckets = spill.buckets
+    n = 0
+    for entry in deps.source.read(skus=request.by_ids):
+        if isinstance(entry, Rejected):
+            issues.extend(entry.issues)
+            if entry.sku is not None:
+                spill.keep(bucket_of(entry.sku, buckets), entry.sku)
+            continue
+        for item in spec.build(entry, ctx):
+            enc = encode(spec, item)
+            spill.add(bucket_of(enc.group, buckets), enc)
+        n += 1
+        if deps.progress and n % 10_000 == 0:
+            deps.progress("read", n, None)
+    report = deps.source.report()
+    issues.extend(report.issues)
+    configured = {code for code, _ in deps.store_views}
+    for code in report.store_views:
+        if code and code not in configured:
+            issues.append(
+                SourceIssue(
+                    f"rows for store view {code!r} ignored: it is not in STORE_VIEWS "
+                    f"({', '.join(sorted(configured))})",
+                    field="store_view_code",
+                    severity="warning",
+                )
+            )
+    if deps.progress:
+        deps.progress("read", n, n)
+    return report
+
+
+class _Differ:
+    """Diffs one bucket's compiled items against its state (a pure function of the
+    inputs, so a lost conditional write is simply re-applied to the fresh state)."""
+
+    def __init__(
+        self,
+        spec: FeedSpec,
+        request: ReindexRequest,
+        deps: ReindexDeps,
+        run_id: str,
+        now: datetime,
+        *,
+        complete: bool,
+    ) -> None:
+        self.spec = spec
+        self.request = request
+        self.deps = deps
+        self.run_id = run_id
+        self.now = now
+        self.now_iso = now.isoformat()
+        self.complete = complete
+        self.counts: dict[str, int] = dict.fromkeys(
+            (
+                "new",
+                "changed",
+                "deleted",
+                "unchanged",
+                "requeued",
+                "kept",
+                "deletions_withheld",
+                "parts_written",
+                "parts_reused",
+                "duplicates",
+            ),
+            0,
+        )
+        self.preview: dict[str, list[str]] = {"new": [], "changed": [], "deleted": []}
+        self.parts: dict[int, PartRef] = {}
+        self.to_export: set[int] = set()
+
+    def _note(self, kind: str, key: str, counts: dict[str, int]) -> None:
+        counts[kind] += 1
+        if self.request.dry_run and kind in self.preview and len(self.preview[kind]) < PREVIEW:
+            self.preview[kind].append(key.replace("\x1f", " / "))
+
+    def _queue(self, rec: ItemState) -> None:
+        rec.status = Status.PENDING
+        rec.reason = None
+        rec.attempts = 0
+        rec.run_id = self.run_id
+
+    def apply(
+        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str]
+    ) -> tuple[dict[str, int], bool]:
+        """Apply the diff to `bucket.records`; return its counts and whether the
+        bucket's live content changed (so its snapshot part must be rewritten)."""
+        counts = dict.fromkeys(self.counts, 0)
+        records = bucket.records
+        content_changed = False
+        force = self.request.force
+        for key, item in items.items():
+            rec = records.get(key)
+            if rec is None:
+                records[key] = ItemState(
+                    item.hash, Status.PENDING, changed_at=self.now_iso, run_id=self.run_id
+                )
+                self._note("new", key, counts)
+                content_changed = True
+            elif rec.hash != item.hash or rec.deleted:
+                rec.hash = item.hash
+                rec.deleted = False
+                rec.changed_at = self.now_iso
+                self._queue(rec)
+                self._note("changed", key, counts)
+                content_changed = True
+            elif force or rec.status is Status.RETRY:
+                self._queue(rec)
+                counts["requeued"] += 1
+            else:
+                counts["unchanged"] += 1
+        by_ids = self.request.by_ids
+        for key, rec in records.items():
+            if key in items:
+                continue
+            group = self.spec.group_of_key(key).lower()
+            if by_ids is not None and group not in by_ids:
+                continue  # outside this run's scope
+            if group in keep:
+                if not rec.deleted:
+                    counts["kept"] += 1
+                continue
+            if rec.deleted:
+                if force and rec.held_by_saas:
+                    self._queue(rec)
+                    counts["requeued"] += 1
+                continue
+            if not self.complete:
+                counts["deletions_withheld"] += 1
+                continue
+            rec.deleted = True
+            rec.hash = tombstone(self.spec, key, self.now).hash
+            rec.changed_at = self.now_iso
+            self._queue(rec)
+            self._note("deleted", key, counts)
+            content_changed = True
+        if self.request.no_reindex:
+            for rec in records.values():
+                if not rec.deleted or rec.held_by_saas:
+                    self._queue(rec)
+                    counts["requeued"] += 1
+        return counts, content_changed
+
+
+def _diff_buckets(
+    differ: _Differ, spill: BucketSpill, deps: ReindexDeps, meta: FeedMeta, workdir: Path
+) -> None:
+    feed = differ.spec.name
+    total = meta.buckets
+    for start in range(0, total, STATE_READ_CHUNK):
+        numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
+        for bucket in deps.state.read_buckets(feed, numbers):
+            if differ.request.no_reindex:
+                items: dict[str, EncodedItem] = {}
+                keep: set[str] = set()
+            else:
+                items, keep, duplicates = spill.read(bucket.bucket)
+                differ.counts["duplicates"] += len(duplicates)
+            _diff_one(differ, deps, bucket, items, keep, workdir)
+        if deps.progress:
+            deps.progress("diff", numbers[-1] + 1, total)
+
+
+def _diff_one(
+    differ: _Differ,
+    deps: ReindexDeps,
+    bucket: StateBucket,
+    items: dict[str, EncodedItem],
+    keep: set[str],
+    workdir: Path,
+) -> None:
+    new_part: PartRef | None = None  # the content does not depend on the attempt
+    for attempt in range(CONFLICT_TRIES):
+        counts, content_changed = differ.apply(bucket, items, keep)
+        if differ.request.dry_run:
+            break
+        if content_changed:
+            if new_part is None:
+                new_part = _write_part(differ, deps, bucket, items, workdir)
+            bucket.part = new_part
+        needs_send = any(r.needs_send for r in bucket.records.values())
+        if not bucket.records and bucket.version == 0:
+            break  # an empty bucket that never existed: nothing to store
+        if not (content_changed or needs_send or counts["requeued"]):
+            break  # nothing changed: no write
+        try:
+            deps.state.write_bucket(bucket)
+            break
+        except ConflictError:
+            log.info("bucket %s/%d changed under us; re-applying", bucket.feed, bucket.bucket)
+            if attempt == CONFLICT_TRIES - 1:
+                raise
+            bucket = deps.state.read_buckets(bucket.feed, [bucket.bucket])[0]
+    for k, v in counts.items():
+        differ.counts[k] += v
+    if bucket.part is not None:
+        differ.parts[bucket.bucket] = bucket.part
+        if content_changed:
+            differ.counts["parts_written"] += 1
+        else:
+            differ.counts["parts_reused"] += 1
+    if any(r.needs_send for r in bucket.records.values()):
+        differ.to_export.add(bucket.bucket)
+
+
+def _write_part(
+    differ: _Differ,
+    deps: ReindexDeps,
+    bucket: StateBucket,
+    items: dict[str, EncodedItem],
+    workdir: Path,
+) -> PartRef | None:
+    """Write the bucket's live content: this run's items plus, from the previous
+    part, the live items this run did not read (rejected records, partial reads)."""
+    feed = differ.spec.name
+    path = workdir / f"part-{bucket.bucket:04d}.jsonl.gz"
+    writer = PartWriter(path)
+    for item in items.values():
+        writer.write(item)
+    for item in _carried_over(deps, bucket, items):
+        writer.write(item)
+    size, sha = writer.close()
+    if differ.request.dry_run:
+        path.unlink()
+        return None
+    key = part_key(feed, differ.run_id, bucket.bucket)
+    if writer.items == 0:
+        path.unlink()
+        return PartRef(key="", items=0, bytes=0, sha256="", run_id=differ.run_id)
+    deps.blobs.put_file(key, path)
+    path.unlink()
+    return PartRef(key=key, items=writer.items, bytes=size, sha256=sha, run_id=differ.run_id)
+
+
+def _carried_over(
+    deps: ReindexDeps, bucket: StateBucket, items: dict[str, EncodedItem]
+) -> Iterator[EncodedItem]:
+    prev = bucket.part
+    if prev is None or not prev.key:
+        return
+    records = bucket.records
+    with deps.blobs.open(prev.key) as stream:
+        for key, h, body in read_part(stream):
+            if key in items:
+                continue
+            rec = records.get(key)
+            if rec is not None and not rec.deleted and rec.hash == h:
+                yield EncodedItem(key=key, group="", hash=h, body=body)

@@ -1,0 +1,95 @@
+"""Spill files: encoded items partitioned by state bucket on local disk.
+
+The reindex streams the source once, spilling each encoded item into its
+bucket's file, then diffs one bucket at a time: memory holds one bucket, never
+the catalog.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from catalog_sync.domain.canonical import EncodedItem
+
+_ITEM = b"I"
+_KEEP = b"K"
+_LEN = struct.Struct("<III")  # key, hash, body lengths
+_KLEN = struct.Struct("<I")
+
+
+class BucketSpill:
+    def __init__(self, workdir: Path, buckets: int) -> None:
+        self.workdir = workdir
+        self.buckets = buckets
+        self._files: dict[int, IO[bytes]] = {}
+        self.items = 0
+
+    def _file(self, bucket: int) -> IO[bytes]:
+        f = self._files.get(bucket)
+        if f is None:
+            f = open(self.workdir / f"spill-{bucket:04d}.bin", "wb", buffering=1 << 16)  # noqa: SIM115
+            self._files[bucket] = f
+        return f
+
+    def add(self, bucket: int, item: EncodedItem) -> None:
+        key = item.key.encode("utf-8")
+        h = item.hash.encode("ascii")
+        f = self._file(bucket)
+        f.write(_ITEM + _LEN.pack(len(key), len(h), len(item.body)))
+        f.write(key)
+        f.write(h)
+        f.write(item.body)
+        self.items += 1
+
+    def keep(self, bucket: int, group: str) -> None:
+        """Mark a group whose record was rejected: its items keep their state."""
+        g = group.encode("utf-8")
+        self._file(bucket).write(_KEEP + _KLEN.pack(len(g)) + g)
+
+    def finish(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    def read(self, bucket: int) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
+        """Items of a bucket by key, the kept groups (lower-cased), and duplicate keys."""
+        items: dict[str, EncodedItem] = {}
+        keep: set[str] = set()
+        duplicates: list[str] = []
+        path = self.workdir / f"spill-{bucket:04d}.bin"
+        if not path.exists():
+            return items, keep, duplicates
+        for kind, a, b, c in _records(path):
+            if kind == _KEEP:
+                keep.add(a.lower())
+            else:
+                assert b is not None and c is not None
+                if a in items:
+                    duplicates.append(a)
+                items[a] = EncodedItem(key=a, group="", hash=b, body=c)
+        path.unlink()
+        return items, keep, duplicates
+
+
+def _records(path: Path) -> Iterator[tuple[bytes, str, str | None, bytes | None]]:
+    data = path.read_bytes()
+    pos, end = 0, len(data)
+    while pos < end:
+        kind = data[pos : pos + 1]
+        pos += 1
+        if kind == _KEEP:
+            (n,) = _KLEN.unpack_from(data, pos)
+            pos += _KLEN.size
+            yield kind, data[pos : pos + n].decode("utf-8"), None, None
+            pos += n
+        else:
+            kl, hl, bl = _LEN.unpack_from(data, pos)
+            pos += _LEN.size
+            key = data[pos : pos + kl].decode("utf-8")
+            pos += kl
+            h = data[pos : pos + hl].decode("ascii")
+            pos += hl
+            yield kind, key, h, data[pos : pos + bl]
+            pos += bl

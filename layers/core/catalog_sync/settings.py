@@ -1,0 +1,73 @@
+"""Environment settings, checked once at cold start (a pydantic model)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from catalog_sync.domain.errors import ConfigError
+
+
+class Settings(BaseModel):
+    """Every setting is an environment variable of the same name in upper case."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    snapshot_bucket: str = Field(min_length=1)
+    state_table: str = Field(min_length=1)
+    export_queue_url: str = Field(min_length=1)
+    saas_base_url: str = Field(min_length=1)
+    saas_environment_id: str = Field(min_length=1)
+    saas_api_key_secret_id: str | None = None  # Secrets Manager secret name or ARN
+    saas_api_key_parameter: str | None = None  # or an SSM SecureString parameter name
+    catalog_source: str | None = None  # path, s3://bucket/key (Magento export CSV)
+    store_views: str = "default:base"  # storeViewCode:websiteCode, comma-separated
+    feeds: str = "products"  # feeds the hourly sync covers
+    state_buckets: int = Field(default=64, ge=1, le=4096)
+    saas_max_items: int = Field(default=1000, ge=1)
+    saas_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    saas_max_tries: int = Field(default=5, ge=1)
+    saas_timeout_seconds: float = Field(default=30.0, gt=0)
+    lease_seconds: int = Field(default=900, ge=10)
+    secret_max_age_seconds: int = Field(default=300, ge=0)
+    work_dir: str | None = None  # scratch space for spills (Lambda: /tmp)
+
+    @field_validator("store_views")
+    @classmethod
+    def _check_store_views(cls, v: str) -> str:
+        for pair in v.split(","):
+            code, sep, website = pair.strip().partition(":")
+            if not code or not sep or not website:
+                raise ValueError(f"expected storeViewCode:websiteCode pairs, got {pair!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Settings:
+        if not (self.saas_api_key_secret_id or self.saas_api_key_parameter):
+            raise ValueError("set SAAS_API_KEY_SECRET_ID or SAAS_API_KEY_PARAMETER")
+        return self
+
+    def store_view_pairs(self) -> list[tuple[str, str]]:
+        out = []
+        for pair in self.store_views.split(","):
+            code, _, website = pair.strip().partition(":")
+            out.append((code, website))
+        return out
+
+    def feed_names(self) -> list[str]:
+        return [f.strip() for f in self.feeds.split(",") if f.strip()]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"bad configuration: {problems}") from None

@@ -1,0 +1,180 @@
+"""In-memory fakes of the ports, for fast unit tests of the use-cases."""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from catalog_sync.domain.errors import ConflictError, LeaseHeldError, NotFoundError
+from catalog_sync.domain.ports import ItemOutcome, OutgoingItem
+from catalog_sync.domain.records import ReadReport
+from catalog_sync.domain.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.domain.snapshot import ExportMessage
+from catalog_sync.domain.state import StateBucket
+
+
+class MemoryBlobs:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.objects[key] = path.read_bytes()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.objects[key] = data
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.objects[key]
+        except KeyError:
+            raise NotFoundError(key) from None
+
+    def open(self, key: str) -> BinaryIO:
+        return io.BytesIO(self.get_bytes(key))
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+
+class MemoryState:
+    def __init__(self) -> None:
+        self.buckets: dict[tuple[str, int], tuple[int, bytes]] = {}
+        self.meta: dict[str, FeedMeta] = {}
+        self.runs: dict[tuple[str, str], RunRecord] = {}
+        self.parts: dict[tuple[str, str, int], PartResult] = {}
+        self.leases: dict[str, tuple[str, datetime]] = {}
+        self.writes = 0
+
+    def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
+        out = []
+        for b in buckets:
+            version, data = self.buckets.get((feed, b), (0, b""))
+            out.append(StateBucket.decode(feed, b, version, data))
+        return out
+
+    def write_bucket(self, bucket: StateBucket) -> None:
+        version, _ = self.buckets.get((bucket.feed, bucket.bucket), (0, b""))
+        if version != bucket.version:
+            raise ConflictError(f"{bucket.feed}/{bucket.bucket}")
+        bucket.version += 1
+        self.buckets[(bucket.feed, bucket.bucket)] = (bucket.version, bucket.encode())
+        self.writes += 1
+
+    def all_records(self, feed: str) -> dict[str, Any]:
+        out = {}
+        for (f, b), (v, data) in self.buckets.items():
+            if f == feed:
+                out.update(StateBucket.decode(f, b, v, data).records)
+        return out
+
+    def read_meta(self, feed: str) -> FeedMeta | None:
+        m = self.meta.get(feed)
+        return m.model_copy() if m else None
+
+    def write_meta(self, meta: FeedMeta) -> None:
+        self.meta[meta.feed] = meta.model_copy()
+
+    def put_run(self, run: RunRecord) -> None:
+        self.runs[(run.feed, run.run_id)] = run.model_copy(deep=True)
+
+    def get_run(self, feed: str, run_id: str) -> RunRecord | None:
+        return self.runs.get((feed, run_id))
+
+    def list_runs(self, feed: str, limit: int = 10) -> list[RunRecord]:
+        runs = sorted((r for (f, _), r in self.runs.items() if f == feed), key=lambda r: r.run_id)
+        return list(reversed(runs))[:limit]
+
+    def put_part_result(self, result: PartResult) -> None:
+        self.parts[(result.feed, result.run_id, result.bucket)] = result
+
+    def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
+        return [r for (f, rid, _), r in sorted(self.parts.items()) if f == feed and rid == run_id]
+
+    def acquire_lease(self, feed: str, holder: str, now: datetime, ttl_seconds: int) -> None:
+        current = self.leases.get(feed)
+        if current and current[0] != holder and current[1] > now:
+            raise LeaseHeldError(feed, current[0], current[1].isoformat())
+        self.leases[feed] = (holder, now + timedelta(seconds=ttl_seconds))
+
+    def release_lease(self, feed: str, holder: str) -> None:
+        if self.leases.get(feed, ("",))[0] == holder:
+            del self.leases[feed]
+
+
+class MemoryQueue:
+    def __init__(self) -> None:
+        self.messages: list[ExportMessage] = []
+
+    def send(self, messages: Sequence[ExportMessage]) -> None:
+        self.messages.extend(messages)
+
+    def drain(self) -> list[ExportMessage]:
+        out, self.messages = self.messages, []
+        return out
+
+
+@dataclass
+class ScriptedSink:
+    """Accepts everything, except keys listed in `invalid` (failed) or `flaky`
+    (retry); `received` keeps every accepted item body by key."""
+
+    invalid: dict[str, str] = field(default_factory=dict)
+    flaky: set[str] = field(default_factory=set)
+    received: dict[str, bytes] = field(default_factory=dict)
+    calls: list[list[str]] = field(default_factory=list)
+
+    def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
+        self.calls.append([i.key for i in items])
+        out = []
+        for item in items:
+            if item.key in self.invalid:
+                out.append(ItemOutcome("failed", self.invalid[item.key]))
+            elif item.key in self.flaky:
+                out.append(ItemOutcome("retry", "HTTP 503 after 5 tries"))
+            else:
+                self.received[item.key] = item.body
+                out.append(ItemOutcome("sent"))
+        return out
+
+
+class ListSource:
+    """A catalog source over a list of records (and `Rejected`s)."""
+
+    def __init__(self, entries: list[Any], *, complete: bool = True) -> None:
+        self.entries = entries
+        self.complete = complete
+
+    def read(self, *, skus: Collection[str] | None = None) -> Iterator[Any]:
+        for e in self.entries:
+            sku = getattr(e, "sku", None)
+            if skus is None or (sku is not None and sku.lower() in skus):
+                yield copy.deepcopy(e)
+
+    def report(self) -> ReadReport:
+        return ReadReport(complete=self.complete, records=len(self.entries))
+
+    def describe(self) -> str:
+        return "list"
+
+
+class Clock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+class Ids:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return f"{self.n:08x}"
