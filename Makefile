@@ -5,7 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SAM_VENV := .sam-venv
 SAM    := $(SAM_VENV)/bin/sam
+SAM_STAMP = $(SAM_VENV)/.installed-$(SAM_VERSION)
 SAM_VERSION := 1.170.0
+SAM_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+# validate/build are offline: no telemetry, and no AWS account needed.
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(SAM_REGION)
 PYTEST_ARGS ?=
 
 .PHONY: help venv test test-fast lint format demo bench soak build validate lock clean
@@ -50,15 +54,19 @@ bench: $(STAMP)
 soak: $(STAMP)
 	CATALOG_SYNC_SOAK=1 $(BIN)/python -m pytest -q -p no:xdist tests/e2e/test_property_sync.py
 
-$(SAM): 
+# aws-sam-cli pins its own boto3/pydantic: it gets a venv of its own.
+$(SAM_STAMP):
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
+	touch $(SAM_STAMP)
 
-validate: $(SAM)
-	$(SAM) validate --lint --region us-east-1
+validate: $(SAM_STAMP)
+	$(SAM_ENV) $(SAM) validate --lint --template template.yaml --region $(SAM_REGION)
 
+# Builds without Docker: python3.11 must be on PATH; the layer's arm64 wheels come from the index.
 build: validate
-	$(SAM) build --region us-east-1
+	$(SAM_ENV) $(SAM) build --template template.yaml --region $(SAM_REGION)
+	test -d .aws-sam/build/CoreLayer/python/catalog_sync
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

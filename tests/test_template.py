@@ -1,0 +1,257 @@
+"""The SAM template: lints clean and wires what the application expects.
+
+cfn-lint runs in-process (the library from the project venv, with the SAM transform).
+The template is read with cfn-lint's own decoder, which understands the short-form
+intrinsic functions (!Ref, !Sub, !If...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from catalog_sync.settings import Settings
+from cfnlint import api as cfnlint_api
+from cfnlint import decode as cfnlint_decode
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+FUNCTIONS = ("ReindexFunction", "ExportFunction")
+POWERTOOLS_VARS = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_METRICS_NAMESPACE",
+}
+APP_VARS = {
+    "SNAPSHOT_BUCKET",
+    "STATE_TABLE",
+    "EXPORT_QUEUE_URL",
+    "SAAS_BASE_URL",
+    "SAAS_ENVIRONMENT_ID",
+    "SAAS_API_KEY_SECRET_ID",
+    "CATALOG_SOURCE",
+    "STORE_VIEWS",
+    "WORK_DIR",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    tpl, matches = cfnlint_decode.decode_str(TEMPLATE.read_text())
+    assert not matches, [m.message for m in matches]
+    assert tpl is not None
+    return tpl
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def _props(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    return resources[name]["Properties"]
+
+
+def _function_env(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """The function's environment as deployed: Globals merged with its own."""
+    env = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    own = template["Resources"][name]["Properties"].get("Environment", {})
+    env.update(own.get("Variables", {}))
+    return env
+
+
+def _function_setting(template: dict[str, Any], name: str, key: str) -> Any:
+    props = template["Resources"][name]["Properties"]
+    return props.get(key, template["Globals"]["Function"].get(key))
+
+
+def test_template_lints_without_errors_or_warnings() -> None:
+    matches = cfnlint_api.lint_all(TEMPLATE.read_text())
+    problems = [
+        f"{m.rule.id} line {m.linenumber}: {m.message}"
+        for m in matches
+        if m.rule.id[0] in ("E", "W")
+    ]
+    assert problems == []
+
+
+def test_template_lint_catches_a_broken_template() -> None:
+    # Guards the test above: lint_all must really report errors for this template type.
+    broken = TEMPLATE.read_text().replace("BillingMode: PAY_PER_REQUEST", "BillingMode: FREE")
+    matches = cfnlint_api.lint_all(broken)
+    assert any(m.rule.id.startswith("E") for m in matches)
+
+
+def test_template_state_table_has_pk_sk_key_schema(resources: dict[str, Any]) -> None:
+    table = resources["StateTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    props = table["Properties"]
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]} == {
+        ("pk", "S"),
+        ("sk", "S"),
+    }
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_template_reindex_runs_on_the_sync_schedule(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    events = _props(resources, "ReindexFunction")["Events"]
+    schedules = [e["Properties"] for e in events.values() if e["Type"] == "Schedule"]
+    assert len(schedules) == 1
+    assert schedules[0]["Schedule"] == {"Ref": "SyncSchedule"}
+    # No Input: the function gets the standard "Scheduled Event".
+    assert "Input" not in schedules[0]
+    assert template["Parameters"]["SyncSchedule"]["Default"] == "rate(1 hour)"
+
+
+def test_template_reindex_sizing(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    props = _props(resources, "ReindexFunction")
+    assert props["Handler"] == "app.handler"
+    assert props["CodeUri"] == "functions/reindex/"
+    assert props["Timeout"] == 900
+    assert props["MemorySize"] == 1769
+    assert props["EphemeralStorage"] == {"Size": 4096}
+    assert _function_setting(template, "ReindexFunction", "Runtime") == "python3.11"
+
+
+def test_template_export_queue_redrives_to_dlq(resources: dict[str, Any]) -> None:
+    queue = _props(resources, "ExportQueue")
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ExportDLQ", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert _props(resources, "ExportDLQ")["MessageRetentionPeriod"] == 14 * 24 * 3600
+    alarm = _props(resources, "ExportDLQAlarm")
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ExportDLQ", "QueueName"]}
+
+
+def test_template_export_queue_visibility_is_six_times_export_timeout(
+    resources: dict[str, Any],
+) -> None:
+    timeout = _props(resources, "ExportFunction")["Timeout"]
+    assert _props(resources, "ExportQueue")["VisibilityTimeout"] == 6 * timeout
+
+
+def test_template_export_consumes_queue_with_partial_batch_failures(
+    resources: dict[str, Any],
+) -> None:
+    events = _props(resources, "ExportFunction")["Events"]
+    sqs = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert len(sqs) == 1
+    assert sqs[0]["Queue"] == {"Fn::GetAtt": ["ExportQueue", "Arn"]}
+    assert sqs[0]["BatchSize"] == 5
+    assert sqs[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sqs[0]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "ExportConcurrency"}}
+
+
+def test_template_functions_use_the_core_layer(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    layer = resources["CoreLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/core/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    assert (ROOT / "layers/core/requirements.txt").is_file()
+    for name in FUNCTIONS:
+        assert _function_setting(template, name, "Layers") == [{"Ref": "CoreLayer"}]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_template_env_vars_are_settings_fields(template: dict[str, Any], name: str) -> None:
+    env = set(_function_env(template, name))
+    fields = {f.upper() for f in Settings.model_fields}
+    unknown = env - fields - POWERTOOLS_VARS
+    assert unknown == set(), f"{name}: env vars that Settings does not read: {sorted(unknown)}"
+    missing = APP_VARS - env
+    assert missing == set(), f"{name}: env vars missing: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_template_env_sets_every_required_setting(template: dict[str, Any], name: str) -> None:
+    env = set(_function_env(template, name))
+    required = {f.upper() for f, info in Settings.model_fields.items() if info.is_required()}
+    assert required <= env
+
+
+def test_template_outputs_name_the_deployed_resources(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    expected = {
+        "ReindexFunctionName": "ReindexFunction",
+        "ExportFunctionName": "ExportFunction",
+        "SnapshotBucketName": "SnapshotBucket",
+        "StateTableName": "StateTable",
+        "ExportQueueUrl": "ExportQueue",
+        "ExportDLQUrl": "ExportDLQ",
+    }
+    assert {k: outputs[k]["Value"] for k in expected} == {
+        k: {"Ref": v} for k, v in expected.items()
+    }
+
+
+def test_template_parameters_are_all_declared(template: dict[str, Any]) -> None:
+    params = set(template["Parameters"])
+    assert {
+        "SaasBaseUrl",
+        "SaasEnvironmentId",
+        "SaasApiKeySecretId",
+        "CatalogSource",
+        "CatalogSourceBucket",
+        "StoreViews",
+        "SyncSchedule",
+        "ExportConcurrency",
+        "SnapshotRetentionDays",
+        "LogLevel",
+    } <= params
+    assert template["Parameters"]["StoreViews"]["Default"] == "default:base"
+    assert template["Parameters"]["ExportConcurrency"]["Default"] == 5
+
+
+def test_template_snapshot_bucket_is_private_and_encrypted(resources: dict[str, Any]) -> None:
+    props = _props(resources, "SnapshotBucket")
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert "VersioningConfiguration" not in props
+
+
+def test_template_function_code_dirs_exist(resources: dict[str, Any]) -> None:
+    for name in FUNCTIONS:
+        code = ROOT / _props(resources, name)["CodeUri"]
+        assert code.is_dir(), f"{name}: CodeUri {code} is missing"
+
+
+def _policy_names(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for policy in _props(resources, name)["Policies"]:
+        out.update(policy)
+    return out
+
+
+def test_template_functions_may_use_what_they_touch(resources: dict[str, Any]) -> None:
+    reindex = _policy_names(resources, "ReindexFunction")
+    assert reindex["S3CrudPolicy"] == {"BucketName": {"Ref": "SnapshotBucket"}}
+    assert reindex["DynamoDBCrudPolicy"] == {"TableName": {"Ref": "StateTable"}}
+    assert reindex["SQSSendMessagePolicy"] == {
+        "QueueName": {"Fn::GetAtt": ["ExportQueue", "QueueName"]}
+    }
+    assert "S3ReadPolicy" in reindex  # the catalog source bucket
+    export = _policy_names(resources, "ExportFunction")
+    assert export["S3CrudPolicy"] == {"BucketName": {"Ref": "SnapshotBucket"}}
+    assert export["DynamoDBCrudPolicy"] == {"TableName": {"Ref": "StateTable"}}
+    actions = {
+        branch["Action"]
+        for stmt in export["Statement"]
+        for branch in (stmt["Fn::If"][1:2] if "Fn::If" in stmt else [stmt])
+    }
+    assert {"secretsmanager:GetSecretValue", "ssm:GetParameter", "kms:Decrypt"} <= actions
