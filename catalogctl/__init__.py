@@ -1,0 +1,1 @@
+"""catalogctl: command-line tools for catalog-sync (operators, demo, benchmarks)."""
