@@ -1,0 +1,170 @@
+"""Source-neutral catalog records: what a catalog source (the Magento export CSV,
+later the Magento REST API) yields for each product, and what the feed builders read.
+
+A `CatalogProduct` holds the product's global values (`values`) and, per store
+view, the store-scoped values that differ (`overrides`, sparse: `None` means
+"inherit"). `values_for(view)` gives the values as that store view sees them.
+Everything else (websites, categories, stock, gallery, variants, links) is global,
+as in Magento. Values are already typed: numbers are floats, dates aware
+datetimes, select/multiselect values admin labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import TypeVar
+
+_V = TypeVar("_V", str, tuple[str, ...])
+
+PRODUCT_TYPES = frozenset(
+    {"simple", "virtual", "configurable", "bundle", "grouped", "downloadable", "giftcard"}
+)
+VISIBILITIES = ("Not Visible Individually", "Catalog", "Search", "Catalog, Search")
+IMAGE_ROLES = ("base", "small", "thumbnail", "swatch")
+
+# StoreValues fields that are plain scalars (overlay: a non-None override wins).
+SCALAR_VALUES = (
+    "name",
+    "description",
+    "short_description",
+    "url_key",
+    "enabled",
+    "visibility",
+    "tax_class",
+    "weight",
+    "price",
+    "special_price",
+    "special_from",
+    "special_to",
+    "meta_title",
+    "meta_keywords",
+    "meta_description",
+)
+
+
+@dataclass(slots=True)
+class StoreValues:
+    """The store-scoped values of a product.
+
+    As global values: `None` = no value. As a store view's overrides: `None` =
+    inherit the global value; a field named in `cleared` was explicitly emptied
+    (`__EMPTY__VALUE__`) in that store view. In `attributes`, `images` and
+    `image_labels` an override replaces the entry of the same key; an empty tuple
+    in `attributes` (or an empty string in the image dicts) clears it.
+    """
+
+    name: str | None = None
+    description: str | None = None
+    short_description: str | None = None
+    url_key: str | None = None
+    enabled: bool | None = None
+    visibility: str | None = None  # a label of VISIBILITIES
+    tax_class: str | None = None
+    weight: float | None = None
+    price: float | None = None
+    special_price: float | None = None
+    special_from: datetime | None = None
+    special_to: datetime | None = None
+    meta_title: str | None = None
+    meta_keywords: str | None = None
+    meta_description: str | None = None
+    images: dict[str, str] = field(default_factory=dict)  # role (IMAGE_ROLES) -> path
+    image_labels: dict[str, str] = field(default_factory=dict)  # role -> label
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # code -> values
+    cleared: frozenset[str] = frozenset()  # SCALAR_VALUES fields emptied explicitly
+
+    def overlay(self, override: StoreValues) -> StoreValues:
+        """These values with `override`'s non-empty values (and clears) on top."""
+        out = StoreValues(
+            images=_merge(self.images, override.images),
+            image_labels=_merge(self.image_labels, override.image_labels),
+            attributes=_merge(self.attributes, override.attributes),
+        )
+        cleared = override.cleared
+        for name in SCALAR_VALUES:
+            value = getattr(override, name)
+            if value is None:
+                value = None if name in cleared else getattr(self, name)
+            setattr(out, name, value)
+        return out
+
+
+def _merge(base: dict[str, _V], over: dict[str, _V]) -> dict[str, _V]:
+    if not over:
+        return {k: v for k, v in base.items() if v}
+    merged = dict(base)
+    merged.update(over)
+    return {k: v for k, v in merged.items() if v}
+
+
+@dataclass(frozen=True, slots=True)
+class Stock:
+    qty: float = 0.0
+    is_in_stock: bool = False
+    manage_stock: bool | None = None  # None: the store configuration decides
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryImage:
+    """One media gallery image (`additional_images`), position from 1 in file order."""
+
+    path: str
+    label: str | None = None
+    position: int = 0
+    hidden: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A configurable product's child: its SKU and option values {attribute code: label}."""
+
+    sku: str
+    options: tuple[tuple[str, str], ...] = ()  # (code, label), in source order
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedLink:
+    sku: str
+    qty: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    related: tuple[str, ...] = ()
+    crosssell: tuple[str, ...] = ()
+    upsell: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class CatalogProduct:
+    """One product of the catalog, all store views."""
+
+    sku: str
+    line: int | None = None  # where the product starts in the source (for errors)
+    product_type: str = "simple"  # one of PRODUCT_TYPES
+    attribute_set: str = "Default"
+    websites: tuple[str, ...] | None = None  # website codes; None: not given (all websites)
+    values: StoreValues = field(default_factory=StoreValues)  # global (admin) values
+    overrides: dict[str, StoreValues] = field(default_factory=dict)  # store view -> overrides
+    categories: tuple[tuple[str, ...], ...] = ()  # paths of names, root left out
+    stock: Stock | None = None
+    gallery: tuple[GalleryImage, ...] = ()
+    variants: tuple[Variant, ...] = ()  # configurable children
+    variant_labels: dict[str, str] = field(default_factory=dict)  # attribute code -> label
+    parent_skus: tuple[str, ...] = ()  # configurables that list this product as a child
+    links: Links = field(default_factory=Links)
+    grouped: tuple[GroupedLink, ...] = ()  # grouped product's associated products
+
+    def values_for(self, store_view: str) -> StoreValues:
+        """The values as `store_view` sees them: global overlaid with its overrides."""
+        override = self.overrides.get(store_view)
+        if override is None:
+            return self.values
+        return self.values.overlay(override)
+
+    def in_website(self, website: str) -> bool:
+        return self.websites is None or website in self.websites
+
+
+STORE_VALUE_FIELDS = tuple(f.name for f in fields(StoreValues))

@@ -1,0 +1,286 @@
+"""The `products` feed: one item per product and store view.
+
+Identity `sku` + `storeViewCode`, grouped by `sku`. Every list whose order means
+nothing is sorted, and numbers are floats, so the canonical hash of an item does
+not change when the source reorders rows, list entries or writes `52.0000` for `52`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from catalog_sync.domain.catalog import CatalogProduct, StoreValues
+from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, register
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ProductImage(_Part):
+    url: str  # path under pub/media/catalog/product, as Magento exports it
+    label: str | None = None
+    roles: list[str] = []  # sorted: base, small, swatch, thumbnail
+    position: int = 0
+    hidden: bool = False
+
+
+class ProductAttribute(_Part):
+    code: str
+    values: list[str]  # sorted labels
+
+
+class ProductPrice(_Part):
+    regular: float | None = None
+    special: float | None = None  # only while the special price is active
+    special_from: datetime | None = None
+    special_to: datetime | None = None
+    final: float | None = None
+
+
+class ProductAvailability(_Part):
+    in_stock: bool
+    qty: float = 0.0
+    manage_stock: bool | None = None
+
+
+class VariantOption(_Part):
+    code: str
+    label: str
+
+
+class ProductVariant(_Part):
+    sku: str
+    options: list[VariantOption]  # sorted by code
+
+
+class ConfigurableAttribute(_Part):
+    code: str
+    label: str | None = None
+
+
+class ProductLinks(_Part):
+    related: list[str] = []
+    crosssell: list[str] = []
+    upsell: list[str] = []
+
+
+class GroupedProduct(_Part):
+    sku: str
+    qty: float | None = None
+
+
+class ProductItem(FeedItem):
+    sku: str
+    store_view_code: str
+    website_code: str
+    attribute_set_code: str = "Default"
+    type: str = "simple"
+    name: str | None = None
+    description: str | None = None
+    short_description: str | None = None
+    url_key: str | None = None
+    enabled: bool = True
+    visibility: str | None = None
+    tax_class: str | None = None
+    weight: float | None = None
+    meta_title: str | None = None
+    meta_keywords: str | None = None
+    meta_description: str | None = None
+    categories: list[str] = []
+    images: list[ProductImage] = []
+    attributes: list[ProductAttribute] = []
+    price: ProductPrice = ProductPrice()
+    availability: ProductAvailability | None = None
+    parent_skus: list[str] = []
+    variants: list[ProductVariant] = []
+    configurable_attributes: list[ConfigurableAttribute] = []
+    links: ProductLinks = ProductLinks()
+    grouped_products: list[GroupedProduct] = []
+
+
+def category_path(path: tuple[str, ...]) -> str:
+    """`("Men", "Tops")` -> `"Men/Tops"`; a `/` inside a name stays escaped as `\\/`."""
+    return "/".join(name.replace("/", "\\/") for name in path)
+
+
+def special_active(values: StoreValues, now: datetime) -> bool:
+    """Whether the special price applies at `now`. A `to` date without a time
+    (midnight) covers that whole day, as in Magento."""
+    if values.special_price is None:
+        return False
+    start, end = values.special_from, values.special_to
+    if start is not None and now < start:
+        return False
+    if end is not None:
+        if (end.hour, end.minute, end.second, end.microsecond) == (0, 0, 0, 0):
+            end = end + timedelta(days=1)
+            return now < end
+        return now <= end
+    return True
+
+
+def _price(values: StoreValues, now: datetime) -> dict[str, Any]:
+    regular = values.price
+    special = values.special_price if special_active(values, now) else None
+    final = regular
+    if special is not None:
+        final = special if regular is None else min(regular, special)
+    return {
+        "regular": regular,
+        "special": special,
+        "specialFrom": values.special_from,
+        "specialTo": values.special_to,
+        "final": final,
+    }
+
+
+def _images(product: CatalogProduct, values: StoreValues) -> list[dict[str, Any]]:
+    roles_by_path: dict[str, list[str]] = {}
+    label_by_path: dict[str, str] = {}
+    for role, path in values.images.items():
+        roles_by_path.setdefault(path, []).append(role)
+        label = values.image_labels.get(role)
+        if label and path not in label_by_path:
+            label_by_path[path] = label
+    if not product.gallery and not roles_by_path:
+        return []
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for img in product.gallery:
+        if img.path in seen:
+            continue
+        seen.add(img.path)
+        roles = roles_by_path.get(img.path)
+        out.append(
+            {
+                "url": img.path,
+                "label": img.label or label_by_path.get(img.path),
+                "roles": sorted(roles) if roles else [],
+                "position": img.position,
+                "hidden": img.hidden,
+            }
+        )
+    for path, roles in roles_by_path.items():
+        if path not in seen:  # a role image missing from the gallery comes first
+            out.append(
+                {
+                    "url": path,
+                    "label": label_by_path.get(path),
+                    "roles": sorted(roles),
+                    "position": 0,
+                    "hidden": False,
+                }
+            )
+    out.sort(key=_image_order)
+    return out
+
+
+def _image_order(image: dict[str, Any]) -> tuple[int, str]:
+    return image["position"], image["url"]
+
+
+def _attributes(values: StoreValues) -> list[dict[str, Any]]:
+    return [
+        {"code": code, "values": sorted(vals)}
+        for code, vals in sorted(values.attributes.items())
+        if vals
+    ]
+
+
+def _shared(product: CatalogProduct) -> dict[str, Any]:
+    """The store-view independent fields of a product's items, built once."""
+    stock = product.stock
+    variants: dict[str, dict[str, Any]] = {}
+    codes: set[str] = set(product.variant_labels)
+    for v in product.variants:
+        options = sorted(v.options)
+        codes.update(code for code, _label in options)
+        variants[v.sku] = {
+            "sku": v.sku,
+            "options": [{"code": c, "label": lbl} for c, lbl in options],
+        }
+    links = product.links
+    grouped = {g.sku: g.qty for g in product.grouped}
+    return {
+        "sku": product.sku,
+        "attributeSetCode": product.attribute_set,
+        "type": product.product_type,
+        "categories": sorted({category_path(p) for p in product.categories if p}),
+        "availability": None
+        if stock is None
+        else {
+            "inStock": stock.is_in_stock,
+            "qty": float(stock.qty),
+            "manageStock": stock.manage_stock,
+        },
+        "parentSkus": sorted(set(product.parent_skus)),
+        "variants": [variants[s] for s in sorted(variants)],
+        "configurableAttributes": [
+            {"code": c, "label": product.variant_labels.get(c)} for c in sorted(codes)
+        ],
+        "links": {
+            "related": sorted(set(links.related)),
+            "crosssell": sorted(set(links.crosssell)),
+            "upsell": sorted(set(links.upsell)),
+        },
+        "groupedProducts": [{"sku": s, "qty": grouped[s]} for s in sorted(grouped)],
+        "deleted": False,
+    }
+
+
+def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[ProductItem]:
+    """One item per configured store view whose website has the product.
+
+    Fields are assembled as a JSON-shaped dict and validated once by pydantic-core
+    (faster than constructing each nested model in Python)."""
+    now = ctx.now
+    items: list[ProductItem] = []
+    shared: dict[str, Any] | None = None
+    validate = _validate_item
+    for view, website in ctx.store_views:
+        if not product.in_website(website):
+            continue
+        if shared is None:
+            shared = _shared(product)
+        v = product.values_for(view)
+        data = dict(shared)
+        data["storeViewCode"] = view
+        data["websiteCode"] = website
+        data["name"] = v.name
+        data["description"] = v.description
+        data["shortDescription"] = v.short_description
+        data["urlKey"] = v.url_key
+        data["enabled"] = v.enabled is not False
+        data["visibility"] = v.visibility
+        data["taxClass"] = v.tax_class
+        data["weight"] = v.weight
+        data["metaTitle"] = v.meta_title
+        data["metaKeywords"] = v.meta_keywords
+        data["metaDescription"] = v.meta_description
+        data["images"] = _images(product, v)
+        data["attributes"] = _attributes(v)
+        data["price"] = _price(v, now)
+        data["modifiedAt"] = now
+        items.append(validate(data))
+    return items
+
+
+_validate_item = ProductItem.model_validate
+
+
+PRODUCTS = register(
+    FeedSpec(
+        name="products",
+        identity=("sku", "storeViewCode"),
+        group_field="sku",
+        model=ProductItem,
+        build=build_product_items,
+    )
+)
