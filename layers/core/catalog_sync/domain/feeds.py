@@ -41,6 +41,7 @@ class BuildContext:
 
     now: datetime
     store_views: Sequence[tuple[str, str]] = (("default", "base"),)  # (store view, website)
+    feeds: frozenset[str] = frozenset({"products"})  # the feeds being built in this run
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class FeedSpec:
     group_field: str  # JSON field name shared by the items of one source record
     model: type[FeedItem]
     build: Callable[[Any, BuildContext], Iterable[FeedItem]]
+    # Aggregate feeds (categories, productAttributes) get the same item from many
+    # source records: `merge` combines two versions of one item (JSON dicts). Their
+    # deletions are withheld whenever any source record was rejected, since the
+    # rejected record may have been the last one to reference an item.
+    merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
 
     def key_of(self, item: dict[str, Any]) -> str:
         """The identity key of an item given as a JSON dict."""
@@ -67,6 +73,10 @@ class FeedSpec:
         item["deleted"] = True
         item["modifiedAt"] = now
         return item
+
+    @property
+    def aggregate(self) -> bool:
+        return self.merge is not None
 
 
 def bucket_of(group: str, buckets: int) -> int:
