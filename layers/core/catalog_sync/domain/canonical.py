@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from catalog_sync.domain.feeds import FeedItem, FeedSpec
+from catalog_sync.domain.feeds import KEY_SEPARATOR, FeedItem, FeedSpec
 
 EXCLUDED_FROM_HASH = frozenset({"modifiedAt"})
 
@@ -46,11 +46,30 @@ def item_json(item: FeedItem | dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(item))
 
 
+_EXCLUDE = {"modified_at"}
+
+
 def encode(spec: FeedSpec, item: FeedItem | dict[str, Any]) -> EncodedItem:
+    """Key, group, hash and body of an item.
+
+    A model serialises (in Rust) with its fields in declared order and no free-form
+    dicts, which is already a stable key order; the body is the canonical form with
+    `modifiedAt` appended. A plain dict (tombstones, merged aggregate items) is
+    canonicalised with sorted keys.
+    """
+    if isinstance(item, FeedItem):
+        canonical = item.__pydantic_serializer__.to_json(item, by_alias=True, exclude=_EXCLUDE)
+        body = b"%s,\"modifiedAt\":%s}" % (canonical[:-1], orjson.dumps(item.modified_at))
+        key_values = [getattr(item, name) for name in spec.identity_attrs]
+        return EncodedItem(
+            key=KEY_SEPARATOR.join(map(str, key_values)),
+            group=str(getattr(item, spec.group_attr)),
+            hash=content_hash(canonical),
+            body=body,
+        )
     data = item_json(item)
-    key = spec.key_of(data)
     return EncodedItem(
-        key=key,
+        key=spec.key_of(data),
         group=str(data[spec.group_field]),
         hash=content_hash(canonical_bytes(data)),
         body=orjson.dumps(data),

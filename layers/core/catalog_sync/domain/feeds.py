@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
@@ -78,6 +79,21 @@ class FeedSpec:
     def aggregate(self) -> bool:
         return self.merge is not None
 
+    @cached_property
+    def identity_attrs(self) -> tuple[str, ...]:
+        """The model attribute names of the identity fields."""
+        return tuple(self._attr(alias) for alias in self.identity)
+
+    @cached_property
+    def group_attr(self) -> str:
+        return self._attr(self.group_field)
+
+    def _attr(self, alias: str) -> str:
+        for name, info in self.model.model_fields.items():
+            if (info.alias or name) == alias:
+                return name
+        raise KeyError(f"feed {self.name}: the model has no field {alias!r}")
+
 
 def bucket_of(group: str, buckets: int) -> int:
     """Stable bucket of a group value. SKUs compare case-insensitively in Magento,
@@ -95,7 +111,15 @@ def register(spec: FeedSpec) -> FeedSpec:
 
 
 def _load_builtin_feeds() -> None:
-    from catalog_sync.domain import products  # noqa: F401  (registers the products feed)
+    # Each module registers its feed on import.
+    from catalog_sync.domain import (  # noqa: F401
+        attributes,
+        categories,
+        inventory,
+        prices,
+        products,
+        variants,
+    )
 
 
 def get_feed(name: str) -> FeedSpec:

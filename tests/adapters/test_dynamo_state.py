@@ -1,0 +1,269 @@
+"""DynamoFeedState against the session's moto server (real HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from catalog_sync.adapters.dynamo_state import DynamoFeedState
+from catalog_sync.domain.errors import (
+    CatalogSyncError,
+    ConfigError,
+    ConflictError,
+    LeaseHeldError,
+)
+from catalog_sync.domain.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.domain.state import ItemState, PartRef, StateBucket, Status
+from catalogctl.localaws import LocalAws
+
+NOW = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
+
+
+def bucket_with(feed: str, bucket: int, n: int, *, version: int = 0) -> StateBucket:
+    records = {
+        f"sku-{bucket}-{i}": ItemState(
+            hash=hashlib.sha256(f"{bucket}/{i}".encode()).hexdigest(),
+            status=Status.SENT if i % 3 else Status.PENDING,
+            deleted=i % 7 == 0,
+            changed_at="2026-11-29T05:00:00+00:00",
+            run_id="r1",
+        )
+        for i in range(n)
+    }
+    part = PartRef(
+        key=f"snapshots/{feed}/r1/part-{bucket:04d}.jsonl.gz",
+        items=n,
+        bytes=10,
+        sha256="ab",
+        run_id="r1",
+    )
+    return StateBucket(feed, bucket, version, records, part)
+
+
+def get_raw(aws: LocalAws, pk: str, sk: str) -> dict[str, Any]:
+    item: dict[str, Any] = aws.dynamodb.get_item(
+        TableName=aws.names.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}
+    )["Item"]
+    return item
+
+
+@pytest.fixture
+def aws(aws_clients: Callable[..., LocalAws]) -> LocalAws:
+    return aws_clients()
+
+
+def test_dynamo_state_missing_buckets_read_as_empty_version_zero(aws: LocalAws) -> None:
+    got = aws.state().read_buckets("products", [3, 1])
+    assert [(b.feed, b.bucket, b.version, b.records, b.part) for b in got] == [
+        ("products", 3, 0, {}, None),
+        ("products", 1, 0, {}, None),
+    ]
+
+
+def test_dynamo_state_write_then_read_round_trips_and_bumps_version(aws: LocalAws) -> None:
+    state = aws.state()
+    bucket = bucket_with("products", 5, 20)
+
+    state.write_bucket(bucket)
+
+    assert bucket.version == 1
+    [back] = state.read_buckets("products", [5])
+    assert back.version == 1
+    assert back.records == bucket.records
+    assert back.part == bucket.part
+    raw = get_raw(aws, "state#products#0005", "bucket")
+    assert raw["items"] == {"N": "20"}
+    assert {k: int(v["N"]) for k, v in raw["counts"]["M"].items()} == bucket.counts()
+    assert "updated_at" in raw
+
+
+def test_dynamo_state_stale_version_raises_conflict(aws: LocalAws) -> None:
+    state = aws.state()
+    first = bucket_with("products", 0, 2)
+    state.write_bucket(first)  # version 1 now
+    [reader_a] = state.read_buckets("products", [0])
+    [reader_b] = state.read_buckets("products", [0])
+
+    state.write_bucket(reader_a)
+    with pytest.raises(ConflictError, match="bucket 0 of feed 'products'"):
+        state.write_bucket(reader_b)
+
+    assert reader_b.version == 1  # unchanged on failure
+    with pytest.raises(ConflictError):  # a second "first write" of the same bucket
+        state.write_bucket(bucket_with("products", 0, 1))
+    assert state.read_buckets("products", [0])[0].version == 2
+
+
+def test_dynamo_state_reads_many_buckets_in_batches_of_100(aws: LocalAws) -> None:
+    state = aws.state()
+    for b in (0, 150, 249):
+        state.write_bucket(bucket_with("products", b, 3))
+    state.write_bucket(bucket_with("other", 150, 9))
+
+    wanted = [*range(250), 150]  # duplicates are answered too
+    got = state.read_buckets("products", wanted)
+
+    assert [g.bucket for g in got] == wanted
+    written = {g.bucket: len(g.records) for g in got if g.version}
+    assert written == {0: 3, 150: 3, 249: 3}
+    assert got[-1].records == got[150].records
+
+
+class UnprocessingClient:
+    """The real client, except that every first BatchGetItem call answers only half
+    its keys and returns the rest as UnprocessedKeys (as DynamoDB does when throttled)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        [(table, req)] = RequestItems.items()
+        keys = req["Keys"]
+        self.calls.append(len(keys))
+        if len(keys) == 1:
+            return dict(self.real.batch_get_item(RequestItems=RequestItems))
+        half = len(keys) // 2
+        response = self.real.batch_get_item(RequestItems={table: {**req, "Keys": keys[:half]}})
+        return {**response, "UnprocessedKeys": {table: {**req, "Keys": keys[half:]}}}
+
+
+def test_dynamo_state_retries_unprocessed_keys(aws: LocalAws) -> None:
+    for b in range(4):
+        aws.state().write_bucket(bucket_with("products", b, 1))
+    client = UnprocessingClient(aws.dynamodb)
+    state = DynamoFeedState(client, aws.names.table, sleep=lambda _s: None)
+
+    got = state.read_buckets("products", [0, 1, 2, 3])
+
+    assert [g.version for g in got] == [1, 1, 1, 1]
+    assert client.calls == [4, 2, 1]
+
+
+def test_dynamo_state_large_bucket_overflows_to_blob_store(aws: LocalAws) -> None:
+    blobs = aws.blobs()
+    state = aws.state(overflow=blobs)
+    big = bucket_with("products", 7, 12_000)  # sha256 hex hashes barely compress
+
+    state.write_bucket(big)
+    state.write_bucket(big)  # a second version gets its own object
+
+    raw = get_raw(aws, "state#products#0007", "bucket")
+    assert "data" not in raw
+    key = raw["overflow"]["S"]
+    assert key.startswith("state/products/0007/2-") and key.endswith(".bin")
+    assert blobs.exists(key)
+    [back] = state.read_buckets("products", [7])
+    assert back.version == 2
+    assert back.records == big.records
+
+    # shrinking brings the data back inline
+    back.records = dict(list(back.records.items())[:10])
+    state.write_bucket(back)
+    raw = get_raw(aws, "state#products#0007", "bucket")
+    assert "overflow" not in raw and "data" in raw
+    assert len(state.read_buckets("products", [7])[0].records) == 10
+
+
+def test_dynamo_state_large_bucket_without_overflow_suggests_more_buckets(aws: LocalAws) -> None:
+    state = aws.state(overflow=None, max_inline_bytes=1_000)
+    with pytest.raises(CatalogSyncError, match=r"bucket 2 of feed .products.*more state buckets"):
+        state.write_bucket(bucket_with("products", 2, 200))
+    assert state.read_buckets("products", [2])[0].version == 0
+
+
+def test_dynamo_state_meta_runs_and_part_results_round_trip(aws: LocalAws) -> None:
+    state = aws.state()
+    assert state.read_meta("products") is None
+    assert state.get_run("products", "nope") is None
+    meta = FeedMeta(feed="products", buckets=16, latest_manifest="m.json", last_run_id="r3")
+    state.write_meta(meta)
+    runs = [
+        RunRecord(
+            feed="products",
+            run_id=f"2026112905{i:02d}-x",
+            kind="sync",
+            started_at=f"t{i}",
+            counts={"new": i},
+        )
+        for i in range(5)
+    ]
+    for run in runs:
+        state.put_run(run)
+    state.put_run(RunRecord(feed="other", run_id="2026112999-x", kind="sync", started_at="t"))
+    for b in (3, 1, 12):
+        state.put_part_result(
+            PartResult(
+                feed="products",
+                run_id=runs[4].run_id,
+                bucket=b,
+                finished_at="t",
+                counts={"sent": b},
+                failures=[{"key": "a", "reason": "bad"}],
+            )
+        )
+    runs[4].status = "completed"
+    state.put_run(runs[4])  # an update replaces the record
+
+    assert state.read_meta("products") == meta
+    assert state.get_run("products", runs[2].run_id) == runs[2]
+    assert state.list_runs("products") == list(reversed(runs))
+    assert [r.run_id for r in state.list_runs("products", limit=2)] == [
+        runs[4].run_id,
+        runs[3].run_id,
+    ]
+    assert state.list_runs("products")[0].status == "completed"
+    parts = state.list_part_results("products", runs[4].run_id)
+    assert [p.bucket for p in parts] == [1, 3, 12]
+    assert parts[0].failures == [{"key": "a", "reason": "bad"}]
+    assert state.list_part_results("products", runs[3].run_id) == []
+
+
+def test_dynamo_state_lease_is_exclusive_until_it_expires(aws: LocalAws) -> None:
+    state = aws.state()
+    state.acquire_lease("products", "run-a", NOW, 600)
+
+    with pytest.raises(LeaseHeldError) as err:
+        state.acquire_lease("products", "run-b", NOW + timedelta(seconds=599), 600)
+    assert err.value.holder == "run-a"
+    assert err.value.expires_at == "2026-11-29T05:10:00+00:00"
+    assert "run-a" in str(err.value)
+
+    state.acquire_lease("products", "run-a", NOW + timedelta(seconds=30), 600)  # renewal
+    state.acquire_lease("other", "run-b", NOW, 600)  # leases are per feed
+    state.acquire_lease("products", "run-b", NOW + timedelta(seconds=631), 600)  # expired
+    raw = get_raw(aws, "feed#products", "lease")
+    assert raw["holder"] == {"S": "run-b"}
+    assert int(raw["ttl"]["N"]) > int(raw["expires_epoch"]["N"])
+
+
+def test_dynamo_state_release_lease_only_by_its_holder(aws: LocalAws) -> None:
+    state = aws.state()
+    state.release_lease("products", "nobody")  # nothing to release: no error
+    state.acquire_lease("products", "run-a", NOW, 600)
+
+    state.release_lease("products", "run-b")  # not the holder: no effect
+    with pytest.raises(LeaseHeldError):
+        state.acquire_lease("products", "run-b", NOW, 600)
+
+    state.release_lease("products", "run-a")
+    state.acquire_lease("products", "run-b", NOW, 600)
+
+
+def test_dynamo_state_missing_table_raises_config_error(aws: LocalAws) -> None:
+    state = DynamoFeedState(aws.dynamodb, "no-such-table")
+    with pytest.raises(ConfigError, match="no-such-table"):
+        state.read_buckets("products", [0])
+    with pytest.raises(ConfigError, match="no-such-table"):
+        state.write_bucket(bucket_with("products", 0, 1))
+    with pytest.raises(ConfigError, match="no-such-table"):
+        state.read_meta("products")
+    with pytest.raises(ConfigError, match="no-such-table"):
+        state.acquire_lease("products", "a", NOW, 60)

@@ -1,0 +1,121 @@
+"""BlobStore adapters: the folder one, and S3 over the session's moto server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+
+from catalog_sync.adapters.fs_blobs import FsBlobStore
+from catalog_sync.adapters.s3_blobs import S3BlobStore
+from catalog_sync.domain.errors import ConfigError, NotFoundError
+from catalogctl.localaws import LocalAws
+
+MiB = 1024 * 1024
+
+
+def test_fs_blobs_round_trip_bytes_file_and_stream(tmp_path: Path) -> None:
+    store = FsBlobStore(tmp_path / "blobs")
+    src = tmp_path / "part.gz"
+    src.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 10)
+
+    store.put_bytes("snapshots/products/r1/manifest.json", b'{"a":1}')
+    store.put_file("snapshots/products/r1/part-0000.jsonl.gz", src)
+
+    assert store.get_bytes("snapshots/products/r1/manifest.json") == b'{"a":1}'
+    with store.open("snapshots/products/r1/part-0000.jsonl.gz") as f:
+        assert f.read() == src.read_bytes()
+    assert store.exists("snapshots/products/r1/manifest.json")
+    assert not store.exists("snapshots/products/r1")  # a folder is not an object
+    assert [p.name for p in (tmp_path / "blobs/snapshots/products/r1").iterdir()] != []
+    assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "blobs").rglob("*"))
+
+
+def test_fs_blobs_missing_key_raises_not_found(tmp_path: Path) -> None:
+    store = FsBlobStore(tmp_path)
+    with pytest.raises(NotFoundError, match="nope/x"):
+        store.get_bytes("nope/x")
+    with pytest.raises(NotFoundError):
+        store.open("nope/x")
+    assert not store.exists("nope/x")
+
+
+def test_fs_blobs_put_replaces_existing_object(tmp_path: Path) -> None:
+    store = FsBlobStore(tmp_path)
+    store.put_bytes("k", b"one")
+    store.put_bytes("k", b"two")
+    assert store.get_bytes("k") == b"two"
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../../etc", "a//b", "./a"])
+def test_fs_blobs_rejects_keys_escaping_the_root(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid blob key"):
+        FsBlobStore(tmp_path).put_bytes(key, b"x")
+
+
+def test_s3_blobs_round_trip_with_prefix(aws_clients: Callable[..., LocalAws]) -> None:
+    aws = aws_clients()
+    store = aws.blobs(prefix="/env-a/")
+
+    store.put_bytes("snapshots/p/r1/manifest.json", b"{}")
+
+    assert store.get_bytes("snapshots/p/r1/manifest.json") == b"{}"
+    assert store.exists("snapshots/p/r1/manifest.json")
+    raw = aws.s3.get_object(Bucket=aws.names.bucket, Key="env-a/snapshots/p/r1/manifest.json")
+    assert raw["Body"].read() == b"{}"
+    assert not aws.blobs().exists("snapshots/p/r1/manifest.json")
+
+
+def test_s3_blobs_open_streams_in_chunks(aws_clients: Callable[..., LocalAws]) -> None:
+    store = aws_clients().blobs()
+    data = bytes(range(256)) * 4096  # 1 MiB
+    store.put_bytes("big.bin", data)
+
+    with store.open("big.bin") as body:
+        chunks = iter(lambda: body.read(64 * 1024), b"")
+        got = b"".join(chunks)
+
+    assert got == data
+
+
+def test_s3_blobs_put_file_uses_multipart_above_threshold(
+    aws_clients: Callable[..., LocalAws], tmp_path: Path
+) -> None:
+    aws = aws_clients()
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    store = S3BlobStore(aws.s3, aws.names.bucket, transfer_config=config)
+    path = tmp_path / "part.gz"
+    path.write_bytes(b"x" * (6 * MiB))
+
+    store.put_file("parts/p.gz", path)
+
+    head = aws.s3.head_object(Bucket=aws.names.bucket, Key="parts/p.gz")
+    assert head["ContentLength"] == 6 * MiB
+    assert head["ETag"].strip('"').endswith("-2")  # two parts
+    assert store.get_bytes("parts/p.gz") == path.read_bytes()
+
+
+def test_s3_blobs_missing_key_raises_not_found(aws_clients: Callable[..., LocalAws]) -> None:
+    store = aws_clients().blobs()
+    with pytest.raises(NotFoundError, match=r"s3://catalog-sync-snapshots-\w+/nope"):
+        store.get_bytes("nope")
+    with pytest.raises(NotFoundError):
+        store.open("nope")
+    assert not store.exists("nope")
+
+
+def test_s3_blobs_missing_bucket_raises_config_error(
+    aws_clients: Callable[..., LocalAws], tmp_path: Path
+) -> None:
+    aws = aws_clients()
+    store = S3BlobStore(aws.s3, "no-such-bucket-here")
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="no-such-bucket-here"):
+        store.put_bytes("k", b"x")
+    with pytest.raises(ConfigError, match="no-such-bucket-here"):
+        store.get_bytes("k")
+    with pytest.raises(ConfigError, match="no-such-bucket-here"):
+        store.put_file("k", path)
