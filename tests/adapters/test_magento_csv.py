@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from catalog_sync.adapters.magento_csv import (
     MagentoCsvSource,
@@ -21,6 +20,7 @@ from catalog_sync.adapters.magento_csv import (
 from catalog_sync.domain.catalog import CatalogProduct, GalleryImage, GroupedLink, Stock, Variant
 from catalog_sync.domain.errors import SourceError
 from catalog_sync.domain.records import Rejected
+from catalogctl.localaws import LocalAws
 
 SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
 
@@ -215,11 +215,17 @@ def test_magento_csv_categories_with_commas_and_slashes() -> None:
 
 
 @pytest.fixture
-def s3() -> Iterator[object]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
+def s3(aws_clients: Callable[..., LocalAws]) -> Iterator[object]:
+    """An S3 client of the moto server (over HTTP) with a bucket `catalogs`.
+
+    (Not `mock_aws`: it would reset the moto state every stack in this process shares.)
+    """
+    client = aws_clients().s3
+    try:
         client.create_bucket(Bucket="catalogs")
-        yield client
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    yield client
 
 
 def test_magento_csv_reads_from_s3(s3: object) -> None:
