@@ -77,7 +77,7 @@ def test_products_builder_overlays_store_view_values() -> None:
     items = items_by_view(product())
     assert items["default"].name == "Chaz Hoodie"
     assert items["fr"].name == "Sweat Chaz"
-    assert items["fr"].price.regular == 52.0  # inherited
+    assert items["fr"].price is not None and items["fr"].price.regular == 52.0  # inherited
     fr_attrs = {a.code: a.values for a in items["fr"].attributes}
     assert fr_attrs == {"color": ["Gris"], "material": ["Cotton", "Polyester"]}
 
@@ -143,10 +143,29 @@ def test_products_builder_special_price_only_when_active(
 ) -> None:
     values = StoreValues(price=52.0, special_price=40.0, special_from=start, special_to=end)
     [item] = build_product_items(CatalogProduct(sku="A", values=values), BuildContext(now=NOW))
+    assert item.price is not None
     assert item.price.regular == 52.0
     assert item.price.special == (40.0 if active else None)
     assert item.price.final == (40.0 if active else 52.0)
     assert item.price.special_from == start and item.price.special_to == end
+
+
+def test_products_builder_leaves_prices_to_the_prices_feed() -> None:
+    values = StoreValues(name="A", price=52.0, special_price=40.0)
+    p = CatalogProduct(sku="A", values=values)
+    alone = BuildContext(now=NOW)
+    both = BuildContext(now=NOW, feeds=frozenset({"products", "prices"}))
+    [with_price] = build_product_items(p, alone)
+    [without] = build_product_items(p, both)
+    assert with_price.price is not None and with_price.price.final == 40.0
+    assert without.price is None
+    assert b'"price":null' in encode(PRODUCTS, without).body
+    # a price edit changes the products item only when it carries the price
+    edited = CatalogProduct(sku="A", values=StoreValues(name="A", price=60.0, special_price=40.0))
+    [edited_alone] = build_product_items(edited, alone)
+    [edited_both] = build_product_items(edited, both)
+    assert encode(PRODUCTS, edited_alone).hash != encode(PRODUCTS, with_price).hash
+    assert encode(PRODUCTS, edited_both).hash == encode(PRODUCTS, without).hash
 
 
 def test_products_builder_children_carry_parents_and_grouped_links() -> None:

@@ -103,6 +103,20 @@ class Stock:
     qty: float = 0.0
     is_in_stock: bool = False
     manage_stock: bool | None = None  # None: the store configuration decides
+    notify_qty: float | None = None  # notify_on_stock_below; None: the store configuration
+
+
+ALL_CUSTOMER_GROUPS = "ALL GROUPS"  # TierPrice.customer_group for every group (REST: 32000)
+
+
+@dataclass(frozen=True, slots=True)
+class TierPrice:
+    """A tier (quantity) price, Magento's Advanced Pricing: a fixed unit price from `qty` on."""
+
+    customer_group: str  # customer group code, or ALL_CUSTOMER_GROUPS
+    qty: float
+    value: float
+    website: str | None = None  # website code; None: all websites
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +169,7 @@ class CatalogProduct:
     parent_skus: tuple[str, ...] = ()  # configurables that list this product as a child
     links: Links = field(default_factory=Links)
     grouped: tuple[GroupedLink, ...] = ()  # grouped product's associated products
+    tier_prices: tuple[TierPrice, ...] = ()
 
     def values_for(self, store_view: str) -> StoreValues:
         """The values as `store_view` sees them: global overlaid with its overrides."""

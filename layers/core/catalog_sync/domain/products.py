@@ -96,7 +96,7 @@ class ProductItem(FeedItem):
     categories: list[str] = []
     images: list[ProductImage] = []
     attributes: list[ProductAttribute] = []
-    price: ProductPrice = ProductPrice()
+    price: ProductPrice | None = ProductPrice()  # None when the prices feed carries prices
     availability: ProductAvailability | None = None
     parent_skus: list[str] = []
     variants: list[ProductVariant] = []
@@ -236,7 +236,9 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
 
 
 def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[ProductItem]:
-    """One item per configured store view whose website has the product.
+    """One item per configured store view whose website has the product. When the
+    run also builds the `prices` feed, the item carries no price (`price` null): a
+    price edit then sends prices, not the whole product.
 
     Fields are assembled as a JSON-shaped dict and validated once by pydantic-core
     (faster than constructing each nested model in Python)."""
@@ -244,6 +246,7 @@ def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[Prod
     items: list[ProductItem] = []
     shared: dict[str, Any] | None = None
     validate = _validate_item
+    prices_apart = "prices" in ctx.feeds
     for view, website in ctx.store_views:
         if not product.in_website(website):
             continue
@@ -266,7 +269,7 @@ def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[Prod
         data["metaDescription"] = v.meta_description
         data["images"] = _images(product, v)
         data["attributes"] = _attributes(v)
-        data["price"] = _price(v, now)
+        data["price"] = None if prices_apart else _price(v, now)
         data["modifiedAt"] = now
         items.append(validate(data))
     return items

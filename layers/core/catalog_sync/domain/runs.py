@@ -43,3 +43,4 @@ class PartResult(BaseModel):
     finished_at: str
     counts: dict[str, int] = Field(default_factory=dict)  # sent, failed, retry, skipped
     failures: list[dict[str, str]] = Field(default_factory=list)  # the first ones: key, reason
+    error: str | None = None  # the export of this part stopped with this error

@@ -1,0 +1,69 @@
+"""The `variants` feed: one item per configurable product and child.
+
+Identity `parentSku` + `productSku`, grouped by `parentSku`: the items come from the
+configurable's own record (its `variants`), so a child listed twice keeps the last
+entry, as the products feed does. Option values are sorted by attribute code.
+Variants are global in Magento: no store view or website in the identity.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from catalog_sync.domain.catalog import CatalogProduct
+from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, register
+
+
+class VariantOptionValue(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    attribute_code: str
+    label: str
+
+
+class VariantItem(FeedItem):
+    parent_sku: str
+    product_sku: str
+    option_values: list[VariantOptionValue] = []  # sorted by attributeCode
+
+
+def build_variant_items(product: CatalogProduct, ctx: BuildContext) -> list[VariantItem]:
+    if not product.variants:
+        return []
+    by_child: dict[str, list[dict[str, str]]] = {}
+    for v in product.variants:
+        by_child[v.sku] = [
+            {"attributeCode": code, "label": label} for code, label in sorted(v.options)
+        ]
+    now = ctx.now
+    parent = product.sku
+    validate = _validate_item
+    return [
+        validate(
+            {
+                "parentSku": parent,
+                "productSku": child,
+                "optionValues": by_child[child],
+                "deleted": False,
+                "modifiedAt": now,
+            }
+        )
+        for child in sorted(by_child)
+    ]
+
+
+_validate_item = VariantItem.model_validate
+
+
+VARIANTS = register(
+    FeedSpec(
+        name="variants",
+        identity=("parentSku", "productSku"),
+        group_field="parentSku",
+        model=VariantItem,
+        build=build_variant_items,
+    )
+)
