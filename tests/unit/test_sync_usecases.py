@@ -36,7 +36,7 @@ class World:
             store_views=VIEWS,
             buckets=8,
         )
-        return reindex_feed(ReindexRequest(feed="toy", **req), deps)
+        return reindex_feed(ReindexRequest(feeds=("toy",), **req), deps)[0]
 
     def export(self):
         deps = ExportDeps(state=self.state, blobs=self.blobs, sink=self.sink, clock=self.clock)

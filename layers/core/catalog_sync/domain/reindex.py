@@ -11,19 +11,25 @@ bucket that has items to send, so it converges.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from catalog_sync.domain.canonical import EncodedItem, canonical_bytes, content_hash, encode
+from catalog_sync.domain.canonical import (
+    EncodedItem,
+    canonical_bytes,
+    content_hash,
+    encode,
+    item_json,
+)
 from catalog_sync.domain.errors import ConflictError, NotFoundError
-from catalog_sync.domain.feeds import BuildContext, FeedSpec, bucket_of, get_feed
+from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, bucket_of, get_feed
 from catalog_sync.domain.ports import BlobStore, CatalogSource, Clock, ExportQueue, FeedState
 from catalog_sync.domain.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.domain.runs import DEFAULT_BUCKETS, FeedMeta, RunKind, RunRecord
@@ -51,7 +57,7 @@ Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 
 @dataclass(frozen=True)
 class ReindexRequest:
-    feed: str
+    feeds: tuple[str, ...]  # reindexed together, from one read of the source
     kind: RunKind = "sync"
     force: bool = False  # resync: queue every item, changed or not
     no_reindex: bool = False  # resend the compiled feed without reading the source
@@ -68,6 +74,8 @@ class ReindexDeps:
     new_id: Callable[[], str]
     source: CatalogSource | None = None
     store_views: tuple[tuple[str, str], ...] = (("default", "base"),)
+    enabled_feeds: frozenset[str] | None = None  # the feeds the catalog is synced to (builders
+    # adapt: products carry no price where the prices feed exists); default: the run's feeds
     buckets: int = DEFAULT_BUCKETS  # for a feed's first run
     lease_seconds: int = 900
     workdir: Path | None = None
@@ -95,66 +103,105 @@ def tombstone(spec: FeedSpec, key: str, now: datetime) -> EncodedItem:
     )
 
 
-def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> ReindexResult:
-    spec = get_feed(request.feed)
+@dataclass
+class _FeedRun:
+    """One feed's part of a reindex: its run record, spill and diff."""
+
+    spec: FeedSpec
+    meta: FeedMeta
+    run: RunRecord
+    spill: BucketSpill | None = None
+    aggregate: dict[str, Any] = field(default_factory=dict)  # aggregate feeds: key -> item
+    issues: list[SourceIssue] = field(default_factory=list)
+    rejected: int = 0
+
+
+def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResult]:
+    """Reindex the requested feeds from one read of the source; one run (record,
+    lease, snapshot, messages) per feed."""
+    specs = [get_feed(name) for name in request.feeds]
     now = deps.clock()
     run_id = new_run_id(now, deps.new_id)
-    meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
-    run = RunRecord(
-        feed=spec.name,
-        run_id=run_id,
-        kind=request.kind,
-        started_at=now.isoformat(),
-        status="dry-run" if request.dry_run else "running",
-        source=None if request.no_reindex or deps.source is None else deps.source.describe(),
-    )
+    source_name = None if request.no_reindex or deps.source is None else deps.source.describe()
+    feed_runs = []
+    for spec in specs:
+        meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
+        run = RunRecord(
+            feed=spec.name,
+            run_id=run_id,
+            kind=request.kind,
+            started_at=now.isoformat(),
+            status="dry-run" if request.dry_run else "running",
+            source=source_name,
+        )
+        feed_runs.append(_FeedRun(spec, meta, run))
     if request.dry_run:
-        return _run(spec, request, deps, meta, run, now)
-    deps.state.acquire_lease(spec.name, run_id, now, deps.lease_seconds)
+        return _run(feed_runs, request, deps, now)
+    leased: list[str] = []
     try:
-        deps.state.put_run(run)
+        for fr in feed_runs:
+            deps.state.acquire_lease(fr.spec.name, run_id, now, deps.lease_seconds)
+            leased.append(fr.spec.name)
+        for fr in feed_runs:
+            deps.state.put_run(fr.run)
         try:
-            result = _run(spec, request, deps, meta, run, now)
+            return _run(feed_runs, request, deps, now)
         except Exception as exc:
-            run.status = "failed"
-            run.error = f"{type(exc).__name__}: {exc}"
-            run.finished_at = deps.clock().isoformat()
-            deps.state.put_run(run)
+            for fr in feed_runs:
+                if fr.run.status == "running":
+                    fr.run.status = "failed"
+                    fr.run.error = f"{type(exc).__name__}: {exc}"
+                    fr.run.finished_at = deps.clock().isoformat()
+                    deps.state.put_run(fr.run)
             raise
-        return result
     finally:
-        deps.state.release_lease(spec.name, run_id)
+        for name in leased:
+            deps.state.release_lease(name, run_id)
 
 
 def _run(
-    spec: FeedSpec,
-    request: ReindexRequest,
-    deps: ReindexDeps,
-    meta: FeedMeta,
-    run: RunRecord,
-    now: datetime,
-) -> ReindexResult:
-    with contextlib.ExitStack() as stack:
-        workdir = Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir))
-        )
-        spill = BucketSpill(workdir, meta.buckets)
-        issues: list[SourceIssue] = []
+    feed_runs: list[_FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
+) -> list[ReindexResult]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
+        workdir = Path(tmp)
+        for fr in feed_runs:
+            feed_dir = workdir / fr.spec.name
+            feed_dir.mkdir()
+            fr.spill = BucketSpill(feed_dir, fr.meta.buckets)
         report = ReadReport(complete=True)
         if not request.no_reindex:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
-            report = _read_source(spec, request, deps, spill, issues, now)
-        spill.finish()
-        differ = _Differ(spec, request, deps, run.run_id, now, complete=report.complete)
-        _diff_buckets(differ, spill, deps, meta, workdir)
+            report = _read_source(feed_runs, request, deps, now)
+        for fr in feed_runs:
+            assert fr.spill is not None
+            fr.spill.finish()
+            # An aggregate item (a category, an attribute) may have been referenced only
+            # by a rejected record: no deletions for such a feed then.
+            complete = report.complete and not (fr.spec.aggregate and fr.rejected)
+            differ = _Differ(fr.spec, request, deps, fr.run.run_id, now, complete=complete)
+            _diff_buckets(differ, fr.spill, deps, fr.meta, workdir / fr.spec.name)
+            results.append(_finish(fr, differ, report, request, deps, now))
+    return results
 
+
+def _finish(
+    fr: _FeedRun,
+    differ: _Differ,
+    report: ReadReport,
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    now: datetime,
+) -> ReindexResult:
+    spec, run, meta, issues = fr.spec, fr.run, fr.meta, fr.issues
+    assert fr.spill is not None
     counts = differ.counts
-    counts["items_read"] = spill.items
+    counts["items_read"] = fr.spill.items
     counts["records"] = report.records
     counts["rows"] = report.rows
-    counts["rejected"] = sum(1 for i in issues if i.severity == "error" and i.sku is not None)
-    run.complete = report.complete
+    counts["rejected"] = fr.rejected
+    run.complete = differ.complete
     run.counts = dict(counts)
     run.issues_total = len(issues)
     run.issues = [i.to_dict() for i in issues[:MAX_ISSUES_IN_RUN]]
@@ -162,14 +209,13 @@ def _run(
     if request.dry_run:
         run.finished_at = deps.clock().isoformat()
         return result
-
     manifest = Manifest(
         feed=spec.name,
         run_id=run.run_id,
         created_at=now.isoformat(),
         buckets=meta.buckets,
         source=run.source,
-        complete=report.complete,
+        complete=differ.complete,
         counts=dict(counts),
         parts=[PartInfo(bucket=b, **ref.to_dict()) for b, ref in sorted(differ.parts.items())],
     )
@@ -203,45 +249,88 @@ def _run(
 
 
 def _read_source(
-    spec: FeedSpec,
-    request: ReindexRequest,
-    deps: ReindexDeps,
-    spill: BucketSpill,
-    issues: list[SourceIssue],
-    now: datetime,
+    feed_runs: list[_FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
 ) -> ReadReport:
     assert deps.source is not None
-    ctx = BuildContext(now=now, store_views=deps.store_views)
-    buckets = spill.buckets
+    enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
+    ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled)
     n = 0
     for entry in deps.source.read(skus=request.by_ids):
         if isinstance(entry, Rejected):
-            issues.extend(entry.issues)
-            if entry.sku is not None:
-                spill.keep(bucket_of(entry.sku, buckets), entry.sku)
+            for fr in feed_runs:
+                _reject(fr, entry.sku, entry.issues)
             continue
-        for item in spec.build(entry, ctx):
-            enc = encode(spec, item)
-            spill.add(bucket_of(enc.group, buckets), enc)
+        for fr in feed_runs:
+            spec = fr.spec
+            spill = fr.spill
+            assert spill is not None
+            try:
+                items = spec.build(entry, ctx)
+                if spec.aggregate:
+                    _gather(fr, items)
+                    continue
+                for item in items:
+                    enc = encode(spec, item)
+                    spill.add(bucket_of(enc.group, spill.buckets), enc)
+            except Exception as exc:  # a builder bug must not stop the other records
+                sku = getattr(entry, "sku", None)
+                issue = SourceIssue(
+                    f"could not build {spec.name} items: {type(exc).__name__}: {exc}",
+                    line=getattr(entry, "line", None),
+                    sku=sku,
+                )
+                log.exception("builder failed for %s", sku)
+                _reject(fr, sku, [issue])
         n += 1
         if deps.progress and n % 10_000 == 0:
             deps.progress("read", n, None)
     report = deps.source.report()
-    issues.extend(report.issues)
     configured = {code for code, _ in deps.store_views}
-    for code in report.store_views:
-        if code and code not in configured:
-            issues.append(
-                SourceIssue(
-                    f"rows for store view {code!r} ignored: it is not in STORE_VIEWS "
-                    f"({', '.join(sorted(configured))})",
-                    field="store_view_code",
-                    severity="warning",
-                )
-            )
+    extra = [
+        SourceIssue(
+            f"rows for store view {code!r} ignored: it is not in STORE_VIEWS "
+            f"({', '.join(sorted(configured))})",
+            field="store_view_code",
+            severity="warning",
+        )
+        for code in report.store_views
+        if code and code not in configured
+    ]
+    for fr in feed_runs:
+        fr.issues.extend(report.issues)
+        fr.issues.extend(extra)
+        if fr.spec.aggregate:
+            _spill_aggregate(fr)
     if deps.progress:
         deps.progress("read", n, n)
     return report
+
+
+def _reject(fr: _FeedRun, sku: str | None, issues: list[SourceIssue]) -> None:
+    fr.issues.extend(issues)
+    fr.rejected += 1
+    if sku is not None and fr.spill is not None:
+        fr.spill.keep(bucket_of(sku, fr.spill.buckets), sku)
+
+
+def _gather(fr: _FeedRun, items: Iterable[FeedItem]) -> None:
+    """Aggregate feeds: many records give the same item; merge them in memory
+    (there are few: categories and attributes, times store views)."""
+    spec = fr.spec
+    assert spec.merge is not None
+    for item in items:
+        data = item_json(item)
+        key = spec.key_of(data)
+        seen = fr.aggregate.get(key)
+        fr.aggregate[key] = data if seen is None else spec.merge(seen, data)
+
+
+def _spill_aggregate(fr: _FeedRun) -> None:
+    assert fr.spill is not None
+    for data in fr.aggregate.values():
+        enc = encode(fr.spec, data)  # always as a dict: one canonical form per item
+        fr.spill.add(bucket_of(enc.group, fr.spill.buckets), enc)
+    fr.aggregate.clear()
 
 
 class _Differ:

@@ -1,0 +1,246 @@
+"""The application layer: events in, use-cases run with real adapters, JSON out.
+
+One `App` is built per cold start (`App.from_env()`); nothing talks to AWS at
+import time. The Lambda handlers, `catalogctl --local` and the tests all go
+through `run_reindex_event` and `run_export_message`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from catalog_sync.adapters.dynamo_state import DynamoFeedState
+from catalog_sync.adapters.http_sink import HttpFeedSink
+from catalog_sync.adapters.magento_csv import MagentoCsvSource
+from catalog_sync.adapters.s3_blobs import S3BlobStore
+from catalog_sync.adapters.secrets import api_key_provider
+from catalog_sync.adapters.sqs_queue import SqsExportQueue
+from catalog_sync.domain.errors import AuthError, ConfigError, LeaseHeldError
+from catalog_sync.domain.export import ExportDeps, export_part
+from catalog_sync.domain.feeds import get_feed
+from catalog_sync.domain.ports import CatalogSource, FeedSink
+from catalog_sync.domain.reindex import Progress, ReindexDeps, ReindexRequest, reindex_feed
+from catalog_sync.domain.runs import PartResult, RunKind
+from catalog_sync.domain.snapshot import ExportMessage
+from catalog_sync.observability import MetricUnit, logger, metrics
+from catalog_sync.settings import Settings
+
+
+class ReindexEvent(BaseModel):
+    """What the reindex function accepts: `{"action": "sync"}` (also the
+    EventBridge scheduled event) or `{"action": "resync", "feed": ...}`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    action: Literal["sync", "resync"] = "sync"
+    feed: str | None = None
+    no_reindex: bool = False
+    dry_run: bool = False
+    by_ids: list[str] | None = Field(default=None, min_length=1)
+    id_type: Literal["sku", "productId"] = "sku"
+    source: str | None = None  # overrides CATALOG_SOURCE for this run
+
+    @classmethod
+    def parse(cls, event: dict[str, Any]) -> ReindexEvent:
+        if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
+            return cls(action="sync")
+        return cls.model_validate(event)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class App:
+    settings: Settings
+    session: Any = None  # boto3.Session
+    endpoint_url: str | None = (
+        None  # AWS endpoint override (the local stack); else AWS_ENDPOINT_URL
+    )
+    clock: Callable[[], datetime] = utc_now
+    new_id: Callable[[], str] = field(default_factory=lambda: lambda: uuid.uuid4().hex)
+    progress: Progress | None = None  # long-running stages report here (the CLI's progress bar)
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _sink: FeedSink | None = None
+
+    @classmethod
+    def from_env(cls) -> App:
+        return cls(settings=Settings.from_env(), session=boto3.session.Session())
+
+    def client(self, name: str) -> Any:
+        if name not in self._clients:
+            session = self.session or boto3.session.Session()
+            self._clients[name] = session.client(name, endpoint_url=self.endpoint_url)
+        return self._clients[name]
+
+    @property
+    def blobs(self) -> S3BlobStore:
+        return S3BlobStore(self.client("s3"), self.settings.snapshot_bucket)
+
+    @property
+    def state(self) -> DynamoFeedState:
+        return DynamoFeedState(
+            self.client("dynamodb"), self.settings.state_table, overflow=self.blobs
+        )
+
+    @property
+    def queue(self) -> SqsExportQueue:
+        return SqsExportQueue(self.client("sqs"), self.settings.export_queue_url)
+
+    @property
+    def sink(self) -> FeedSink:
+        if self._sink is None:
+            s = self.settings
+            key = api_key_provider(
+                secret_id=s.saas_api_key_secret_id,
+                parameter_name=s.saas_api_key_parameter,
+                max_age=s.secret_max_age_seconds,
+                secrets_client=self.client("secretsmanager") if s.saas_api_key_secret_id else None,
+                ssm_client=self.client("ssm") if s.saas_api_key_parameter else None,
+            )
+            self._sink = HttpFeedSink(
+                s.saas_base_url,
+                s.saas_environment_id,
+                key,
+                max_items=s.saas_max_items,
+                max_bytes=s.saas_max_bytes,
+                max_tries=s.saas_max_tries,
+                timeout=(5.0, s.saas_timeout_seconds),
+            )
+        return self._sink
+
+    def source(self, uri: str | None) -> CatalogSource:
+        uri = uri or self.settings.catalog_source
+        if not uri:
+            raise ConfigError("no catalog source: set CATALOG_SOURCE or pass a source")
+        workdir = Path(self.settings.work_dir) if self.settings.work_dir else None
+        s3 = self.client("s3") if uri.startswith("s3://") else None
+        return MagentoCsvSource(uri, s3_client=s3, workdir=workdir)
+
+
+_current: App | None = None
+
+
+def current_app() -> App:
+    """The App of this process, built from the environment once per cold start."""
+    global _current
+    if _current is None:
+        _current = App.from_env()
+    return _current
+
+
+def use_app(app: App | None) -> None:
+    """Install the App the handlers use (the local runner and tests), or forget it."""
+    global _current
+    _current = app
+
+
+def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
+    request = ReindexEvent.parse(event)
+    if request.action == "resync" and not request.feed:
+        raise ConfigError("a resync needs a feed")
+    if request.id_type == "productId" and request.by_ids:
+        raise ConfigError(
+            "the Magento export CSV carries no product ids: use --id-type sku with this source"
+        )
+    feeds = [request.feed] if request.feed else app.settings.feed_names()
+    for feed in feeds:
+        get_feed(feed)  # fail early on an unknown feed
+    kind: RunKind = "sync"
+    if request.action == "resync":
+        kind = (
+            "resync-no-reindex"
+            if request.no_reindex
+            else "resync-by-ids"
+            if request.by_ids
+            else "resync"
+        )
+    req = ReindexRequest(
+        feeds=tuple(feeds),
+        kind=kind,
+        force=request.action == "resync",
+        no_reindex=request.no_reindex,
+        by_ids=frozenset(s.lower() for s in request.by_ids) if request.by_ids else None,
+        dry_run=request.dry_run,
+    )
+    settings = app.settings
+    deps = ReindexDeps(
+        state=app.state,
+        blobs=app.blobs,
+        queue=app.queue,
+        clock=app.clock,
+        new_id=app.new_id,
+        source=None if request.no_reindex else app.source(request.source),
+        store_views=tuple(settings.store_view_pairs()),
+        enabled_feeds=frozenset(settings.feed_names()),
+        buckets=settings.state_buckets,
+        lease_seconds=settings.lease_seconds,
+        workdir=Path(settings.work_dir) if settings.work_dir else None,
+        progress=app.progress,
+    )
+    started = time.monotonic()
+    try:
+        results = reindex_feed(req, deps)
+    except LeaseHeldError as exc:
+        if request.action == "sync":  # the scheduled run steps aside, visibly
+            logger.warning(str(exc))
+            return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": str(exc)}]}
+        raise
+    out = []
+    for result in results:
+        run = result.run
+        logger.info(
+            "reindex finished",
+            extra={
+                "feed": run.feed,
+                "run_id": run.run_id,
+                "counts": run.counts,
+                "issues": run.issues_total,
+            },
+        )
+        for name in ("new", "changed", "deleted", "unchanged"):
+            metrics.add_metric(
+                name=f"Items{name.title()}", unit=MetricUnit.Count, value=run.counts.get(name, 0)
+            )
+        metrics.add_metric(name="SourceIssues", unit=MetricUnit.Count, value=run.issues_total)
+        doc = run.model_dump(mode="json")
+        if request.dry_run:
+            doc["preview"] = result.preview
+        out.append(doc)
+    metrics.add_metric(
+        name="ReindexSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - started
+    )
+    return {"runs": out}
+
+
+def run_export_message(message: ExportMessage, app: App) -> PartResult:
+    deps = ExportDeps(state=app.state, blobs=app.blobs, sink=app.sink, clock=app.clock)
+    try:
+        result = export_part(message, deps)
+    except AuthError as exc:
+        app.state.put_part_result(
+            PartResult(
+                feed=message.feed,
+                run_id=message.run_id,
+                bucket=message.bucket,
+                finished_at=app.clock().isoformat(),
+                error=f"AuthError: {exc}",
+            )
+        )
+        raise
+    for name in ("sent", "failed", "retry"):
+        metrics.add_metric(
+            name=f"Items{name.title()}", unit=MetricUnit.Count, value=result.counts.get(name, 0)
+        )
+    return result
