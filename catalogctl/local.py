@@ -76,13 +76,16 @@ class LocalStack:
     api_key: str = LOCAL_API_KEY
     receiver_max_items: int = 1000
     names: ResourceNames = field(default_factory=ResourceNames)
+    aws_endpoint: str | None = None  # use this running moto server instead of starting one
     env: dict[str, str] = field(default_factory=dict)
     _moto: Any = None
     receiver: FeedReceiver | None = None
 
     def start(self) -> LocalStack:
-        self._moto = start_moto_server(port=self.aws_port)
-        endpoint = self._moto.endpoint_url
+        if self.aws_endpoint is None:
+            self._moto = start_moto_server(port=self.aws_port)
+            self.aws_endpoint = self._moto.endpoint_url
+        endpoint = self.aws_endpoint
         provision(self.names, endpoint, self.api_key)
         self.receiver = FeedReceiver(
             port=self.receiver_port, api_key=self.api_key, max_items=self.receiver_max_items

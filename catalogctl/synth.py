@@ -32,6 +32,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import click
+
 from catalog_sync.domain.errors import SourceError
 
 # The full product export header, in export order (magento-formats.md, section A).

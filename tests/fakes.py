@@ -6,7 +6,7 @@ import copy
 import io
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -164,7 +164,7 @@ class ListSource:
 
 class Clock:
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=1)

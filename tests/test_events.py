@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from catalog_sync.domain.snapshot import ExportMessage, manifest_key, part_key
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from catalog_sync.settings import Settings
 from cfnlint import api as cfnlint_api
 from cfnlint import decode as cfnlint_decode
+
+from catalog_sync.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

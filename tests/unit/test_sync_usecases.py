@@ -149,10 +149,13 @@ def test_reindex_no_reindex_resends_compiled_feed_without_source():
     w.sync(catalog(5))
     w.sink.received.clear()
 
-    deps_source_gone = w.sync([], no_reindex=True, kind="resync-no-reindex")
+    result = w.sync([], no_reindex=True, kind="resync-no-reindex")
 
-    assert deps_source_gone.run.counts["requeued"] == 10
+    assert result.run.counts["requeued"] == 10
+    assert result.run.counts["deleted"] == 0
     assert len(w.sink.received) == 10
+    assert not any(orjson.loads(b)["deleted"] for b in w.sink.received.values())
+    assert not any(r.deleted for r in w.state.all_records("toy").values())
 
 
 def test_export_invalid_item_fails_with_reason_and_waits_for_change():

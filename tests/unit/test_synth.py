@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from catalog_sync.domain.errors import SourceError
 from click.testing import CliRunner
 
+from catalog_sync.domain.errors import SourceError
 from catalogctl import synth
 
 STORE_VIEW_CELLS = {"sku", "store_view_code", "attribute_set_code", "product_type"}

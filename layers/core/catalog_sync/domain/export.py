@@ -20,7 +20,14 @@ import orjson
 
 from catalog_sync.domain.errors import ConflictError
 from catalog_sync.domain.feeds import FeedSpec, get_feed
-from catalog_sync.domain.ports import BlobStore, Clock, FeedSink, FeedState, ItemOutcome, OutgoingItem
+from catalog_sync.domain.ports import (
+    BlobStore,
+    Clock,
+    FeedSink,
+    FeedState,
+    ItemOutcome,
+    OutgoingItem,
+)
 from catalog_sync.domain.runs import PartResult
 from catalog_sync.domain.snapshot import ExportMessage, read_part
 from catalog_sync.domain.state import ItemState, StateBucket, Status

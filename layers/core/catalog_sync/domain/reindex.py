@@ -391,6 +391,12 @@ class _Differ:
         bucket's live content changed (so its snapshot part must be rewritten)."""
         counts = dict.fromkeys(self.counts, 0)
         records = bucket.records
+        if self.request.no_reindex:  # nothing was read: resend what is compiled
+            for rec in records.values():
+                if not rec.deleted or rec.held_by_saas:
+                    self._queue(rec)
+                    counts["requeued"] += 1
+            return counts, False
         content_changed = False
         force = self.request.force
         for key, item in items.items():
@@ -438,11 +444,6 @@ class _Differ:
             self._queue(rec)
             self._note("deleted", key, counts)
             content_changed = True
-        if self.request.no_reindex:
-            for rec in records.values():
-                if not rec.deleted or rec.held_by_saas:
-                    self._queue(rec)
-                    counts["requeued"] += 1
         return counts, content_changed
 
 

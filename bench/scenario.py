@@ -1,0 +1,62 @@
+"""One benchmark scenario in a fresh process (so peak RSS is its own):
+`python -m bench.scenario EVENT_JSON` with the local stack's environment.
+Prints one JSON object: stage times, items/s, peak RSS."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+from catalogctl.local import LocalRunner
+
+
+def main() -> None:
+    event = json.loads(sys.argv[1])
+    marks: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if total is not None and done >= total:
+            marks.setdefault(stage, time.perf_counter() - t0)
+
+    runner = LocalRunner(dict(os.environ), progress=progress)
+    t_start = time.perf_counter()
+    result = runner.reindex(event)
+    t_reindex = time.perf_counter() - t_start
+    t1 = time.perf_counter()
+    drained = runner.drain(max_seconds=3600)
+    t_export = time.perf_counter() - t1
+    runs = result["runs"]
+    items = sum(r["counts"].get("items_read", 0) for r in runs)
+    queued = sum(
+        r["counts"].get(k, 0) for r in runs for k in ("new", "changed", "deleted", "requeued")
+    )
+    sent = 0
+    for r in runs:
+        for part in runner.app.state.list_part_results(r["feed"], r["run_id"]):
+            sent += part.counts.get("sent", 0)
+    read_s = marks.get("read", t_reindex)
+    diff_s = marks.get("diff", t_reindex) - read_s
+    out = {
+        "items": items,
+        "items_sent": sent,
+        "items_queued": queued,
+        "parts": drained.succeeded,
+        "read_build_hash_s": round(read_s, 3),
+        "diff_snapshot_state_s": round(diff_s, 3),
+        "reindex_s": round(t_reindex, 3),
+        "export_s": round(t_export, 3),
+        "wall_s": round(t_reindex + t_export, 3),
+        "read_items_per_s": round(items / read_s) if read_s else None,
+        "diff_items_per_s": round(items / diff_s) if diff_s > 0 else None,
+        "export_items_per_s": round(sent / t_export) if t_export and sent else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""`catalogctl`: resync, sync, status, feeds, and the embedded local stack.
+
+Each click command only declares options and hands them to a plain `do_*`
+function (tests call those directly). User errors are one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from catalog_sync.domain.errors import CatalogSyncError
+from catalog_sync.domain.feeds import all_feeds, get_feed
+from catalog_sync.domain.ports import FeedState
+from catalog_sync.domain.state import Status
+
+
+class UserError(click.ClickException):
+    """A clear, one-line error for the user."""
+
+
+@dataclass
+class Target:
+    """Where commands go: the embedded local stack (`--local`) or a deployed stack."""
+
+    local: bool
+    stack: str
+    region: str | None
+
+
+# --- running ----------------------------------------------------------------
+
+
+def _progress_printer(echo: Callable[[str], None]) -> Callable[[str, int, int | None], None]:
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if stage == "read":
+            echo(f"  read {done:,} records" + (" (done)" if total is not None else ""))
+        elif stage == "diff" and total and (done == total or done % 16 == 0):
+            echo(f"  diffed {done}/{total} buckets")
+
+    return progress
+
+
+def _summarise_run(run: dict[str, Any], echo: Callable[[str], None]) -> None:
+    c = run.get("counts", {})
+    if run.get("status") == "skipped":
+        echo(f"{run['feed']}: skipped: {run['reason']}")
+        return
+    echo(
+        f"{run['feed']}: run {run['run_id']} ({run['kind']}, {run['status']}): "
+        f"{c.get('items_read', 0):,} items built; new {c.get('new', 0):,}, "
+        f"changed {c.get('changed', 0):,}, deleted {c.get('deleted', 0):,}, "
+        f"unchanged {c.get('unchanged', 0):,}, resent {c.get('requeued', 0):,}; "
+        f"{run.get('parts_enqueued', 0)} parts queued"
+    )
+    if c.get("deletions_withheld"):
+        echo(
+            f"  the source was not read completely: {c['deletions_withheld']:,} "
+            "deletions withheld"
+        )
+    if run.get("issues_total"):
+        echo(f"  {run['issues_total']} source issue(s):")
+        for issue in run["issues"][:10]:
+            echo(f"    {_issue_text(issue)}")
+        if run["issues_total"] > 10:
+            echo("    ... (catalogctl status shows them all)")
+    for kind, keys in (run.get("preview") or {}).items():
+        if keys:
+            echo(f"  would send ({kind}): {', '.join(keys)}")
+
+
+def _issue_text(issue: dict[str, Any]) -> str:
+    where = [
+        f"line {issue['line']}" if issue.get("line") is not None else None,
+        f"sku {issue['sku']!r}" if issue.get("sku") is not None else None,
+        f"field {issue['field']!r}" if issue.get("field") is not None else None,
+    ]
+    prefix = ", ".join(w for w in where if w)
+    sev = "" if issue.get("severity", "error") == "error" else f"[{issue['severity']}] "
+    return f"{sev}{prefix}: {issue['message']}" if prefix else f"{sev}{issue['message']}"
+
+
+def do_run(target: Target, event: dict[str, Any], echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
+    """Run a reindex event, then (locally) deliver the export messages."""
+    if target.local:
+        from catalogctl.local import LocalRunner, default_local_env
+
+        runner = LocalRunner(default_local_env(), progress=_progress_printer(echo))
+        result = runner.reindex(event)
+        for run in result["runs"]:
+            _summarise_run(run, echo)
+        queued = sum(r.get("parts_enqueued", 0) for r in result["runs"])
+        if queued and not event.get("dryRun"):
+            drained = runner.drain()
+            state = runner.app.state
+            totals = {"sent": 0, "failed": 0, "retry": 0}
+            for run in result["runs"]:
+                if "run_id" not in run:
+                    continue
+                for part in state.list_part_results(run["feed"], run["run_id"]):
+                    for k in totals:
+                        totals[k] += part.counts.get(k, 0)
+            echo(
+                f"exported {drained.succeeded} part(s): {totals['sent']:,} items sent, "
+                f"{totals['failed']:,} failed, {totals['retry']:,} to retry"
+                + (f"; {drained.failed_attempts} failed attempt(s)" if drained.failed_attempts else "")
+            )
+            result["export"] = totals
+        return result
+    from catalogctl.remote import RemoteRunner
+
+    result = RemoteRunner(target.stack, target.region).reindex(event)
+    for run in result["runs"]:
+        _summarise_run(run, echo)
+    echo("exports run on the queue; follow them with `catalogctl status`")
+    return result
+
+
+# --- status -----------------------------------------------------------------
+
+
+def collect_status(state: FeedState, feed: str, *, failures: int = 50) -> dict[str, Any]:
+    meta = state.read_meta(feed)
+    out: dict[str, Any] = {"feed": feed, "items": 0, "counts": {}, "failed_items": [], "runs": []}
+    if meta is None:
+        return out
+    counts = {s.value: 0 for s in Status} | {"deleted": 0}
+    failed: list[dict[str, Any]] = []
+    items = 0
+    for bucket in state.read_buckets(feed, list(range(meta.buckets))):
+        for key, rec in bucket.records.items():
+            items += 1
+            counts[rec.status.value] += 1
+            counts["deleted"] += int(rec.deleted)
+            if rec.status in (Status.FAILED, Status.RETRY) and len(failed) < failures:
+                failed.append(
+                    {
+                        "item": key.replace("\x1f", " / "),
+                        "status": rec.status.value,
+                        "reason": rec.reason,
+                        "attempts": rec.attempts,
+                        "since": rec.changed_at,
+                    }
+                )
+    out.update(items=items, counts=counts, failed_items=failed)
+    runs = state.list_runs(feed, limit=5)
+    out["runs"] = [r.model_dump(mode="json") for r in runs]
+    if runs:
+        parts = state.list_part_results(feed, runs[0].run_id)
+        out["last_export"] = {
+            "parts": len(parts),
+            "errors": [p.error for p in parts if p.error],
+            "counts": {
+                k: sum(p.counts.get(k, 0) for p in parts) for k in ("sent", "failed", "retry")
+            },
+        }
+    return out
+
+
+def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.echo) -> None:
+    c = status["counts"]
+    if not status["runs"] and not status["items"]:
+        echo(f"{status['feed']}: never synced")
+        return
+    echo(
+        f"{status['feed']}: {status['items']:,} items: "
+        + ", ".join(f"{k} {c.get(k, 0):,}" for k in ("sent", "pending", "retry", "failed", "deleted"))
+    )
+    for run in status["runs"]:
+        rc = run.get("counts", {})
+        echo(
+            f"  run {run['run_id']} {run['kind']:<17} {run['status']:<9} "
+            f"new {rc.get('new', 0):,} changed {rc.get('changed', 0):,} "
+            f"deleted {rc.get('deleted', 0):,} issues {run.get('issues_total', 0)}"
+            + (f"  error: {run['error']}" if run.get("error") else "")
+        )
+    last = status.get("last_export")
+    if last:
+        lc = last["counts"]
+        echo(
+            f"  last export: {last['parts']} part(s), sent {lc['sent']:,}, "
+            f"failed {lc['failed']:,}, retry {lc['retry']:,}"
+        )
+        for err in last["errors"]:
+            echo(f"  export error: {err}")
+    if status["failed_items"]:
+        echo("  failed items:")
+        for f in status["failed_items"]:
+            echo(f"    {f['item']}: {f['status']}: {f['reason']}")
+    if status["runs"] and status["runs"][0].get("issues"):
+        echo("  source issues of the last run:")
+        for issue in status["runs"][0]["issues"]:
+            echo(f"    {_issue_text(issue)}")
+
+
+def do_status(target: Target, feeds: list[str], as_json: bool, echo: Callable[[str], None] = click.echo) -> list[dict[str, Any]]:
+    if target.local:
+        from catalogctl.local import LocalRunner, default_local_env
+
+        state: FeedState = LocalRunner(default_local_env()).app.state
+    else:
+        from catalogctl.remote import RemoteRunner
+
+        state = RemoteRunner(target.stack, target.region).state()
+    out = [collect_status(state, feed) for feed in feeds]
+    if as_json:
+        echo(json.dumps(out, indent=2, default=str))
+    else:
+        for s in out:
+            print_status(s, echo)
+    return out
+
+
+# --- local up -----------------------------------------------------------------
+
+
+def do_local_up(source: str | None, aws_port: int, receiver_port: int, echo: Callable[[str], None] = click.echo, *, stop_event: threading.Event | None = None) -> None:
+    from catalogctl.local import LocalStack
+
+    if source and not source.startswith("s3://"):
+        path = Path(source)
+        if not path.exists():
+            raise UserError(f"no catalog at {source}")
+        source = str(path.resolve())
+    stack = LocalStack(aws_port=aws_port, receiver_port=receiver_port, source=source)
+    stack.start()
+    try:
+        for k, v in sorted(stack.env.items()):
+            echo(f"{k}={v}")
+        echo("")  # the end of the environment block
+        sys.stdout.flush()
+        click.echo("local stack up (moto + feed receiver); Ctrl-C stops it", err=True)
+        stop = stop_event or threading.Event()
+        if stop_event is None:
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        stack.stop()
+        click.echo("local stack stopped", err=True)
+
+
+# --- click --------------------------------------------------------------------
+
+
+def _split_ids(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    return ids or None
+
+
+def _check_feed(feed: str) -> str:
+    try:
+        get_feed(feed)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    return feed
+
+
+@click.group()
+@click.option("--local", "local", is_flag=True, help="Use the embedded local stack (catalogctl local up).")
+@click.option("--stack", default=lambda: os.environ.get("CATALOG_SYNC_STACK", "catalog-sync"), show_default="catalog-sync", help="CloudFormation stack of a deployment.")
+@click.option("--region", default=None, help="AWS region of the deployment.")
+@click.pass_context
+def cli(ctx: click.Context, local: bool, stack: str, region: str | None) -> None:
+    """Keep a Magento catalog in sync with SaaS feed APIs."""
+    ctx.obj = Target(local=local, stack=stack, region=region)
+
+
+@cli.command()
+@click.option("--feed", required=True, help="The feed to resync, e.g. products.")
+@click.option("--no-reindex", is_flag=True, help="Resend the compiled feed without reading the source.")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; change nothing.")
+@click.option("--by-ids", default=None, help="Only these ids, comma-separated.")
+@click.option("--id-type", type=click.Choice(["sku", "productId"]), default="sku", show_default=True)
+@click.option("--source", default=None, help="Catalog source for this run (path or s3:// URI).")
+@click.pass_obj
+def resync(target: Target, feed: str, no_reindex: bool, dry_run: bool, by_ids: str | None, id_type: str, source: str | None) -> None:
+    """Reindex a feed treating every item as changed, and send it."""
+    event: dict[str, Any] = {"action": "resync", "feed": _check_feed(feed)}
+    if no_reindex:
+        event["noReindex"] = True
+    if dry_run:
+        event["dryRun"] = True
+    ids = _split_ids(by_ids)
+    if ids:
+        event["byIds"] = ids
+        event["idType"] = id_type
+    if source:
+        event["source"] = source
+    _guard(lambda: do_run(target, event))
+
+
+@cli.command()
+@click.option("--source", default=None, help="Catalog source for this run (path or s3:// URI).")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; change nothing.")
+@click.pass_obj
+def sync(target: Target, source: str | None, dry_run: bool) -> None:
+    """What the hourly schedule runs: an incremental reindex of every enabled feed, then export."""
+    event: dict[str, Any] = {"action": "sync"}
+    if source:
+        event["source"] = source
+    if dry_run:
+        event["dryRun"] = True
+    _guard(lambda: do_run(target, event))
+
+
+@cli.command()
+@click.option("--feed", "feed", default=None, help="One feed (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(target: Target, feed: str | None, as_json: bool) -> None:
+    """Counts by status, last runs, failed items with their reasons, source issues."""
+    feeds = [_check_feed(feed)] if feed else all_feeds()
+    _guard(lambda: do_status(target, feeds, as_json))
+
+
+@cli.command()
+def feeds() -> None:
+    """List the feeds."""
+    for name in all_feeds():
+        spec = get_feed(name)
+        click.echo(f"{name:<22} identity: {' + '.join(spec.identity)}")
+
+
+@cli.group()
+def local() -> None:
+    """The embedded local stack."""
+
+
+@local.command("up")
+@click.option("--source", default=None, help="The catalog (Magento export CSV: path or s3:// URI).")
+@click.option("--aws-port", default=5055, show_default=True, type=int)
+@click.option("--receiver-port", default=8787, show_default=True, type=int)
+def local_up(source: str | None, aws_port: int, receiver_port: int) -> None:
+    """Run moto + the feed receiver in the foreground; print the environment."""
+    _guard(lambda: do_local_up(source, aws_port, receiver_port))
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except CatalogSyncError as exc:
+        raise UserError(str(exc)) from None
+    except EndpointConnectionError as exc:
+        raise UserError(
+            f"cannot reach {exc.kwargs.get('endpoint_url')}: is `catalogctl local up` running?"
+        ) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise UserError(f"AWS: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"{exc}") from None
+
+
+def main() -> None:
+    cli(prog_name="catalogctl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Export function: SQS-triggered; each message names a feed bucket to export.
+
+Partial batch failures: a failing message is retried by SQS alone and ends in
+the DLQ after the queue's maxReceiveCount; the others are deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from catalog_sync.app import current_app, run_export_message
+from catalog_sync.domain.snapshot import ExportMessage
+from catalog_sync.observability import logger, metrics
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    message = ExportMessage.model_validate_json(record.body)
+    logger.append_keys(feed=message.feed, run_id=message.run_id, part=message.bucket)
+    result = run_export_message(message, current_app())
+    logger.info("part exported", extra={"counts": result.counts})
+    return result.counts
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

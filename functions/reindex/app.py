@@ -1,0 +1,20 @@
+"""Reindex function: the hourly schedule and resyncs.
+
+Events: the EventBridge scheduled event (= `{"action": "sync"}`) or
+`{"action": "resync", "feed": "products", "noReindex": false, "byIds": [...]}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from catalog_sync.app import current_app, run_reindex_event
+from catalog_sync.observability import logger, metrics
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return run_reindex_event(event, current_app())
