@@ -45,7 +45,7 @@ def _progress_printer(echo: Callable[[str], None]) -> Callable[[str, int, int | 
     def progress(stage: str, done: int, total: int | None) -> None:
         if stage == "read":
             echo(f"  read {done:,} records" + (" (done)" if total is not None else ""))
-        elif stage == "diff" and total and (done == total or done % 16 == 0):
+        elif stage == "diff" and total and done == total:
             echo(f"  diffed {done}/{total} buckets")
 
     return progress

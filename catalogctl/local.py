@@ -27,6 +27,7 @@ import boto3
 from catalog_sync.app import App, use_app
 from catalog_sync.domain.errors import AuthError, CatalogSyncError, ConfigError
 from catalog_sync.domain.reindex import Progress
+from catalog_sync.observability import logger
 from catalog_sync.settings import Settings
 from catalogctl.localaws import ResourceNames, aws_env, provision, start_moto_server
 from catalogctl.receiver import FeedReceiver
@@ -176,6 +177,10 @@ class LocalRunner:
             source = get_local_source(self.env)
             if source:
                 self.env["CATALOG_SOURCE"] = source
+        # A terminal wants the CLI's own lines, not the handlers' JSON logs and EMF
+        # metrics: those stay off unless asked for (CATALOG_SYNC_LOG_LEVEL=INFO).
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        logger.setLevel(self.env.get("CATALOG_SYNC_LOG_LEVEL", "WARNING"))
         self.session = _session(self.env)
         self.endpoint = self.env["AWS_ENDPOINT_URL"]
         self.app = App(

@@ -352,3 +352,16 @@ def test_http_sink_throughput_100k_small_items():
     print(
         f"\nHttpFeedSink -> FeedReceiver: {n} items in {elapsed:.2f}s = {n / elapsed:,.0f} items/s"
     )
+
+
+def test_http_sink_batch_id_differs_by_scope_so_a_resync_is_applied(receiver: FeedReceiver):
+    sink = sink_for(receiver)
+    first = items(3)
+    resync = [OutgoingItem(i.key, i.hash, i.body, scope="run-2") for i in first]
+
+    assert sink.batch_id("products", first, range(3)) != sink.batch_id("products", resync, range(3))
+    sink.send("products", first)
+    sink.send("products", resync)
+
+    assert receiver.stats()["items"]["duplicate"] == 0
+    assert receiver.stats()["items"]["accepted"] == 6

@@ -144,10 +144,12 @@ class HttpFeedSink:
             yield batch
 
     def batch_id(self, feed: str, items: Sequence[OutgoingItem], batch: Sequence[int]) -> str:
-        """Stable id of a batch: the same items (key + hash) always get the same id."""
+        """Stable id of a batch: the same items (scope + key + hash) always get the same id."""
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{feed}\x00{self.environment_id}\x00".encode())
         for i in batch:
+            h.update(items[i].scope.encode())
+            h.update(b"\x00")
             h.update(items[i].key.encode())
             h.update(b"\x00")
             h.update(items[i].hash.encode())

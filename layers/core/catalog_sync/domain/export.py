@@ -107,17 +107,18 @@ def _outgoing(
                 rec = pending.get(key)
                 if rec is not None and not rec.deleted and rec.hash == h:
                     live.discard(key)
-                    yield OutgoingItem(key=key, hash=h, body=body), False
+                    yield OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id), False
     missing.extend(sorted(live))
     for key, rec in pending.items():
         if rec.deleted:
-            yield OutgoingItem(key=key, hash=rec.hash, body=_tombstone_body(spec, key, rec)), True
+            body = _tombstone_body(spec, key, rec, deps.clock())
+            yield OutgoingItem(key=key, hash=rec.hash, body=body, scope=rec.run_id), True
 
 
-def _tombstone_body(spec: FeedSpec, key: str, rec: ItemState) -> bytes:
-    when = datetime.fromisoformat(rec.changed_at) if rec.changed_at else None
-    item = spec.tombstone(key, when) if when else {**spec.identity_of(key), "deleted": True}
-    return orjson.dumps(item)
+def _tombstone_body(spec: FeedSpec, key: str, rec: ItemState, now: datetime) -> bytes:
+    """A deleted item, stamped with when the deletion was compiled."""
+    when = datetime.fromisoformat(rec.changed_at) if rec.changed_at else now
+    return orjson.dumps(spec.tombstone(key, when))
 
 
 def _chunks(

@@ -82,6 +82,10 @@ class OutgoingItem:
     key: str  # identity key
     hash: str  # content hash of this version
     body: bytes  # the item's JSON
+    # What tells this send from an earlier send of the same content: the run that
+    # queued it. A retry of the same send keeps its batch id (x-request-id); a
+    # resync of unchanged content gets a new one, so the SaaS side applies it.
+    scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)
