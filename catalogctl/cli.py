@@ -65,8 +65,7 @@ def _summarise_run(run: dict[str, Any], echo: Callable[[str], None]) -> None:
     )
     if c.get("deletions_withheld"):
         echo(
-            f"  the source was not read completely: {c['deletions_withheld']:,} "
-            "deletions withheld"
+            f"  the source was not read completely: {c['deletions_withheld']:,} deletions withheld"
         )
     if run.get("issues_total"):
         echo(f"  {run['issues_total']} source issue(s):")
@@ -90,7 +89,9 @@ def _issue_text(issue: dict[str, Any]) -> str:
     return f"{sev}{prefix}: {issue['message']}" if prefix else f"{sev}{issue['message']}"
 
 
-def do_run(target: Target, event: dict[str, Any], echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
+def do_run(
+    target: Target, event: dict[str, Any], echo: Callable[[str], None] = click.echo
+) -> dict[str, Any]:
     """Run a reindex event, then (locally) deliver the export messages."""
     if target.local:
         from catalogctl.local import LocalRunner, default_local_env
@@ -113,7 +114,11 @@ def do_run(target: Target, event: dict[str, Any], echo: Callable[[str], None] = 
             echo(
                 f"exported {drained.succeeded} part(s): {totals['sent']:,} items sent, "
                 f"{totals['failed']:,} failed, {totals['retry']:,} to retry"
-                + (f"; {drained.failed_attempts} failed attempt(s)" if drained.failed_attempts else "")
+                + (
+                    f"; {drained.failed_attempts} failed attempt(s)"
+                    if drained.failed_attempts
+                    else ""
+                )
             )
             result["export"] = totals
         return result
@@ -174,7 +179,9 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
         return
     echo(
         f"{status['feed']}: {status['items']:,} items: "
-        + ", ".join(f"{k} {c.get(k, 0):,}" for k in ("sent", "pending", "retry", "failed", "deleted"))
+        + ", ".join(
+            f"{k} {c.get(k, 0):,}" for k in ("sent", "pending", "retry", "failed", "deleted")
+        )
     )
     for run in status["runs"]:
         rc = run.get("counts", {})
@@ -193,6 +200,11 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
         )
         for err in last["errors"]:
             echo(f"  export error: {err}")
+    if status.get("dead_letter_messages"):
+        echo(
+            f"  dead-letter queue: {status['dead_letter_messages']} export message(s) gave up; "
+            "`catalogctl redrive` puts them back"
+        )
     if status["failed_items"]:
         echo("  failed items:")
         for f in status["failed_items"]:
@@ -203,7 +215,9 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
             echo(f"    {_issue_text(issue)}")
 
 
-def do_status(target: Target, feeds: list[str], as_json: bool, echo: Callable[[str], None] = click.echo) -> list[dict[str, Any]]:
+def do_status(
+    target: Target, feeds: list[str], as_json: bool, echo: Callable[[str], None] = click.echo
+) -> list[dict[str, Any]]:
     if target.local:
         from catalogctl.local import LocalRunner, default_local_env
 
@@ -213,6 +227,10 @@ def do_status(target: Target, feeds: list[str], as_json: bool, echo: Callable[[s
 
         state = RemoteRunner(target.stack, target.region).state()
     out = [collect_status(state, feed) for feed in feeds]
+    sqs, _, dlq_url = _queues(target)
+    depth = dlq_depth(sqs, dlq_url)
+    for s in out:
+        s["dead_letter_messages"] = depth
     if as_json:
         echo(json.dumps(out, indent=2, default=str))
     else:
@@ -221,10 +239,86 @@ def do_status(target: Target, feeds: list[str], as_json: bool, echo: Callable[[s
     return out
 
 
+# --- dead-letter queue -----------------------------------------------------------
+
+
+def _queues(target: Target) -> tuple[Any, str, str | None]:
+    """(sqs client, export queue URL, DLQ URL) of the target."""
+    if target.local:
+        from catalogctl.local import LocalRunner, default_local_env
+
+        app = LocalRunner(default_local_env()).app
+        return app.client("sqs"), app.settings.export_queue_url, app.settings.export_dlq_url
+    from catalogctl.remote import RemoteRunner
+
+    remote = RemoteRunner(target.stack, target.region)
+    return (
+        remote.session.client("sqs"),
+        remote.outputs["ExportQueueUrl"],
+        remote.outputs.get("ExportDLQUrl"),
+    )
+
+
+def dlq_depth(sqs: Any, dlq_url: str | None) -> int | None:
+    if not dlq_url:
+        return None
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=dlq_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def redrive_messages(sqs: Any, queue_url: str, dlq_url: str) -> int:
+    """Move every message of the DLQ back to the queue (send first, then delete:
+    a crash in between duplicates a message, which the export tolerates)."""
+    moved = 0
+    while True:
+        msgs = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not msgs:
+            return moved
+        entries = [{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(msgs)]
+        resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if resp.get("Failed"):
+            raise UserError(f"could not move messages back: {resp['Failed'][0].get('Message')}")
+        sqs.delete_message_batch(
+            QueueUrl=dlq_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)
+            ],
+        )
+        moved += len(msgs)
+
+
+def do_redrive(target: Target, echo: Callable[[str], None] = click.echo) -> int:
+    sqs, queue_url, dlq_url = _queues(target)
+    if not dlq_url:
+        raise UserError("no dead-letter queue configured (EXPORT_DLQ_URL)")
+    moved = redrive_messages(sqs, queue_url, dlq_url)
+    echo(f"moved {moved} message(s) from the dead-letter queue back to the export queue")
+    if target.local and moved:
+        from catalogctl.local import LocalRunner, default_local_env
+
+        drained = LocalRunner(default_local_env()).drain()
+        echo(f"exported {drained.succeeded} part(s)")
+    return moved
+
+
 # --- local up -----------------------------------------------------------------
 
 
-def do_local_up(source: str | None, aws_port: int, receiver_port: int, echo: Callable[[str], None] = click.echo, *, stop_event: threading.Event | None = None) -> None:
+def do_local_up(
+    source: str | None,
+    aws_port: int,
+    receiver_port: int,
+    echo: Callable[[str], None] = click.echo,
+    *,
+    stop_event: threading.Event | None = None,
+) -> None:
     from catalogctl.local import LocalStack
 
     if source and not source.startswith("s3://"):
@@ -272,8 +366,15 @@ def _check_feed(feed: str) -> str:
 
 
 @click.group()
-@click.option("--local", "local", is_flag=True, help="Use the embedded local stack (catalogctl local up).")
-@click.option("--stack", default=lambda: os.environ.get("CATALOG_SYNC_STACK", "catalog-sync"), show_default="catalog-sync", help="CloudFormation stack of a deployment.")
+@click.option(
+    "--local", "local", is_flag=True, help="Use the embedded local stack (catalogctl local up)."
+)
+@click.option(
+    "--stack",
+    default=lambda: os.environ.get("CATALOG_SYNC_STACK", "catalog-sync"),
+    show_default="catalog-sync",
+    help="CloudFormation stack of a deployment.",
+)
 @click.option("--region", default=None, help="AWS region of the deployment.")
 @click.pass_context
 def cli(ctx: click.Context, local: bool, stack: str, region: str | None) -> None:
@@ -283,15 +384,50 @@ def cli(ctx: click.Context, local: bool, stack: str, region: str | None) -> None
 
 @cli.command()
 @click.option("--feed", required=True, help="The feed to resync, e.g. products.")
-@click.option("--no-reindex", is_flag=True, help="Resend the compiled feed without reading the source.")
+@click.option(
+    "--no-reindex", is_flag=True, help="Resend the compiled feed without reading the source."
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; change nothing.")
 @click.option("--by-ids", default=None, help="Only these ids, comma-separated.")
-@click.option("--id-type", type=click.Choice(["sku", "productId"]), default="sku", show_default=True)
+@click.option(
+    "--id-type", type=click.Choice(["sku", "productId"]), default="sku", show_default=True
+)
 @click.option("--source", default=None, help="Catalog source for this run (path or s3:// URI).")
+@click.option(
+    "--failed-only", is_flag=True, help="Resend only items waiting for a retry; no source read."
+)
+@click.option(
+    "--continue-resync", is_flag=True, help="Continue an interrupted resync from its checkpoint."
+)
+@click.option(
+    "--cleanup-feed", is_flag=True, help="Rebuild the feed state from scratch (deletes still sent)."
+)
 @click.pass_obj
-def resync(target: Target, feed: str, no_reindex: bool, dry_run: bool, by_ids: str | None, id_type: str, source: str | None) -> None:
+def resync(
+    target: Target,
+    feed: str,
+    no_reindex: bool,
+    dry_run: bool,
+    by_ids: str | None,
+    id_type: str,
+    source: str | None,
+    failed_only: bool,
+    continue_resync: bool,
+    cleanup_feed: bool,
+) -> None:
     """Reindex a feed treating every item as changed, and send it."""
     event: dict[str, Any] = {"action": "resync", "feed": _check_feed(feed)}
+    if sum((no_reindex, failed_only, continue_resync, cleanup_feed, bool(by_ids))) > 1:
+        raise UserError(
+            "choose one of --no-reindex, --failed-only, --continue-resync, --cleanup-feed, --by-ids"
+        )
+    for flag, name in (
+        (failed_only, "failedOnly"),
+        (continue_resync, "continueResync"),
+        (cleanup_feed, "cleanupFeed"),
+    ):
+        if flag:
+            event[name] = True
     if no_reindex:
         event["noReindex"] = True
     if dry_run:
@@ -327,6 +463,13 @@ def status(target: Target, feed: str | None, as_json: bool) -> None:
     """Counts by status, last runs, failed items with their reasons, source issues."""
     feeds = [_check_feed(feed)] if feed else all_feeds()
     _guard(lambda: do_status(target, feeds, as_json))
+
+
+@cli.command()
+@click.pass_obj
+def redrive(target: Target) -> None:
+    """Move the export messages in the dead-letter queue back to the export queue."""
+    _guard(lambda: do_redrive(target))
 
 
 @cli.command()

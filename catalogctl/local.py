@@ -51,6 +51,7 @@ def local_env(aws_endpoint: str, receiver_url: str, names: ResourceNames | None 
         "SNAPSHOT_BUCKET": names.bucket,
         "STATE_TABLE": names.table,
         "EXPORT_QUEUE_URL": names.queue_url(aws_endpoint),
+        "EXPORT_DLQ_URL": names.dlq_url(aws_endpoint),
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
 

@@ -61,6 +61,7 @@ def test_events_schedule_is_the_standard_scheduled_event() -> None:
             {"action": "resync", "feed": "products", "byIds": ["MH01-XS-Black"], "idType": "sku"},
         ),
         ("reindex_sync.json", {"action": "sync"}),
+        ("reindex_resend.json", {"action": "resend"}),
     ],
 )
 def test_events_reindex_request_shape(name: str, expected: dict[str, Any]) -> None:
@@ -92,3 +93,11 @@ def test_events_export_body_is_an_export_message() -> None:
     # The keys follow the snapshot layout the reindex writes.
     assert message.part_key == part_key(message.feed, message.run_id, message.bucket)
     assert message.manifest_key == manifest_key(message.feed, message.run_id)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EVENTS.glob("reindex_*.json")))
+def test_events_reindex_events_parse_as_the_handler_reads_them(name: str) -> None:
+    from catalog_sync.app import ReindexEvent
+
+    event = ReindexEvent.parse(_load(name))
+    assert event.action in ("sync", "resync", "resend")

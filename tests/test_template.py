@@ -7,6 +7,7 @@ intrinsic functions (!Ref, !Sub, !If...).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,18 @@ def test_template_state_table_has_pk_sk_key_schema(resources: dict[str, Any]) ->
     assert table["DeletionPolicy"] == "Retain"
 
 
-def test_template_reindex_runs_on_the_sync_schedule(
+def test_template_reindex_runs_on_the_sync_and_resend_schedules(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
     events = _props(resources, "ReindexFunction")["Events"]
-    schedules = [e["Properties"] for e in events.values() if e["Type"] == "Schedule"]
-    assert len(schedules) == 1
-    assert schedules[0]["Schedule"] == {"Ref": "SyncSchedule"}
+    schedules = {n: e["Properties"] for n, e in events.items() if e["Type"] == "Schedule"}
+    assert set(schedules) == {"HourlySync", "ResendWaiting"}
+    assert schedules["HourlySync"]["Schedule"] == {"Ref": "SyncSchedule"}
     # No Input: the function gets the standard "Scheduled Event".
-    assert "Input" not in schedules[0]
+    assert "Input" not in schedules["HourlySync"]
     assert template["Parameters"]["SyncSchedule"]["Default"] == "rate(1 hour)"
+    assert schedules["ResendWaiting"]["Schedule"] == {"Ref": "ResendSchedule"}
+    assert json.loads(schedules["ResendWaiting"]["Input"]) == {"action": "resend"}
 
 
 def test_template_reindex_sizing(template: dict[str, Any], resources: dict[str, Any]) -> None:

@@ -42,19 +42,35 @@ class ReindexEvent(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    action: Literal["sync", "resync"] = "sync"
+    action: Literal["sync", "resync", "resend"] = "sync"
     feed: str | None = None
     no_reindex: bool = False
     dry_run: bool = False
     by_ids: list[str] | None = Field(default=None, min_length=1)
     id_type: Literal["sku", "productId"] = "sku"
     source: str | None = None  # overrides CATALOG_SOURCE for this run
+    failed_only: bool = False  # resync: resend what waits for a retry; no source read
+    cleanup_feed: bool = False  # resync: rebuild the feed state from scratch
+    continue_resync: bool = False  # resync: continue an interrupted resync
 
     @classmethod
     def parse(cls, event: dict[str, Any]) -> ReindexEvent:
         if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
-            return cls(action="sync")
+            return cls(action="sync")  # the hourly rule passes the scheduled event as is
         return cls.model_validate(event)
+
+    def kind(self) -> RunKind:
+        if self.action != "resync":
+            return self.action
+        if self.failed_only:
+            return "resend"
+        if self.no_reindex:
+            return "resync-no-reindex"
+        if self.continue_resync:
+            return "resync-continue"
+        if self.cleanup_feed:
+            return "resync-cleanup"
+        return "resync-by-ids" if self.by_ids else "resync"
 
 
 def utc_now() -> datetime:
@@ -150,6 +166,8 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
     request = ReindexEvent.parse(event)
     if request.action == "resync" and not request.feed:
         raise ConfigError("a resync needs a feed")
+    if request.continue_resync and (request.by_ids or request.no_reindex or request.cleanup_feed):
+        raise ConfigError("--continue-resync takes no other resync option")
     if request.id_type == "productId" and request.by_ids:
         raise ConfigError(
             "the Magento export CSV carries no product ids: use --id-type sku with this source"
@@ -157,22 +175,22 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
     feeds = [request.feed] if request.feed else app.settings.feed_names()
     for feed in feeds:
         get_feed(feed)  # fail early on an unknown feed
-    kind: RunKind = "sync"
-    if request.action == "resync":
-        kind = (
-            "resync-no-reindex"
-            if request.no_reindex
-            else "resync-by-ids"
-            if request.by_ids
-            else "resync"
-        )
+    kind = request.kind()
+    resend = kind == "resend"
+    resume_from, resumed = 0, None
+    if request.continue_resync:
+        resume_from, resumed = _checkpoint(app, feeds[0])
     req = ReindexRequest(
         feeds=tuple(feeds),
         kind=kind,
-        force=request.action == "resync",
+        force=request.action == "resync" and not resend,
         no_reindex=request.no_reindex,
         by_ids=frozenset(s.lower() for s in request.by_ids) if request.by_ids else None,
         dry_run=request.dry_run,
+        resend_only=resend,
+        cleanup=request.cleanup_feed,
+        resume_from=resume_from,
+        resumed_from=resumed,
     )
     settings = app.settings
     deps = ReindexDeps(
@@ -181,11 +199,12 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         queue=app.queue,
         clock=app.clock,
         new_id=app.new_id,
-        source=None if request.no_reindex else app.source(request.source),
+        source=app.source(request.source) if req.reads_source else None,
         store_views=tuple(settings.store_view_pairs()),
         enabled_feeds=frozenset(settings.feed_names()),
         buckets=settings.state_buckets,
         lease_seconds=settings.lease_seconds,
+        stale_pending_seconds=settings.stale_pending_seconds,
         workdir=Path(settings.work_dir) if settings.work_dir else None,
         progress=app.progress,
     )
@@ -193,7 +212,7 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
     try:
         results = reindex_feed(req, deps)
     except LeaseHeldError as exc:
-        if request.action == "sync":  # the scheduled run steps aside, visibly
+        if request.action in ("sync", "resend"):  # scheduled runs step aside, visibly
             logger.warning(str(exc))
             return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": str(exc)}]}
         raise
@@ -222,6 +241,19 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         name="ReindexSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - started
     )
     return {"runs": out}
+
+
+def _checkpoint(app: App, feed: str) -> tuple[int, str]:
+    """Where an interrupted resync of `feed` got to: (bucket to resume from, its run id)."""
+    for run in app.state.list_runs(feed, limit=20):
+        if run.kind in ("resync", "resync-continue", "resync-cleanup"):
+            if run.status in ("running", "failed"):
+                return run.buckets_done, run.run_id
+            raise ConfigError(
+                f"no interrupted resync of {feed} to continue: the last one ({run.run_id}) "
+                f"is {run.status}"
+            )
+    raise ConfigError(f"no resync of {feed} to continue")
 
 
 def run_export_message(message: ExportMessage, app: App) -> PartResult:

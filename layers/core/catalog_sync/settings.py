@@ -18,6 +18,7 @@ class Settings(BaseModel):
     snapshot_bucket: str = Field(min_length=1)
     state_table: str = Field(min_length=1)
     export_queue_url: str = Field(min_length=1)
+    export_dlq_url: str | None = None  # the export queue's dead-letter queue (status, redrive)
     saas_base_url: str = Field(min_length=1)
     saas_environment_id: str = Field(min_length=1)
     saas_api_key_secret_id: str | None = None  # Secrets Manager secret name or ARN
@@ -31,6 +32,7 @@ class Settings(BaseModel):
     saas_max_tries: int = Field(default=5, ge=1)
     saas_timeout_seconds: float = Field(default=30.0, gt=0)
     lease_seconds: int = Field(default=900, ge=10)
+    stale_pending_seconds: int = Field(default=1800, ge=60)  # resend re-queues older pending items
     secret_max_age_seconds: int = Field(default=300, ge=0)
     work_dir: str | None = None  # scratch space for spills (Lambda: /tmp)
 

@@ -15,7 +15,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,20 @@ class ReindexRequest:
     no_reindex: bool = False  # resend the compiled feed without reading the source
     by_ids: frozenset[str] | None = None  # only these groups (SKUs), lower-cased
     dry_run: bool = False
+    # Resend what waits (items whose export ran out of retries, items queued by a run
+    # whose messages never went out) without reading the source.
+    resend_only: bool = False
+    # Rebuild the state from scratch: forget everything but what the SaaS side still
+    # holds (so items gone from the catalog are still sent as deletions).
+    cleanup: bool = False
+    # Continue an interrupted resync (`resumed_from`): buckets below `resume_from` were
+    # done by it.
+    resume_from: int = 0
+    resumed_from: str | None = None
+
+    @property
+    def reads_source(self) -> bool:
+        return not (self.no_reindex or self.resend_only)
 
 
 @dataclass
@@ -78,6 +92,7 @@ class ReindexDeps:
     # adapt: products carry no price where the prices feed exists); default: the run's feeds
     buckets: int = DEFAULT_BUCKETS  # for a feed's first run
     lease_seconds: int = 900
+    stale_pending_seconds: int = 1800  # a pending item queued longer ago than this is stuck
     workdir: Path | None = None
     progress: Progress | None = None
 
@@ -89,8 +104,13 @@ class ReindexResult:
     preview: dict[str, list[str]] = field(default_factory=dict)  # dry run: keys by change kind
 
 
+def _run_id_of(now: datetime) -> str:
+    """The time part of a run id: run ids sort by time."""
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
+
+
 def new_run_id(now: datetime, new_id: Callable[[], str]) -> str:
-    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{new_id()[:8]}"
+    return f"{_run_id_of(now)}-{new_id()[:8]}"
 
 
 def tombstone(spec: FeedSpec, key: str, now: datetime) -> EncodedItem:
@@ -122,7 +142,7 @@ def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResu
     specs = [get_feed(name) for name in request.feeds]
     now = deps.clock()
     run_id = new_run_id(now, deps.new_id)
-    source_name = None if request.no_reindex or deps.source is None else deps.source.describe()
+    source_name = deps.source.describe() if request.reads_source and deps.source else None
     feed_runs = []
     for spec in specs:
         meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
@@ -133,6 +153,7 @@ def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResu
             started_at=now.isoformat(),
             status="dry-run" if request.dry_run else "running",
             source=source_name,
+            resumed_from=request.resumed_from,
         )
         feed_runs.append(_FeedRun(spec, meta, run))
     if request.dry_run:
@@ -170,7 +191,7 @@ def _run(
             feed_dir.mkdir()
             fr.spill = BucketSpill(feed_dir, fr.meta.buckets)
         report = ReadReport(complete=True)
-        if not request.no_reindex:
+        if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
             report = _read_source(feed_runs, request, deps, now)
@@ -181,7 +202,7 @@ def _run(
             # by a rejected record: no deletions for such a feed then.
             complete = report.complete and not (fr.spec.aggregate and fr.rejected)
             differ = _Differ(fr.spec, request, deps, fr.run.run_id, now, complete=complete)
-            _diff_buckets(differ, fr.spill, deps, fr.meta, workdir / fr.spec.name)
+            _diff_buckets(differ, fr, deps, workdir / fr.spec.name)
             results.append(_finish(fr, differ, report, request, deps, now))
     return results
 
@@ -366,10 +387,13 @@ class _Differ:
                 "parts_written",
                 "parts_reused",
                 "duplicates",
+                "stuck",
+                "pruned",
             ),
             0,
         )
         self.preview: dict[str, list[str]] = {"new": [], "changed": [], "deleted": []}
+        self.stale_before = _run_id_of(now - timedelta(seconds=deps.stale_pending_seconds))
         self.parts: dict[int, PartRef] = {}
         self.to_export: set[int] = set()
 
@@ -391,14 +415,29 @@ class _Differ:
         bucket's live content changed (so its snapshot part must be rewritten)."""
         counts = dict.fromkeys(self.counts, 0)
         records = bucket.records
-        if self.request.no_reindex:  # nothing was read: resend what is compiled
+        request = self.request
+        if request.no_reindex:  # nothing was read: resend what is compiled
             for rec in records.values():
                 if not rec.deleted or rec.held_by_saas:
                     self._queue(rec)
                     counts["requeued"] += 1
             return counts, False
-        content_changed = False
-        force = self.request.force
+        if request.resend_only:
+            for rec in records.values():
+                if rec.status is Status.RETRY:
+                    self._queue(rec)
+                    counts["requeued"] += 1
+                elif rec.status is Status.PENDING and rec.run_id < self.stale_before:
+                    counts["stuck"] += 1  # its message never came: queue its bucket again
+            return counts, False
+        if request.cleanup:
+            for key in [k for k, r in records.items() if not r.held_by_saas]:
+                del records[key]
+                counts["pruned"] += 1
+            for rec in records.values():
+                rec.hash = ""  # unknown: whatever the catalog has now is sent
+        content_changed = counts["pruned"] > 0
+        force = request.force and bucket.bucket >= request.resume_from
         for key, item in items.items():
             rec = records.get(key)
             if rec is None:
@@ -447,21 +486,24 @@ class _Differ:
         return counts, content_changed
 
 
-def _diff_buckets(
-    differ: _Differ, spill: BucketSpill, deps: ReindexDeps, meta: FeedMeta, workdir: Path
-) -> None:
+def _diff_buckets(differ: _Differ, fr: _FeedRun, deps: ReindexDeps, workdir: Path) -> None:
     feed = differ.spec.name
-    total = meta.buckets
+    spill = fr.spill
+    assert spill is not None
+    total = fr.meta.buckets
     for start in range(0, total, STATE_READ_CHUNK):
         numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
         for bucket in deps.state.read_buckets(feed, numbers):
-            if differ.request.no_reindex:
-                items: dict[str, EncodedItem] = {}
-                keep: set[str] = set()
-            else:
+            if differ.request.reads_source:
                 items, keep, duplicates = spill.read(bucket.bucket)
                 differ.counts["duplicates"] += len(duplicates)
+            else:
+                items, keep = {}, set()
             _diff_one(differ, deps, bucket, items, keep, workdir)
+        if not differ.request.dry_run:  # the checkpoint `--continue-resync` resumes from
+            fr.run.buckets_done = numbers[-1] + 1
+            fr.run.counts = dict(differ.counts)
+            deps.state.put_run(fr.run)
         if deps.progress:
             deps.progress("diff", numbers[-1] + 1, total)
 
@@ -483,10 +525,9 @@ def _diff_one(
             if new_part is None:
                 new_part = _write_part(differ, deps, bucket, items, workdir)
             bucket.part = new_part
-        needs_send = any(r.needs_send for r in bucket.records.values())
         if not bucket.records and bucket.version == 0:
             break  # an empty bucket that never existed: nothing to store
-        if not (content_changed or needs_send or counts["requeued"]):
+        if not (content_changed or counts["requeued"]):
             break  # nothing changed: no write
         try:
             deps.state.write_bucket(bucket)
@@ -504,7 +545,10 @@ def _diff_one(
             differ.counts["parts_written"] += 1
         else:
             differ.counts["parts_reused"] += 1
-    if any(r.needs_send for r in bucket.records.values()):
+    if differ.request.resend_only:
+        if counts["requeued"] or counts["stuck"]:
+            differ.to_export.add(bucket.bucket)
+    elif any(r.needs_send for r in bucket.records.values()):
         differ.to_export.add(bucket.bucket)
 
 

@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-RunKind = Literal["sync", "resync", "resync-no-reindex", "resync-by-ids"]
+RunKind = Literal[
+    "sync",
+    "resync",
+    "resync-no-reindex",
+    "resync-by-ids",
+    "resync-continue",
+    "resync-cleanup",
+    "resend",
+]
 RunStatus = Literal["running", "completed", "failed", "dry-run"]
 
 DEFAULT_BUCKETS = 64
@@ -33,6 +41,8 @@ class RunRecord(BaseModel):
     issues_total: int = 0
     manifest: str | None = None
     parts_enqueued: int = 0
+    buckets_done: int = 0  # checkpoint: the diff got this far
+    resumed_from: str | None = None  # the interrupted run this one continues
     error: str | None = None
 
 
