@@ -101,7 +101,8 @@ class _Rec:
     blob: bytes  # zlib(pickle(CatalogProduct)), line=None
 
     def product(self) -> CatalogProduct:
-        return pickle.loads(zlib.decompress(self.blob))  # type: ignore[no-any-return]
+        product: CatalogProduct = pickle.loads(zlib.decompress(self.blob))
+        return product
 
 
 class _HttpError(Exception):
@@ -136,12 +137,13 @@ class _Catalog:
         self.views: dict[str, int] = dict(prev.views) if prev else {}
         for view in store_views:
             self.views.setdefault(view, len(self.views) + 1)
-        self._next_option = prev._next_option if prev else 100
+        self._next_option: int = prev._next_option if prev else 100
         self.options.setdefault("tax_class_id", dict(TAX_CLASSES))
         self.recs: list[_Rec] = []
         self.by_sku: dict[str, _Rec] = {}
         self.by_id: dict[int, _Rec] = {}
         self.rejected: list[Rejected] = []
+        self._stock: list[dict[str, Any]] | None = None
         next_id = max(prev.by_id, default=0) + 1 if prev else 1
         for product in products:
             key = product.sku.lower()
@@ -274,6 +276,13 @@ class _Catalog:
             "scope": "global",
             "options": options,
         }
+
+    def stock_items(self) -> list[dict[str, Any]]:
+        """Every stock item, by product id (built once per catalog)."""
+        if self._stock is None:
+            items = [self.stock_item(rec, rec.product()) for rec in self.recs]
+            self._stock = [item for item in items if item is not None]
+        return self._stock
 
     def stock_item(self, rec: _Rec, p: CatalogProduct) -> dict[str, Any] | None:
         s = p.stock
@@ -538,30 +547,36 @@ def _like(pattern: str) -> re.Pattern[str]:
 
 
 def _test(actual: Any, cond: str, expected: str) -> bool:
+    return _predicate(cond, expected)(actual)
+
+
+def _predicate(cond: str, expected: str) -> Callable[[Any], bool]:
+    """A test of a field value against one filter, compiled once per request."""
+
+    def values(actual: Any) -> list[Any]:
+        return [v for v in (actual if isinstance(actual, list) else [actual]) if v is not None]
+
     if cond == "null":
-        return actual in (None, "", [])
+        return lambda actual: actual in (None, "", [])
     if cond == "notnull":
-        return actual not in (None, "", [])
-    values = actual if isinstance(actual, list) else [actual]
-    values = [v for v in values if v is not None]
+        return lambda actual: actual not in (None, "", [])
     if cond in ("in", "nin"):
         wanted = {_cmp_key(x.strip()) for x in expected.split(",")}
-        hit = any(_cmp_key(v) in wanted for v in values)
-        return hit if cond == "in" else not hit
+        hit_in = cond == "in"
+        return lambda actual: any(_cmp_key(v) in wanted for v in values(actual)) == hit_in
     if cond in ("finset", "nfinset"):
-        hit = any(expected.strip() in str(v).split(",") for v in values)
-        return hit if cond == "finset" else not hit
+        hit_fs = cond == "finset"
+        needle = expected.strip()
+        return lambda actual: any(needle in str(v).split(",") for v in values(actual)) == hit_fs
     if cond in ("like", "nlike"):
         rx = _like(expected)
-        hit = any(rx.match(str(v).lower()) for v in values)
-        return hit if cond == "like" else not hit
+        hit_like = cond == "like"
+        return lambda actual: any(rx.match(str(v).lower()) for v in values(actual)) == hit_like
     exp = _cmp_key(expected)
     if cond == "neq":
-        return all(_cmp_key(v) != exp for v in values)
-    if not values:
-        return False
+        return lambda actual: all(_cmp_key(v) != exp for v in values(actual))
     op = _CMP[cond]
-    return any(op(_cmp_key(v), exp) for v in values)
+    return lambda actual: any(op(_cmp_key(v), exp) for v in values(actual))
 
 
 _CMP: dict[str, Callable[[Any, Any], bool]] = {
@@ -632,6 +647,7 @@ class MagentoApiServer:
         self._cache: dict[tuple[Any, ...], list[_Rec]] = {}
         self._catalog: _Catalog | None = None
         self._connections: set[Any] = set()
+        self._corrupt: dict[str, dict[str, Any]] = {}
         self.load(csv_path)
         self._server = _Server((host, port), _Handler)
         self._server.api = self
@@ -642,7 +658,7 @@ class MagentoApiServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def catalog(self) -> _Catalog:
@@ -700,6 +716,18 @@ class MagentoApiServer:
         with self._lock:
             for _ in range(times):
                 self._faults.append((status, retry_after, path_contains))
+
+    def corrupt(self, sku: str, field: str, value: Any) -> None:
+        """Serve `field` (a top-level item field) of `sku` as `value` in every scope."""
+        with self._lock:
+            self._corrupt.setdefault(sku.lower(), {})[field] = value
+
+    def _item(self, catalog: _Catalog, rec: _Rec, view: str | None) -> dict[str, Any]:
+        item = catalog.item(rec, rec.product(), view)
+        bad = self._corrupt.get(rec.sku.lower())
+        if bad:
+            item.update(bad)
+        return item
 
     def _take_fault(self, target: str) -> tuple[int, float | None] | None:
         with self._lock:
@@ -809,7 +837,7 @@ class MagentoApiServer:
                     404,
                     "The product that was requested doesn't exist. Verify the product and try again.",
                 )
-            return catalog.item(rec, rec.product(), view)
+            return self._item(catalog, rec, view)
         if route == "categories":
             return catalog.tree if view is None else catalog.tree["children_data"][0]
         if route == "store/websites":
@@ -854,13 +882,14 @@ class MagentoApiServer:
         raise _HttpError(404, "Request does not match any route.")
 
     def _list(self, items: list[dict[str, Any]], c: Criteria) -> dict[str, Any]:
-        rows = [
-            it
-            for it in items
-            if all(any(_test(_field(it, f), cd, v) for f, cd, v in g) for g in c.groups)
-        ]
+        groups = [[(f, _predicate(cd, v)) for f, cd, v in g] for g in c.groups]
+        rows = [it for it in items if all(any(t(_field(it, f)) for f, t in g) for g in groups)]
         for fname, direction in reversed(c.sort):
-            rows.sort(key=lambda it, f=fname: _cmp_key(_field(it, f)), reverse=direction == "DESC")
+
+            def item_key(it: dict[str, Any], f: str = fname) -> tuple[int, float, str]:
+                return _cmp_key(_field(it, f))
+
+            rows.sort(key=item_key, reverse=direction == "DESC")
         return {
             "items": _page(rows, c, self.repeat_last_page),
             "search_criteria": c.echo(),
@@ -883,13 +912,33 @@ class MagentoApiServer:
                 item = items[rec.id] = catalog.item(rec, rec.product(), view)
             return _field(item, name)
 
+        groups = [[(f, _predicate(cd, v)) for f, cd, v in g] for g in c.groups]
+        candidates = catalog.recs
+        for g in c.groups:  # a group of id / sku lookups: use the indexes
+            if all(f in ("entity_id", "id", "sku") and cd in ("eq", "in") for f, cd, _v in g):
+                found: dict[int, _Rec] = {}
+                for f, _cd, v in g:
+                    for x in v.split(","):
+                        x = x.strip()
+                        if f == "sku":
+                            rec = catalog.by_sku.get(x.lower())
+                        else:
+                            rec = catalog.by_id.get(int(x)) if x.isdigit() else None
+                        if rec is not None:
+                            found[rec.id] = rec
+                candidates = [found[i] for i in sorted(found)]
+                break
         rows = [
-            rec
-            for rec in catalog.recs
-            if all(any(_test(value(rec, f), cd, v) for f, cd, v in g) for g in c.groups)
+            rec for rec in candidates if all(any(t(value(rec, f)) for f, t in g) for g in groups)
         ]
         for fname, direction in reversed(c.sort):
-            rows.sort(key=lambda r, f=fname: _cmp_key(value(r, f)), reverse=direction == "DESC")
+
+            def rec_key(r: _Rec, f: str = fname) -> tuple[int, float, str]:
+                return _cmp_key(value(r, f))
+
+            rows.sort(key=rec_key, reverse=direction == "DESC")
+        if candidates is not catalog.recs:
+            return rows  # an index lookup: cheap, not cached
         with self._lock:
             if len(self._cache) > 64:
                 self._cache.clear()
@@ -900,7 +949,7 @@ class MagentoApiServer:
         rows = self._selected(catalog, view, c)
         page = _page(rows, c, self.repeat_last_page)
         return {
-            "items": [catalog.item(rec, rec.product(), view) for rec in page],
+            "items": [self._item(catalog, rec, view) for rec in page],
             "search_criteria": c.echo(),
             "total_count": len(rows),
         }
@@ -912,12 +961,7 @@ class MagentoApiServer:
             page = max(1, int(query.get("currentPage") or 1))
         except ValueError:
             raise _HttpError(400, "qty, pageSize and currentPage must be numbers.") from None
-        items = []
-        for rec in catalog.recs:
-            p = rec.product()
-            item = catalog.stock_item(rec, p)
-            if item is not None and item["qty"] < limit:
-                items.append(item)
+        items = [item for item in catalog.stock_items() if item["qty"] < limit]
         c = Criteria((), (), size, page)
         return {
             "items": _page(items, c, self.repeat_last_page),
@@ -957,7 +1001,7 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             super().finish()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _serve(self, method: str) -> None:
@@ -987,10 +1031,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._serve("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve("POST")
 
 
