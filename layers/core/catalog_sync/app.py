@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from catalog_sync.adapters.dynamo_state import DynamoFeedState
 from catalog_sync.adapters.http_sink import HttpFeedSink
 from catalog_sync.adapters.magento_csv import MagentoCsvSource
+from catalog_sync.adapters.magento_rest import MagentoRestSource
 from catalog_sync.adapters.s3_blobs import S3BlobStore
 from catalog_sync.adapters.secrets import api_key_provider
 from catalog_sync.adapters.sqs_queue import SqsExportQueue
@@ -136,11 +137,31 @@ class App:
             )
         return self._sink
 
-    def source(self, uri: str | None) -> CatalogSource:
-        uri = uri or self.settings.catalog_source
+    def source(self, uri: str | None, *, since: datetime | None = None) -> CatalogSource:
+        """The catalog source: a Magento export CSV (path or s3://) or the Magento
+        REST API (https://shop.example.com), read since `since` where it can."""
+        s = self.settings
+        uri = uri or s.catalog_source
         if not uri:
             raise ConfigError("no catalog source: set CATALOG_SOURCE or pass a source")
-        workdir = Path(self.settings.work_dir) if self.settings.work_dir else None
+        workdir = Path(s.work_dir) if s.work_dir else None
+        if uri.startswith(("https://", "http://")):
+            token = api_key_provider(
+                secret_id=s.magento_token_secret_id,
+                parameter_name=s.magento_token_parameter,
+                max_age=s.secret_max_age_seconds,
+                secrets_client=self.client("secretsmanager") if s.magento_token_secret_id else None,
+                ssm_client=self.client("ssm") if s.magento_token_parameter else None,
+            )
+            return MagentoRestSource(
+                uri,
+                token,
+                page_size=s.magento_page_size,
+                concurrency=s.magento_concurrency,
+                max_tries=s.magento_max_tries,
+                since=since,
+                store_views=[code for code, _ in s.store_view_pairs()],
+            )
         s3 = self.client("s3") if uri.startswith("s3://") else None
         return MagentoCsvSource(uri, s3_client=s3, workdir=workdir)
 
@@ -199,7 +220,7 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         queue=app.queue,
         clock=app.clock,
         new_id=app.new_id,
-        source=app.source(request.source) if req.reads_source else None,
+        source=_source_for(app, request, feeds) if req.reads_source else None,
         store_views=tuple(settings.store_view_pairs()),
         enabled_feeds=frozenset(settings.feed_names()),
         buckets=settings.state_buckets,
@@ -216,6 +237,8 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
             logger.warning(str(exc))
             return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": str(exc)}]}
         raise
+    if deps.source is not None and not request.dry_run:
+        _advance_watermark(app, feeds, deps.source)
     out = []
     for result in results:
         run = result.run
@@ -241,6 +264,38 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         name="ReindexSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - started
     )
     return {"runs": out}
+
+
+def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSource:
+    """A REST source reads incrementally from the feeds' watermark on the hourly sync,
+    and in full on resyncs and every MAGENTO_FULL_READ_HOURS (to find deletions)."""
+    uri = request.source or app.settings.catalog_source
+    since = None
+    if request.action == "sync" and uri and uri.startswith(("https://", "http://")):
+        metas = [app.state.read_meta(f) for f in feeds]
+        marks = [m.source_watermark for m in metas if m is not None]
+        fulls = [m.last_full_read for m in metas if m is not None]
+        if metas and all(metas) and all(marks) and all(fulls):
+            last_full = min(datetime.fromisoformat(f) for f in fulls if f)
+            due = app.clock() - last_full >= timedelta(hours=app.settings.magento_full_read_hours)
+            if not due:
+                since = min(datetime.fromisoformat(m) for m in marks if m)
+    return app.source(request.source, since=since)
+
+
+def _advance_watermark(app: App, feeds: list[str], source: CatalogSource) -> None:
+    mark = getattr(source, "high_water_mark", None)
+    if mark is None or getattr(source, "failed", False):
+        return  # a failed read does not move the watermark
+    full = source.report().complete and not getattr(source, "incremental", False)
+    for feed in feeds:
+        meta = app.state.read_meta(feed)
+        if meta is None:
+            continue
+        meta.source_watermark = mark.isoformat()
+        if full:
+            meta.last_full_read = app.clock().isoformat()
+        app.state.write_meta(meta)
 
 
 def _checkpoint(app: App, feed: str) -> tuple[int, str]:

@@ -23,7 +23,13 @@ class Settings(BaseModel):
     saas_environment_id: str = Field(min_length=1)
     saas_api_key_secret_id: str | None = None  # Secrets Manager secret name or ARN
     saas_api_key_parameter: str | None = None  # or an SSM SecureString parameter name
-    catalog_source: str | None = None  # path, s3://bucket/key (Magento export CSV)
+    catalog_source: str | None = None  # path, s3://bucket/key (export CSV), https://shop (REST)
+    magento_token_secret_id: str | None = None  # REST source: bearer token in Secrets Manager
+    magento_token_parameter: str | None = None  # or in an SSM SecureString parameter
+    magento_page_size: int = Field(default=100, ge=1, le=1000)
+    magento_concurrency: int = Field(default=4, ge=1, le=32)
+    magento_max_tries: int = Field(default=5, ge=1)
+    magento_full_read_hours: float = Field(default=24, gt=0)  # a full read finds deletions
     store_views: str = "default:base"  # storeViewCode:websiteCode, comma-separated
     feeds: str = "products"  # feeds the hourly sync covers
     state_buckets: int = Field(default=64, ge=1, le=4096)

@@ -238,6 +238,16 @@ class MagentoRestSource:
     def describe(self) -> str:
         return f"magento-rest:{self.base_url}"
 
+    @property
+    def incremental(self) -> bool:
+        """An incremental read (since a watermark): never complete for deletions."""
+        return self.since is not None
+
+    @property
+    def failed(self) -> bool:
+        """Some page of the last read could not be read: its watermark must not move."""
+        return any(i.severity == "error" and i.sku is None for i in self._report.issues)
+
     def report(self) -> ReadReport:
         """How the last read went (valid once `read` is exhausted)."""
         return self._report

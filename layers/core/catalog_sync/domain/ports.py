@@ -28,6 +28,10 @@ class CatalogSource(Protocol):
 
     def describe(self) -> str: ...
 
+    # A source that reads only what changed since a watermark sets `incremental`;
+    # such a read is never complete (no deletions) and aggregate feeds skip it.
+    # `high_water_mark` is where the next incremental read starts.
+
 
 class BlobStore(Protocol):
     """Immutable objects by key (S3 in AWS, a folder in tests)."""

@@ -275,13 +275,18 @@ def _read_source(
     assert deps.source is not None
     enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
     ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled)
+    # An aggregate item (a category, an attribute's options) is the union over every
+    # product: a partial read (incremental, by ids) cannot rebuild it, so such feeds
+    # leave it alone until the next full read.
+    partial = request.by_ids is not None or bool(getattr(deps.source, "incremental", False))
+    building = [fr for fr in feed_runs if not (partial and fr.spec.aggregate)]
     n = 0
     for entry in deps.source.read(skus=request.by_ids):
         if isinstance(entry, Rejected):
-            for fr in feed_runs:
+            for fr in building:
                 _reject(fr, entry.sku, entry.issues)
             continue
-        for fr in feed_runs:
+        for fr in building:
             spec = fr.spec
             spill = fr.spill
             assert spill is not None

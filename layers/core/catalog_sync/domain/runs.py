@@ -25,6 +25,8 @@ class FeedMeta(BaseModel):
     buckets: int = DEFAULT_BUCKETS
     latest_manifest: str | None = None  # key of the newest snapshot manifest
     last_run_id: str | None = None
+    source_watermark: str | None = None  # sources that read incrementally: read up to here
+    last_full_read: str | None = None  # when the source was last read in full (ISO 8601)
 
 
 class RunRecord(BaseModel):
