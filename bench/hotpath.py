@@ -22,7 +22,9 @@ def main() -> None:
     args = parser.parse_args()
     specs = [get_feed(f) for f in args.feeds.split(",")]
     views = tuple((v, "base") for v in args.views.split(","))
-    ctx = BuildContext(now=datetime.now(UTC), store_views=views, feeds=frozenset(args.feeds.split(",")))
+    ctx = BuildContext(
+        now=datetime.now(UTC), store_views=views, feeds=frozenset(args.feeds.split(","))
+    )
     t_read = t_build = t_encode = 0.0
     n = 0
     it = iter(MagentoCsvSource(args.catalog).read())

@@ -24,9 +24,10 @@ def main() -> None:
     src = Path(sys.argv[1])
     csv.field_size_limit(1 << 30)
     rows = list(csv.DictReader(src.open(newline="", encoding="utf-8")))
-    with tempfile.TemporaryDirectory() as tmp, LocalStack(
-        names=ResourceNames.unique(), source=str(Path(tmp) / "catalog.csv")
-    ) as stack:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalStack(names=ResourceNames.unique(), source=str(Path(tmp) / "catalog.csv")) as stack,
+    ):
         catalog = Path(tmp) / "catalog.csv"
         catalog.write_bytes(src.read_bytes())
         runner = LocalRunner(stack.env)
@@ -58,12 +59,18 @@ def main() -> None:
         for r in rows:
             if r["product_type"] != "configurable":
                 continue
-            want = {e.split(",")[0].removeprefix("sku=") for e in r["configurable_variations"].split("|") if e}
+            want = {
+                e.split(",")[0].removeprefix("sku=")
+                for e in r["configurable_variations"].split("|")
+                if e
+            }
             got = {v["sku"] for v in held[(r["sku"], "default")]["variants"]}
             parents_ok = all(held[(c, "default")]["parentSkus"] == [r["sku"]] for c in want)
             if want != got or not parents_ok:
                 bad_variants.append(r["sku"])
-        report.update(price_mismatches=bad_price, stock_mismatches=bad_stock, variant_mismatches=bad_variants)
+        report.update(
+            price_mismatches=bad_price, stock_mismatches=bad_stock, variant_mismatches=bad_variants
+        )
         report["configurables"] = sum(r["product_type"] == "configurable" for r in rows)
 
         edited = Path(tmp) / "edited.csv"

@@ -25,7 +25,17 @@ STORE_VIEWS = "default:base,fr:base,de:base"
 
 
 def start_stack() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    cmd = [sys.executable, "-m", "catalogctl.cli", "local", "up", "--aws-port", "0", "--receiver-port", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "catalogctl.cli",
+        "local",
+        "up",
+        "--aws-port",
+        "0",
+        "--receiver-port",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     env: dict[str, str] = {}
@@ -71,9 +81,7 @@ def bench_size(products: int, seed: int) -> dict[str, Any]:
             "changed_products": len(change.changed),
         }
         out["full_resync"] = scenario(env, {"action": "resync", "feed": "products"})
-        out["incremental_1pct"] = scenario(
-            env, {"action": "sync", "source": str(edited.resolve())}
-        )
+        out["incremental_1pct"] = scenario(env, {"action": "sync", "source": str(edited.resolve())})
         out["unchanged"] = scenario(env, {"action": "sync", "source": str(edited.resolve())})
         return out
     finally:

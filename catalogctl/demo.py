@@ -86,7 +86,9 @@ def main() -> None:
 
     say(f"A sample Magento catalog: {PRODUCTS:,} products, store views fr and de")
     stats = synth.generate(catalog, PRODUCTS, seed=7, store_views=("fr", "de"))
-    print(f"  {catalog}: {stats.rows:,} rows, {stats.configurables} configurables, {stats.bytes:,} bytes")
+    print(
+        f"  {catalog}: {stats.rows:,} rows, {stats.configurables} configurables, {stats.bytes:,} bytes"
+    )
 
     say("Start the embedded local stack (moto server over HTTP + local SaaS feed receiver)")
     proc, stack_env = start_stack(catalog)

@@ -40,7 +40,9 @@ LOCAL_ENVIRONMENT_ID = "local-env"
 SOURCE_PARAMETER = "/catalog-sync/local/catalog-source"
 
 
-def local_env(aws_endpoint: str, receiver_url: str, names: ResourceNames | None = None) -> dict[str, str]:
+def local_env(
+    aws_endpoint: str, receiver_url: str, names: ResourceNames | None = None
+) -> dict[str, str]:
     """The environment the other commands need to reach a local stack."""
     names = names or ResourceNames()
     return {
@@ -251,7 +253,11 @@ class LocalRunner:
                     self.sqs.change_message_visibility_batch(
                         QueueUrl=queue_url,
                         Entries=[
-                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                            {
+                                "Id": str(i),
+                                "ReceiptHandle": m["ReceiptHandle"],
+                                "VisibilityTimeout": 0,
+                            }
                             for i, m in enumerate(retry)
                         ],
                     )

@@ -22,6 +22,7 @@ from catalog_sync.observability import logger, metrics
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
+
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     message = ExportMessage.model_validate_json(record.body)
     logger.append_keys(feed=message.feed, run_id=message.run_id, part=message.bucket)

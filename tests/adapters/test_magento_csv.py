@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -221,10 +222,8 @@ def s3(aws_clients: Callable[..., LocalAws]) -> Iterator[object]:
     (Not `mock_aws`: it would reset the moto state every stack in this process shares.)
     """
     client = aws_clients().s3
-    try:
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket="catalogs")
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
     yield client
 
 

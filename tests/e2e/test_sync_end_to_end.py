@@ -79,9 +79,7 @@ def test_e2e_sync_after_edits_sends_exactly_the_touched_items(make_stack, tmp_pa
     assert result["runs"][0]["parts_enqueued"] == 0
 
 
-def test_e2e_no_reindex_resends_the_compiled_feed_with_the_source_gone(
-    make_stack, tmp_path: Path
-):
+def test_e2e_no_reindex_resends_the_compiled_feed_with_the_source_gone(make_stack, tmp_path: Path):
     catalog = tmp_path / "catalog.csv"
     shutil.copy(SMALL, catalog)
     s = make_stack(catalog)

@@ -18,6 +18,8 @@ def test_state_bucket_round_trips_through_its_encoding():
 def test_held_by_saas_follows_what_was_last_accepted():
     assert ItemState("h", Status.SENT, sent_hash="h").held_by_saas
     assert not ItemState("h", Status.PENDING).held_by_saas
-    assert not ItemState("t", Status.SENT, deleted=True, sent_hash="t", sent_deleted=True).held_by_saas
+    assert not ItemState(
+        "t", Status.SENT, deleted=True, sent_hash="t", sent_deleted=True
+    ).held_by_saas
     # deleted here, delete not yet accepted: the SaaS side still holds the live version
     assert ItemState("t", Status.PENDING, deleted=True, sent_hash="h").held_by_saas

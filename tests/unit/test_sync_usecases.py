@@ -96,10 +96,17 @@ def test_reindex_sends_only_changed_new_and_deleted_items():
     assert result.run.counts["new"] == 2
     assert result.run.counts["deleted"] == 2
     assert w.sent_keys() == sorted(
-        f"{sku}\x1f{view}" for sku in ("SKU-003", "SKU-005", "SKU-NEW") for view in ("default", "fr")
+        f"{sku}\x1f{view}"
+        for sku in ("SKU-003", "SKU-005", "SKU-NEW")
+        for view in ("default", "fr")
     )
     deleted = orjson.loads(w.sink.received["SKU-005\x1fdefault"])
-    assert deleted["deleted"] is True and set(deleted) == {"sku", "storeViewCode", "deleted", "modifiedAt"}
+    assert deleted["deleted"] is True and set(deleted) == {
+        "sku",
+        "storeViewCode",
+        "deleted",
+        "modifiedAt",
+    }
 
 
 def test_reindex_hash_ignores_number_format_and_list_order():
@@ -124,7 +131,9 @@ def test_reindex_incomplete_read_never_deletes():
 def test_reindex_rejected_record_keeps_its_items_and_is_reported():
     w = World()
     w.sync(catalog(3))
-    bad = Rejected("SKU-001", [SourceIssue("not a number: 'abc'", line=3, sku="SKU-001", field="price")])
+    bad = Rejected(
+        "SKU-001", [SourceIssue("not a number: 'abc'", line=3, sku="SKU-001", field="price")]
+    )
 
     result = w.sync([catalog(3)[0], bad, catalog(3)[2]])
 

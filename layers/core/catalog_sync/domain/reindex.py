@@ -444,14 +444,16 @@ class _Differ:
         content_changed = counts["pruned"] > 0
         force = request.force and bucket.bucket >= request.resume_from
         for key, item in items.items():
-            rec = records.get(key)
-            if rec is None:
+            found = records.get(key)
+            if found is None:
                 records[key] = ItemState(
                     item.hash, Status.PENDING, changed_at=self.now_iso, run_id=self.run_id
                 )
                 self._note("new", key, counts)
                 content_changed = True
-            elif rec.hash != item.hash or rec.deleted:
+                continue
+            rec = found
+            if rec.hash != item.hash or rec.deleted:
                 rec.hash = item.hash
                 rec.deleted = False
                 rec.changed_at = self.now_iso

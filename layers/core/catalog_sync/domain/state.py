@@ -70,7 +70,14 @@ class ItemState:
     def from_row(cls, row: list[Any]) -> ItemState:
         h, status, deleted, sent_hash, reason, changed_at, run_id, attempts, sent_del = row
         return cls(
-            h, Status(status), bool(deleted), sent_hash, reason, changed_at, run_id, attempts,
+            h,
+            Status(status),
+            bool(deleted),
+            sent_hash,
+            reason,
+            changed_at,
+            run_id,
+            attempts,
             bool(sent_del),
         )
 
