@@ -33,7 +33,11 @@ def items(source: Any, ctx: BuildContext) -> tuple[dict[str, dict[str, str]], in
             spec = get_feed(feed)
             for item in spec.build(record, ctx):
                 if spec.merge is not None:
-                    data = item.model_dump(mode="json", by_alias=True) if hasattr(item, "model_dump") else item
+                    data = (
+                        item.model_dump(mode="json", by_alias=True)
+                        if hasattr(item, "model_dump")
+                        else item
+                    )
                     key = spec.key_of(data)
                     seen = aggregates[feed].get(key)
                     aggregates[feed][key] = data if seen is None else spec.merge(seen, data)

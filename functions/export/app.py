@@ -20,7 +20,9 @@ from catalog_sync.app import current_app, run_export_message
 from catalog_sync.domain.snapshot import ExportMessage
 from catalog_sync.observability import logger, metrics
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Every failed message comes back as a batchItemFailure, even when all of them fail
+# (e.g. a wrong API key): SQS retries each, and they end in the DLQ.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:

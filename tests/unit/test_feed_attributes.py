@@ -13,13 +13,22 @@ from catalog_sync.domain import attributes as attrs_mod
 from catalog_sync.domain.attributes import (
     ATTRIBUTES,
     AttributeItem,
-    build_attribute_items,
     derive_label,
     merge_attributes,
+)
+from catalog_sync.domain.attributes import (
+    build_attribute_items as build_dicts,
 )
 from catalog_sync.domain.canonical import encode, item_json
 from catalog_sync.domain.catalog import CatalogProduct, StoreValues, Variant
 from catalog_sync.domain.feeds import BuildContext, FeedItem, get_feed
+from tests.unit.feed_check import checked_all
+
+
+def build_attribute_items(product: Any, ctx: BuildContext) -> list[AttributeItem]:
+    """The builder's dicts, checked against AttributeItem and read through it."""
+    return checked_all(AttributeItem, build_dicts(product, ctx))
+
 
 NOW = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)
 VIEWS = (("default", "base"), ("fr", "base"), ("de", "eu"))

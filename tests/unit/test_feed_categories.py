@@ -13,11 +13,20 @@ from catalog_sync.domain.catalog import CatalogProduct
 from catalog_sync.domain.categories import (
     CATEGORIES,
     CategoryItem,
-    build_category_items,
     merge_categories,
     url_key,
 )
+from catalog_sync.domain.categories import (
+    build_category_items as build_dicts,
+)
 from catalog_sync.domain.feeds import BuildContext, FeedItem, get_feed
+from tests.unit.feed_check import checked_all
+
+
+def build_category_items(product: Any, ctx: BuildContext) -> list[CategoryItem]:
+    """The builder's dicts, checked against CategoryItem and read through it."""
+    return checked_all(CategoryItem, build_dicts(product, ctx))
+
 
 NOW = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)
 VIEWS = (("default", "base"), ("fr", "base"), ("de", "eu"))

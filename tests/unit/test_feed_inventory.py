@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from catalog_sync.domain.canonical import encode
 from catalog_sync.domain.catalog import CatalogProduct, Stock, StoreValues
 from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.inventory import INVENTORY, build_stock_items
+from catalog_sync.domain.inventory import INVENTORY, StockStatusItem
+from catalog_sync.domain.inventory import build_stock_items as build_dicts
+from tests.unit.feed_check import checked_all
+
+
+def build_stock_items(product: Any, ctx: BuildContext) -> list[StockStatusItem]:
+    """The builder's dicts, checked against StockStatusItem and read through it."""
+    return checked_all(StockStatusItem, build_dicts(product, ctx))
+
 
 NOW = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)
 CTX = BuildContext(now=NOW, store_views=(("default", "base"), ("de", "eu")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,15 @@ from catalog_sync.domain.catalog import (
     TierPrice,
 )
 from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.prices import PRICES, PriceItem, build_price_items
+from catalog_sync.domain.prices import PRICES, PriceItem
+from catalog_sync.domain.prices import build_price_items as build_dicts
+from tests.unit.feed_check import checked_all
+
+
+def build_price_items(product: Any, ctx: BuildContext) -> list[PriceItem]:
+    """The builder's dicts, checked against PriceItem and read through it."""
+    return checked_all(PriceItem, build_dicts(product, ctx))
+
 
 NOW = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)
 VIEWS = (("default", "base"), ("fr", "base"), ("de", "eu"), ("us", "us"))

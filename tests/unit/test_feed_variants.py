@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from catalog_sync.domain.canonical import encode
 from catalog_sync.domain.catalog import CatalogProduct, Variant
 from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.variants import VARIANTS, build_variant_items
+from catalog_sync.domain.variants import VARIANTS, VariantItem
+from catalog_sync.domain.variants import build_variant_items as build_dicts
+from tests.unit.feed_check import checked_all
+
+
+def build_variant_items(product: Any, ctx: BuildContext) -> list[VariantItem]:
+    """The builder's dicts, checked against VariantItem and read through it."""
+    return checked_all(VariantItem, build_dicts(product, ctx))
+
 
 NOW = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)
 CTX = BuildContext(now=NOW, store_views=(("default", "base"), ("de", "eu")))

@@ -34,8 +34,9 @@ import struct
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -186,6 +187,7 @@ _FALSE = frozenset({"0", "no", "false", "n", "disabled"})
 _VISIBILITY_LABELS = {v.lower(): v for v in VISIBILITIES} | {
     str(i): v for i, v in enumerate(VISIBILITIES, 1)
 }
+_VISIBILITY_CELLS = _VISIBILITY_LABELS | {v: v for v in VISIBILITIES}
 _ATTR_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _FRAME = struct.Struct("<cIIH")  # kind, line, payload length, key length
@@ -823,12 +825,14 @@ class _Builder:
     ) -> StoreValues:
         c = self.c
         kw: dict[str, Any] = {}
-        cleared: set[str] = set()
+        cleared: set[str] | None = None
         for i, fname, kind, col in c.scalars:
             cell = row[i]
             if not cell:
                 continue
             if cell == EMPTY_VALUE:
+                if cleared is None:
+                    cleared = set()
                 cleared.add(fname)
                 continue
             if cell[0] == " " and len(cell) > 1 and cell[1] in "-+=":
@@ -837,7 +841,22 @@ class _Builder:
                 kw[fname] = cell
                 continue
             try:
-                kw[fname] = _CONVERT[kind](cell)
+                if kind == _NUM:
+                    try:
+                        number = float(cell)
+                    except ValueError:
+                        number = _number(cell)
+                    if number - number != 0.0:  # inf, nan
+                        number = _number(cell)
+                    kw[fname] = number
+                elif kind == _VISIBILITY:
+                    v = _VISIBILITY_CELLS.get(cell)
+                    kw[fname] = v if v is not None else _visibility(cell)
+                elif kind == _ENABLED:
+                    b = _ENABLED_CELLS.get(cell)
+                    kw[fname] = b if b is not None else _enabled(cell)
+                else:
+                    kw[fname] = parse_date(cell)
             except _DateError:
                 self.source._issue(
                     SourceIssue(
@@ -867,15 +886,17 @@ class _Builder:
                     elif not is_global:
                         labels[role] = ""
         attributes: dict[str, tuple[str, ...]] = {}
-        if c.additional_attributes >= 0 and row[c.additional_attributes]:
-            for code, value in _additional_attributes(row[c.additional_attributes]):
-                if value == EMPTY_VALUE:
-                    if not is_global:
-                        attributes[code] = ()
-                    continue
-                vals = tuple(v for v in value.split("|") if v)
-                if vals or not is_global:
-                    attributes[code] = vals
+        if c.additional_attributes >= 0:
+            cell = row[c.additional_attributes]
+            if cell:
+                for code, value in _additional_attributes(cell):
+                    if value == EMPTY_VALUE:
+                        if not is_global:
+                            attributes[code] = ()
+                        continue
+                    vals = _multi(value)
+                    if vals or not is_global:
+                        attributes[code] = vals
         for i, code, _col in c.attributes:
             cell = row[i]
             if cell:
@@ -883,12 +904,12 @@ class _Builder:
                     if not is_global:
                         attributes[code] = ()
                 else:
-                    attributes[code] = tuple(v for v in cell.split("|") if v)
+                    attributes[code] = _multi(cell)
         return StoreValues(
             images=images,
             image_labels=labels,
             attributes=attributes,
-            cleared=frozenset(cleared) if cleared else frozenset(),
+            cleared=frozenset(cleared) if cleared else _NO_CLEARS,
             **kw,
         )
 
@@ -991,6 +1012,21 @@ def _first(item: tuple[int, list[str]]) -> int:
     return item[0]
 
 
+_NO_CLEARS: frozenset[str] = frozenset()
+# product_online cells as written by Magento, and the booleans they mean
+_ENABLED_CELLS = {"1": True, "2": False, "0": False}
+
+
+def _multi(value: str) -> tuple[str, ...]:
+    """`a|b||c` -> ("a", "b", "c"): a (multiselect) value's non-empty parts."""
+    if "|" not in value:
+        return (value,) if value else ()
+    parts = value.split("|")
+    if "" in parts:
+        return tuple(v for v in parts if v)
+    return tuple(parts)
+
+
 # -- value parsers ---------------------------------------------------------------
 
 
@@ -1045,6 +1081,7 @@ _DOT_DATE = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
 def parse_date(cell: str) -> datetime:
     """A Magento export date, leniently: `2015-10-23 00:35:03`, `3/6/24`,
     `3/6/24, 8:59 PM` (U+202F before PM in newer ICU), `16.03.15, 17:08`. Naive
@@ -1081,14 +1118,7 @@ def _dt(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None)
     return datetime(y, mo, d, int(hh or 0), int(mm or 0), int(ss or 0), tzinfo=UTC)
 
 
-_CONVERT: dict[int, Callable[[str], Any]] = {
-    _NUM: _number,
-    _ENABLED: _enabled,
-    _VISIBILITY: _visibility,
-    _DATE: parse_date,
-}
-
-
+@lru_cache(maxsize=4096)
 def _split_list(cell: str) -> tuple[str, ...]:
     if not cell or cell == EMPTY_VALUE:
         return ()
@@ -1101,6 +1131,7 @@ def _pairs(cell: str, field: str) -> dict[str, str]:
     return dict(_additional_attributes(cell))
 
 
+@lru_cache(maxsize=4096)
 def _categories(cell: str) -> tuple[tuple[str, ...], ...]:
     """`Default Category/Men/Tops,Default Category/Gear` -> (("Men","Tops"),("Gear",)).
 
@@ -1143,6 +1174,13 @@ def _additional_attributes(cell: str) -> list[tuple[str, str]]:
     Values may be wrapped in `"` (the export's "Fields Enclosure" option; `""`
     inside is a quote). A fragment without `=` (or whose key is not an attribute
     code) belongs to the previous value, which contained a comma, as Magento does."""
+    if '"' not in cell:
+        return _plain_attributes(cell)
+    return _quoted_attributes(cell)
+
+
+def _quoted_attributes(cell: str) -> list[tuple[str, str]]:
+    """`_additional_attributes`, for any cell (values may be quoted)."""
     out: list[tuple[str, str]] = []
     pos, n = 0, len(cell)
     while pos < n:
@@ -1190,4 +1228,35 @@ def _additional_attributes(cell: str) -> list[tuple[str, str]]:
             value = cell[start:end]
             pos = end + 1
         out.append((code, value))
+    return out
+
+
+_attr_code_cache: dict[str, bool] = {}
+
+
+def _is_attr_code(code: str) -> bool:
+    ok = _attr_code_cache.get(code)
+    if ok is None:
+        ok = _ATTR_CODE.match(code) is not None
+        if len(_attr_code_cache) < 4096:
+            _attr_code_cache[code] = ok
+    return ok
+
+
+def _plain_attributes(cell: str) -> list[tuple[str, str]]:
+    """`_additional_attributes` of a cell without quotes (the common case)."""
+    out: list[tuple[str, str]] = []
+    frags = cell.split(",")
+    if not frags[-1]:  # a trailing comma ends the cell, no empty fragment follows
+        frags.pop()
+    for frag in frags:
+        code, eq, value = frag.partition("=")
+        if eq:
+            code = code.strip()
+            if _is_attr_code(code):
+                out.append((code, value))
+                continue
+        if out:
+            prev_code, prev = out[-1]
+            out[-1] = (prev_code, f"{prev},{frag}")
     return out

@@ -96,26 +96,25 @@ def _specs(
 
 
 @lru_cache(maxsize=16384)
-def _item(spec: _Spec, view: str, now: datetime) -> AttributeItem:
-    """One attribute item; shared by the products with the same values (frozen)."""
+def _item(spec: _Spec, view: str, now: datetime) -> dict[str, Any]:
+    """One attribute item (a JSON-ready dict shaped as `AttributeItem`), made once for
+    the products with the same values: callers copy it (`dict(...)`)."""
     code, label, kind, options, omitted = spec
-    return _validate_item(
-        {
-            "attributeCode": code,
-            "storeViewCode": view,
-            "label": label,
-            "frontendInput": kind,
-            "options": list(options),
-            "optionsOmitted": omitted,
-            "isSearchable": None,
-            "isFilterable": None,
-            "deleted": False,
-            "modifiedAt": now,
-        }
-    )
+    return {
+        "deleted": False,
+        "modifiedAt": now,
+        "attributeCode": code,
+        "storeViewCode": view,
+        "label": label,
+        "frontendInput": kind,
+        "options": list(options),
+        "optionsOmitted": omitted,
+        "isSearchable": None,
+        "isFilterable": None,
+    }
 
 
-def build_attribute_items(product: CatalogProduct, ctx: BuildContext) -> list[AttributeItem]:
+def build_attribute_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
     variant_options: dict[str, set[str]] = {}
     for v in product.variants:
         for code, label in v.options:
@@ -124,7 +123,7 @@ def build_attribute_items(product: CatalogProduct, ctx: BuildContext) -> list[At
         variant_options.setdefault(code, set())
     labels = product.variant_labels
     now = ctx.now
-    items: list[AttributeItem] = []
+    items: list[dict[str, Any]] = []
     global_specs: list[_Spec] | None = None
     for view, website in ctx.store_views:
         if not product.in_website(website):
@@ -135,7 +134,7 @@ def build_attribute_items(product: CatalogProduct, ctx: BuildContext) -> list[At
             if global_specs is None:
                 global_specs = _specs(product.values.attributes, variant_options, labels)
             specs = global_specs
-        items.extend(_item(spec, view, now) for spec in specs)
+        items.extend(dict(_item(spec, view, now)) for spec in specs)
     return items
 
 
@@ -179,9 +178,6 @@ def merge_attributes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["isSearchable"] = _pick_flag(a.get("isSearchable"), b.get("isSearchable"))
     out["isFilterable"] = _pick_flag(a.get("isFilterable"), b.get("isFilterable"))
     return out
-
-
-_validate_item = AttributeItem.model_validate
 
 
 ATTRIBUTES = register(

@@ -5,19 +5,33 @@ numbers as the model's types make them (a float field always serialises as a
 float, so "52" and "52.0000" in the source hash the same), lists in the order
 the builders fix (they sort everything whose order carries no meaning), and
 `modifiedAt` left out: touching an item without changing it changes nothing.
+
+Builders emit plain JSON-ready dicts (camelCase keys, floats where the model
+has floats, datetimes as pydantic writes them, `modifiedAt` as a datetime); the
+pydantic models are the schema of record (tests check that the dicts validate
+and round-trip). A model instance given to `encode` is dumped to the same dict,
+so it hashes the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 
 from catalog_sync.domain.feeds import KEY_SEPARATOR, FeedItem, FeedSpec
 
 EXCLUDED_FROM_HASH = frozenset({"modifiedAt"})
+
+_dumps = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
+_blake2b = hashlib.blake2b
+_DATETIME = TypeAdapter(datetime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,48 +43,75 @@ class EncodedItem:
 
 
 def canonical_bytes(item: dict[str, Any]) -> bytes:
-    return orjson.dumps(
+    return _dumps(
         {k: v for k, v in item.items() if k not in EXCLUDED_FROM_HASH},
-        option=orjson.OPT_SORT_KEYS,
+        option=_SORT,
     )
 
 
 def content_hash(canonical: bytes) -> str:
-    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+    return _blake2b(canonical, digest_size=16).hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def json_datetime(value: datetime) -> str:
+    """A datetime as the feed models write it in JSON (`2024-03-01T00:00:00Z`)."""
+    out: str = _DATETIME.dump_python(value, mode="json")
+    return out
 
 
 def item_json(item: FeedItem | dict[str, Any]) -> dict[str, Any]:
     """The item as JSON-typed python data (camelCase keys)."""
     if isinstance(item, FeedItem):
         return item.model_dump(mode="json", by_alias=True)
-    return orjson.loads(orjson.dumps(item))
+    return orjson.loads(_dumps(item))
 
 
-_EXCLUDE = {"modified_at"}
+# One run stamps every item with the same `now` object: its bytes are made once.
+_last_stamp: tuple[Any, bytes] = (object(), b"")
+
+
+def _stamp(value: Any) -> bytes:
+    global _last_stamp
+    last = _last_stamp
+    if value is last[0]:
+        return last[1]
+    out = _dumps(value)
+    _last_stamp = (value, out)
+    return out
 
 
 def encode(spec: FeedSpec, item: FeedItem | dict[str, Any]) -> EncodedItem:
-    """Key, group, hash and body of an item.
+    """Key, group, hash and body of an item (a builder's dict, a merged aggregate
+    item, a tombstone or a model instance).
 
-    A model serialises (in Rust) with its fields in declared order and no free-form
-    dicts, which is already a stable key order; the body is the canonical form with
-    `modifiedAt` appended. A plain dict (tombstones, merged aggregate items) is
-    canonicalised with sorted keys.
+    The hash is blake2b of the item's sorted-keys JSON without `modifiedAt`; the
+    body is that JSON with `"modifiedAt"` appended.
     """
     if isinstance(item, FeedItem):
-        canonical = item.__pydantic_serializer__.to_json(item, by_alias=True, exclude=_EXCLUDE)
-        body = b"%s,\"modifiedAt\":%s}" % (canonical[:-1], orjson.dumps(item.modified_at))
-        key_values = [getattr(item, name) for name in spec.identity_attrs]
-        return EncodedItem(
-            key=KEY_SEPARATOR.join(map(str, key_values)),
-            group=str(getattr(item, spec.group_attr)),
-            hash=content_hash(canonical),
-            body=body,
-        )
-    data = item_json(item)
+        data = item.model_dump(mode="json", by_alias=True)
+        data["modifiedAt"] = item.modified_at
+    else:
+        data = item
+    if "modifiedAt" in data:
+        rest = dict(data)
+        modified = rest.pop("modifiedAt")
+        canonical = _dumps(rest, option=_SORT)
+        stamp = _stamp(modified)
+        if len(canonical) > 2:
+            body = b'%s,"modifiedAt":%s}' % (canonical[:-1], stamp)
+        else:
+            body = b'{"modifiedAt":%s}' % stamp
+    else:
+        canonical = body = _dumps(data, option=_SORT)
+    identity = spec.identity
+    if len(identity) == 2:
+        key = f"{data[identity[0]]}{KEY_SEPARATOR}{data[identity[1]]}"
+    else:
+        key = spec.key_of(data)
     return EncodedItem(
-        key=spec.key_of(data),
+        key=key,
         group=str(data[spec.group_field]),
-        hash=content_hash(canonical_bytes(data)),
-        body=orjson.dumps(data),
+        hash=_blake2b(canonical, digest_size=16).hexdigest(),
+        body=body,
     )

@@ -87,24 +87,23 @@ def url_path(names: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=16384)
-def _item(names: tuple[str, ...], view: str, now: datetime) -> CategoryItem:
-    """One category item; shared by every product in the category (items are frozen)."""
-    return _validate_item(
-        {
-            "urlPath": url_path(names),
-            "storeViewCode": view,
-            "name": names[-1],
-            "urlKey": url_key(names[-1]),
-            "parentUrlPath": url_path(names[:-1]) if len(names) > 1 else None,
-            "level": len(names),
-            "pathNames": list(names),
-            "position": None,
-            "isActive": True,
-            "includeInMenu": True,
-            "deleted": False,
-            "modifiedAt": now,
-        }
-    )
+def _item(names: tuple[str, ...], view: str, now: datetime) -> dict[str, Any]:
+    """One category item (a JSON-ready dict shaped as `CategoryItem`), made once for
+    every product in the category: callers copy it (`dict(...)`)."""
+    return {
+        "deleted": False,
+        "modifiedAt": now,
+        "urlPath": url_path(names),
+        "storeViewCode": view,
+        "name": names[-1],
+        "urlKey": url_key(names[-1]),
+        "parentUrlPath": url_path(names[:-1]) if len(names) > 1 else None,
+        "level": len(names),
+        "pathNames": list(names),
+        "position": None,
+        "isActive": True,
+        "includeInMenu": True,
+    }
 
 
 def _prefixes(paths: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
@@ -117,18 +116,18 @@ def _prefixes(paths: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
     return sorted(out)
 
 
-def build_category_items(product: CatalogProduct, ctx: BuildContext) -> list[CategoryItem]:
+def build_category_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
     if not product.categories:
         return []
     prefixes: list[tuple[str, ...]] | None = None
     now = ctx.now
-    items: list[CategoryItem] = []
+    items: list[dict[str, Any]] = []
     for view, website in ctx.store_views:
         if not product.in_website(website):
             continue
         if prefixes is None:
             prefixes = _prefixes(product.categories)
-        items.extend(_item(names, view, now) for names in prefixes)
+        items.extend(dict(_item(names, view, now)) for names in prefixes)
     return items
 
 
@@ -139,9 +138,6 @@ def merge_categories(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     if a == b:
         return a
     return min(a, b, key=canonical_bytes)
-
-
-_validate_item = CategoryItem.model_validate
 
 
 CATEGORIES = register(

@@ -16,6 +16,8 @@ a separate export. A product without stock data has no item.
 
 from __future__ import annotations
 
+from typing import Any
+
 from catalog_sync.domain.catalog import CatalogProduct
 from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, register
 
@@ -34,7 +36,8 @@ class StockStatusItem(FeedItem):
     manage_stock: bool | None = None
 
 
-def build_stock_items(product: CatalogProduct, ctx: BuildContext) -> list[StockStatusItem]:
+def build_stock_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
+    """The product's stock item, as a JSON-ready dict shaped as `StockStatusItem`."""
     stock = product.stock
     if stock is None:
         return []
@@ -44,23 +47,18 @@ def build_stock_items(product: CatalogProduct, ctx: BuildContext) -> list[StockS
     notify = DEFAULT_NOTIFY_QTY if stock.notify_qty is None else float(stock.notify_qty)
     low = managed and qty < notify and product.product_type not in COMPOSITE_TYPES
     return [
-        _validate_item(
-            {
-                "stockId": DEFAULT_STOCK_ID,
-                "sku": product.sku,
-                "qty": qty,
-                "isInStock": stock.is_in_stock,
-                "isSalable": in_stock and product.values.enabled is not False,
-                "lowStock": low,
-                "manageStock": stock.manage_stock,
-                "deleted": False,
-                "modifiedAt": ctx.now,
-            }
-        )
+        {
+            "deleted": False,
+            "modifiedAt": ctx.now,
+            "stockId": DEFAULT_STOCK_ID,
+            "sku": product.sku,
+            "qty": qty,
+            "isInStock": stock.is_in_stock,
+            "isSalable": in_stock and product.values.enabled is not False,
+            "lowStock": low,
+            "manageStock": stock.manage_stock,
+        }
     ]
-
-
-_validate_item = StockStatusItem.model_validate
 
 
 INVENTORY = register(

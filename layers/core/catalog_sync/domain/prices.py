@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from catalog_sync.domain.canonical import json_datetime
 from catalog_sync.domain.catalog import ALL_CUSTOMER_GROUPS, CatalogProduct, TierPrice
 from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, register
 from catalog_sync.domain.products import special_active
@@ -95,31 +96,24 @@ def _final(regular: float | None, special: float | None, tiers: dict[float, floa
     return min(candidates) if candidates else None
 
 
-def build_price_items(product: CatalogProduct, ctx: BuildContext) -> list[PriceItem]:
-    items: list[PriceItem] = []
+def build_price_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
+    """The product's price items, as JSON-ready dicts shaped as `PriceItem`."""
+    items: list[dict[str, Any]] = []
     now = ctx.now
     tiers = product.tier_prices
-    validate = _validate_item
     for website, view in _websites(tuple(ctx.store_views)):
         if not product.in_website(website):
             continue
         v = product.values_for(view) if product.overrides else product.values
-        regular = v.price
-        special = v.special_price
+        regular = None if v.price is None else float(v.price)
+        special = None if v.special_price is None else float(v.special_price)
         by_group = _tiers_by_group(tiers, website) if tiers else {}
         if regular is None and special is None and not by_group:
             continue
         active = special if special is not None and special_active(v, now) else None
-        common: dict[str, Any] = {
-            "sku": product.sku,
-            "websiteCode": website,
-            "regular": regular,
-            "specialPrice": special,
-            "specialFrom": v.special_from,
-            "specialTo": v.special_to,
-            "deleted": False,
-            "modifiedAt": now,
-        }
+        start, end = v.special_from, v.special_to
+        special_from = None if start is None else json_datetime(start)
+        special_to = None if end is None else json_datetime(end)
         base = by_group.pop(BASE_GROUP, {})
         groups: list[tuple[str, dict[float, float]]] = []
         if regular is not None or special is not None or base:
@@ -127,15 +121,24 @@ def build_price_items(product: CatalogProduct, ctx: BuildContext) -> list[PriceI
         for group in sorted(by_group):
             groups.append((group, _combine(base, by_group[group])))
         for group, group_tiers in groups:
-            data = dict(common)
-            data["customerGroupCode"] = group
-            data["finalPrice"] = _final(regular, active, group_tiers)
-            data["tierPrices"] = [{"qty": q, "value": group_tiers[q]} for q in sorted(group_tiers)]
-            items.append(validate(data))
+            items.append(
+                {
+                    "deleted": False,
+                    "modifiedAt": now,
+                    "sku": product.sku,
+                    "customerGroupCode": group,
+                    "websiteCode": website,
+                    "regular": regular,
+                    "specialPrice": special,
+                    "specialFrom": special_from,
+                    "specialTo": special_to,
+                    "finalPrice": _final(regular, active, group_tiers),
+                    "tierPrices": [
+                        {"qty": q, "value": group_tiers[q]} for q in sorted(group_tiers)
+                    ],
+                }
+            )
     return items
-
-
-_validate_item = PriceItem.model_validate
 
 
 PRICES = register(

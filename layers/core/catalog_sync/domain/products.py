@@ -8,11 +8,13 @@ not change when the source reorders rows, list entries or writes `52.0000` for `
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from catalog_sync.domain.canonical import json_datetime
 from catalog_sync.domain.catalog import CatalogProduct, StoreValues
 from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, register
 
@@ -105,6 +107,7 @@ class ProductItem(FeedItem):
     grouped_products: list[GroupedProduct] = []
 
 
+@lru_cache(maxsize=16384)
 def category_path(path: tuple[str, ...]) -> str:
     """`("Men", "Tops")` -> `"Men/Tops"`; a `/` inside a name stays escaped as `\\/`."""
     return "/".join(name.replace("/", "\\/") for name in path)
@@ -126,17 +129,22 @@ def special_active(values: StoreValues, now: datetime) -> bool:
     return True
 
 
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def _price(values: StoreValues, now: datetime) -> dict[str, Any]:
-    regular = values.price
-    special = values.special_price if special_active(values, now) else None
+    regular = _float(values.price)
+    special = _float(values.special_price) if special_active(values, now) else None
     final = regular
     if special is not None:
         final = special if regular is None else min(regular, special)
+    start, end = values.special_from, values.special_to
     return {
         "regular": regular,
         "special": special,
-        "specialFrom": values.special_from,
-        "specialTo": values.special_to,
+        "specialFrom": None if start is None else json_datetime(start),
+        "specialTo": None if end is None else json_datetime(end),
         "final": final,
     }
 
@@ -208,11 +216,13 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
         }
     links = product.links
     grouped = {g.sku: g.qty for g in product.grouped}
+    labels = product.variant_labels
     return {
-        "sku": product.sku,
         "attributeSetCode": product.attribute_set,
         "type": product.product_type,
-        "categories": sorted({category_path(p) for p in product.categories if p}),
+        "categories": sorted({category_path(p) for p in product.categories if p})
+        if product.categories
+        else [],
         "availability": None
         if stock is None
         else {
@@ -220,62 +230,113 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
             "qty": float(stock.qty),
             "manageStock": stock.manage_stock,
         },
-        "parentSkus": sorted(set(product.parent_skus)),
-        "variants": [variants[s] for s in sorted(variants)],
-        "configurableAttributes": [
-            {"code": c, "label": product.variant_labels.get(c)} for c in sorted(codes)
-        ],
+        "parentSkus": sorted(set(product.parent_skus)) if product.parent_skus else [],
+        "variants": [variants[s] for s in sorted(variants)] if variants else [],
+        "configurableAttributes": [{"code": c, "label": labels.get(c)} for c in sorted(codes)]
+        if codes
+        else [],
         "links": {
-            "related": sorted(set(links.related)),
-            "crosssell": sorted(set(links.crosssell)),
-            "upsell": sorted(set(links.upsell)),
+            "related": sorted(set(links.related)) if links.related else [],
+            "crosssell": sorted(set(links.crosssell)) if links.crosssell else [],
+            "upsell": sorted(set(links.upsell)) if links.upsell else [],
         },
-        "groupedProducts": [{"sku": s, "qty": grouped[s]} for s in sorted(grouped)],
-        "deleted": False,
+        "groupedProducts": [{"sku": s, "qty": _float(grouped[s])} for s in sorted(grouped)]
+        if grouped
+        else [],
     }
 
 
-def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[ProductItem]:
-    """One item per configured store view whose website has the product. When the
-    run also builds the `prices` feed, the item carries no price (`price` null): a
-    price edit then sends prices, not the whole product.
+def _parts(
+    product: CatalogProduct, v: StoreValues, now: datetime, prices_apart: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """The images, attributes and price of an item, from the view's values."""
+    return (
+        _images(product, v) if product.gallery or v.images else [],
+        _attributes(v) if v.attributes else [],
+        None if prices_apart else _price(v, now),
+    )
 
-    Fields are assembled as a JSON-shaped dict and validated once by pydantic-core
-    (faster than constructing each nested model in Python)."""
+
+_PRICE_VALUES = frozenset({"price", "special_price", "special_from", "special_to"})
+
+
+def _touches_price(override: StoreValues) -> bool:
+    return (
+        override.price is not None
+        or override.special_price is not None
+        or override.special_from is not None
+        or override.special_to is not None
+        or not _PRICE_VALUES.isdisjoint(override.cleared)
+    )
+
+
+def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
+    """One item (a JSON-ready dict shaped as `ProductItem`) per configured store
+    view whose website has the product. When the run also builds the `prices` feed,
+    the item carries no price (`price` null): a price edit then sends prices, not
+    the whole product."""
     now = ctx.now
-    items: list[ProductItem] = []
+    items: list[dict[str, Any]] = []
     shared: dict[str, Any] | None = None
-    validate = _validate_item
     prices_apart = "prices" in ctx.feeds
+    global_parts: tuple[Any, ...] | None = None  # shared by the views without overrides
+    sku = product.sku
+    overrides = product.overrides
     for view, website in ctx.store_views:
         if not product.in_website(website):
             continue
         if shared is None:
             shared = _shared(product)
-        v = product.values_for(view)
-        data = dict(shared)
-        data["storeViewCode"] = view
-        data["websiteCode"] = website
-        data["name"] = v.name
-        data["description"] = v.description
-        data["shortDescription"] = v.short_description
-        data["urlKey"] = v.url_key
-        data["enabled"] = v.enabled is not False
-        data["visibility"] = v.visibility
-        data["taxClass"] = v.tax_class
-        data["weight"] = v.weight
-        data["metaTitle"] = v.meta_title
-        data["metaKeywords"] = v.meta_keywords
-        data["metaDescription"] = v.meta_description
-        data["images"] = _images(product, v)
-        data["attributes"] = _attributes(v)
-        data["price"] = None if prices_apart else _price(v, now)
-        data["modifiedAt"] = now
-        items.append(validate(data))
+        override = overrides.get(view) if overrides else None
+        g = product.values
+        if global_parts is None:
+            global_parts = _parts(product, g, now, prices_apart)
+        images, attributes, price = global_parts
+        if override is None:
+            v = g
+        else:
+            # A store view's values: the parts its overrides leave alone are the
+            # global ones (the overlay drops empty entries, which these skip too).
+            v = g.overlay(override)
+            if override.images or override.image_labels or "" in g.images.values():
+                images = _images(product, v) if product.gallery or v.images else []
+            if override.attributes:
+                attributes = _attributes(v) if v.attributes else []
+            if not prices_apart and _touches_price(override):
+                price = _price(v, now)
+        items.append(
+            {
+                "deleted": False,
+                "modifiedAt": now,
+                "sku": sku,
+                "storeViewCode": view,
+                "websiteCode": website,
+                "attributeSetCode": shared["attributeSetCode"],
+                "type": shared["type"],
+                "name": v.name,
+                "description": v.description,
+                "shortDescription": v.short_description,
+                "urlKey": v.url_key,
+                "enabled": v.enabled is not False,
+                "visibility": v.visibility,
+                "taxClass": v.tax_class,
+                "weight": _float(v.weight),
+                "metaTitle": v.meta_title,
+                "metaKeywords": v.meta_keywords,
+                "metaDescription": v.meta_description,
+                "categories": shared["categories"],
+                "images": images,
+                "attributes": attributes,
+                "price": price,
+                "availability": shared["availability"],
+                "parentSkus": shared["parentSkus"],
+                "variants": shared["variants"],
+                "configurableAttributes": shared["configurableAttributes"],
+                "links": shared["links"],
+                "groupedProducts": shared["groupedProducts"],
+            }
+        )
     return items
-
-
-_validate_item = ProductItem.model_validate
 
 
 PRODUCTS = register(

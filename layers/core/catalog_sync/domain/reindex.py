@@ -339,7 +339,7 @@ def _reject(fr: _FeedRun, sku: str | None, issues: list[SourceIssue]) -> None:
         fr.spill.keep(bucket_of(sku, fr.spill.buckets), sku)
 
 
-def _gather(fr: _FeedRun, items: Iterable[FeedItem]) -> None:
+def _gather(fr: _FeedRun, items: Iterable[FeedItem | dict[str, Any]]) -> None:
     """Aggregate feeds: many records give the same item; merge them in memory
     (there are few: categories and attributes, times store views)."""
     spec = fr.spec

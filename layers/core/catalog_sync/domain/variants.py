@@ -8,6 +8,8 @@ Variants are global in Magento: no store view or website in the identity.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -30,7 +32,8 @@ class VariantItem(FeedItem):
     option_values: list[VariantOptionValue] = []  # sorted by attributeCode
 
 
-def build_variant_items(product: CatalogProduct, ctx: BuildContext) -> list[VariantItem]:
+def build_variant_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
+    """The configurable's variant items, as JSON-ready dicts shaped as `VariantItem`."""
     if not product.variants:
         return []
     by_child: dict[str, list[dict[str, str]]] = {}
@@ -40,22 +43,16 @@ def build_variant_items(product: CatalogProduct, ctx: BuildContext) -> list[Vari
         ]
     now = ctx.now
     parent = product.sku
-    validate = _validate_item
     return [
-        validate(
-            {
-                "parentSku": parent,
-                "productSku": child,
-                "optionValues": by_child[child],
-                "deleted": False,
-                "modifiedAt": now,
-            }
-        )
+        {
+            "deleted": False,
+            "modifiedAt": now,
+            "parentSku": parent,
+            "productSku": child,
+            "optionValues": by_child[child],
+        }
         for child in sorted(by_child)
     ]
-
-
-_validate_item = VariantItem.model_validate
 
 
 VARIANTS = register(
