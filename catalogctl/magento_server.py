@@ -52,6 +52,7 @@ import click
 import orjson
 
 from catalog_sync.adapters.magento_csv import MagentoCsvSource
+from catalog_sync.domain.attributes import derive_label
 from catalog_sync.domain.catalog import ALL_CUSTOMER_GROUPS, VISIBILITIES, CatalogProduct
 from catalog_sync.domain.errors import SourceError
 from catalog_sync.domain.records import Rejected
@@ -339,7 +340,7 @@ class _Catalog:
                 {
                     "id": rec.id * 10 + i,
                     "attribute_id": str(self.attribute_ids[code]),
-                    "label": p.variant_labels.get(code, code),
+                    "label": p.variant_labels.get(code) or derive_label(code),
                     "position": i,
                     "values": [
                         {"value_index": self.options[code][label]}

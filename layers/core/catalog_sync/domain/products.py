@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from catalog_sync.domain.attributes import derive_label
 from catalog_sync.domain.canonical import json_datetime
 from catalog_sync.domain.catalog import CatalogProduct, StoreValues
 from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, register
@@ -232,7 +233,11 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
         },
         "parentSkus": sorted(set(product.parent_skus)) if product.parent_skus else [],
         "variants": [variants[s] for s in sorted(variants)] if variants else [],
-        "configurableAttributes": [{"code": c, "label": labels.get(c)} for c in sorted(codes)]
+        # The CSV may lack configurable_variation_labels: derive the label from the code
+        # as the attributes feed does (REST gives the attribute's label).
+        "configurableAttributes": [
+            {"code": c, "label": labels.get(c) or derive_label(c)} for c in sorted(codes)
+        ]
         if codes
         else [],
         "links": {
