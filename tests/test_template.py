@@ -123,7 +123,9 @@ def test_template_reindex_sizing(template: dict[str, Any], resources: dict[str, 
     assert props["Handler"] == "app.handler"
     assert props["CodeUri"] == "functions/reindex/"
     assert props["Timeout"] == 900
-    assert props["MemorySize"] == 1769
+    # two vCPUs for the two worker processes that compile a large CSV
+    assert props["MemorySize"] == 2 * 1769
+    assert props["Environment"]["Variables"]["REINDEX_WORKERS"] == "2"
     assert props["EphemeralStorage"] == {"Size": 4096}
     assert _function_setting(template, "ReindexFunction", "Runtime") == "python3.11"
 

@@ -33,6 +33,7 @@ from catalog_sync.domain.ports import CatalogSource, FeedSink
 from catalog_sync.domain.reindex import Progress, ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.domain.runs import PartResult, RunKind
 from catalog_sync.domain.snapshot import ExportMessage
+from catalog_sync.domain.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
 from catalog_sync.settings import Settings
 
@@ -228,6 +229,7 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         stale_pending_seconds=settings.stale_pending_seconds,
         workdir=Path(settings.work_dir) if settings.work_dir else None,
         progress=app.progress,
+        workers=resolve_workers(settings.reindex_workers),
     )
     started = time.monotonic()
     try:

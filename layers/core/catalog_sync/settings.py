@@ -41,6 +41,8 @@ class Settings(BaseModel):
     stale_pending_seconds: int = Field(default=1800, ge=60)  # resend re-queues older pending items
     secret_max_age_seconds: int = Field(default=300, ge=0)
     work_dir: str | None = None  # scratch space for spills (Lambda: /tmp)
+    # processes that build a large export CSV's items (0: one per CPU, at most 4; 1: none)
+    reindex_workers: int = Field(default=0, ge=0, le=64)
 
     @field_validator("store_views")
     @classmethod

@@ -34,7 +34,7 @@ import struct
 import sys
 import tempfile
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -263,7 +263,19 @@ class MagentoCsvSource:
     # -- reading -----------------------------------------------------------
 
     def read(self, *, skus: Collection[str] | None = None) -> Iterator[CatalogProduct | Rejected]:
-        self._report = report = ReadReport(complete=True)
+        with self.split(skus=skus) as split:
+            yield from split.rejected
+            for part in split.partitions:
+                yield from part.records(self._issue)
+                self._report.records += part.built
+
+    @contextlib.contextmanager
+    def split(self, *, skus: Collection[str] | None = None) -> Iterator[CsvSplit]:
+        """Pass 1 (stream the file into partitions) and the partitions for pass 2,
+        which are independent of each other: each may be built in another process
+        (file partitions pickle as their path). The partition files live until the
+        context ends. Records built elsewhere are counted with `CsvSplit.merge`."""
+        self._report = ReadReport(complete=True)
         self._warnings = 0
         wanted = frozenset(s.strip().lower() for s in skus) if skus is not None else None
         stream, size = self._open()
@@ -284,26 +296,21 @@ class MagentoCsvSource:
             spill = _Spill(parts, tmp)
             stack.callback(spill.close)
             columns: _Columns | None = None
+            rejected: list[Rejected] = []
             for entry in self._pass1(stream, spill, wanted):
                 if isinstance(entry, _Columns):
                     columns = entry
                 else:
-                    yield entry
+                    rejected.append(entry)
             stream.close()
             spill.finish()
             if columns is None:  # pragma: no cover - pass 1 raises first
-                return
-            builder = _Builder(columns, self)
-            for part in range(parts):
-                for key, frames in spill.groups(part):
-                    if wanted is not None and key not in wanted:
-                        continue
-                    product = builder.build(frames)
-                    if product is None:
-                        continue
-                    if isinstance(product, CatalogProduct):
-                        report.records += 1
-                    yield product
+                raise SourceError(f"{self.uri}: no header")
+            partitions = [
+                CsvPartition(columns.header, wanted, spill.path(part), spill.take_memory())
+                for part in range(parts)
+            ]
+            yield CsvSplit(rejected, partitions, self)
 
     def _issue(self, issue: SourceIssue) -> None:
         """A read-level issue (structure) or a warning, kept in the report."""
@@ -591,42 +598,122 @@ class _Spill:
         self.finish()
         self._mem = []
 
-    def groups(self, part: int) -> Iterator[tuple[str, list[tuple[bytes, int, bytes]]]]:
-        """(lower-cased SKU, frames) of one partition, SKUs in first-seen order."""
-        groups: dict[str, list[tuple[bytes, int, bytes]]] = {}
-        if self.tmp is None:
-            for key, kind, line, payload in self._mem:
-                g = groups.get(key)
-                if g is None:
-                    groups[key] = [(kind, line, payload)]
-                else:
-                    g.append((kind, line, payload))
-            self._mem = []
-            yield from groups.items()
-            return
-        path = self.tmp / f"part-{part:04d}.bin"
-        data = path.read_bytes()
-        path.unlink()
-        view = memoryview(data)
-        pos, size, unpack = 0, len(data), _FRAME.unpack_from
-        hsize = _FRAME.size
-        # Index by SKU (offsets only), so memory holds the partition's bytes once.
-        index: dict[str, list[tuple[bytes, int, int, int]]] = {}
-        while pos < size:
-            kind, line, plen, klen = unpack(data, pos)
-            pos += hsize
-            key = bytes(view[pos : pos + klen]).decode("utf-8", "surrogateescape")
-            pos += klen
-            entry = (kind, line, pos, plen)
-            g2 = index.get(key)
-            if g2 is None:
-                index[key] = [entry]
-            else:
-                g2.append(entry)
-            pos += plen
-        for key, entries in index.items():
-            yield key, [(k, ln, bytes(view[p : p + n])) for k, ln, p, n in entries]
-        view.release()
+    def path(self, part: int) -> Path | None:
+        return None if self.tmp is None else self.tmp / f"part-{part:04d}.bin"
+
+    def take_memory(self) -> list[tuple[str, bytes, int, bytes]] | None:
+        """The in-memory frames (one partition), handed over once."""
+        if self.tmp is not None:
+            return None
+        mem, self._mem = self._mem, []
+        return mem
+
+
+_Frames = list[tuple[bytes, int, bytes]]
+
+
+def _memory_groups(mem: list[tuple[str, bytes, int, bytes]]) -> Iterator[tuple[str, _Frames]]:
+    """(lower-cased SKU, frames), SKUs in first-seen order."""
+    groups: dict[str, _Frames] = {}
+    for key, kind, line, payload in mem:
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [(kind, line, payload)]
+        else:
+            g.append((kind, line, payload))
+    mem.clear()
+    yield from groups.items()
+
+
+def _file_groups(path: Path) -> Iterator[tuple[str, _Frames]]:
+    """(lower-cased SKU, frames) of one partition file, SKUs in first-seen order;
+    the file is removed once read."""
+    data = path.read_bytes()
+    path.unlink()
+    view = memoryview(data)
+    pos, size, unpack = 0, len(data), _FRAME.unpack_from
+    hsize = _FRAME.size
+    # Index by SKU (offsets only), so memory holds the partition's bytes once.
+    index: dict[str, list[tuple[bytes, int, int, int]]] = {}
+    while pos < size:
+        kind, line, plen, klen = unpack(data, pos)
+        pos += hsize
+        key = bytes(view[pos : pos + klen]).decode("utf-8", "surrogateescape")
+        pos += klen
+        entry = (kind, line, pos, plen)
+        g2 = index.get(key)
+        if g2 is None:
+            index[key] = [entry]
+        else:
+            g2.append(entry)
+        pos += plen
+    for key, entries in index.items():
+        yield key, [(k, ln, bytes(view[p : p + n])) for k, ln, p, n in entries]
+    view.release()
+
+
+class CsvPartition:
+    """One partition of pass 2: builds the products of its SKUs. A file partition
+    pickles as its path (to be built in a worker process)."""
+
+    def __init__(
+        self,
+        header: list[str],
+        wanted: frozenset[str] | None,
+        path: Path | None,
+        memory: list[tuple[str, bytes, int, bytes]] | None,
+    ) -> None:
+        self.header = header
+        self.wanted = wanted
+        self.path = path
+        self.memory = memory
+        self.built = 0  # products built by `records`
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.path is None:
+            raise TypeError("an in-memory partition cannot leave its process")
+        return {"header": self.header, "wanted": self.wanted, "path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["header"], state["wanted"], state["path"], None)  # type: ignore[misc]
+
+    def records(self, warn: Callable[[SourceIssue], None]) -> Iterator[CatalogProduct | Rejected]:
+        """The partition's products (and rejections); `warn` takes warnings."""
+        builder = _Builder(_Columns(self.header), warn)
+        wanted = self.wanted
+        if self.path is not None:
+            groups = _file_groups(self.path) if self.path.exists() else iter(())
+        else:
+            groups = _memory_groups(self.memory or [])
+        for key, frames in groups:
+            if wanted is not None and key not in wanted:
+                continue
+            product = builder.build(frames)
+            if product is None:
+                continue
+            if isinstance(product, CatalogProduct):
+                self.built += 1
+            yield product
+
+
+class CsvSplit:
+    """What `MagentoCsvSource.split` gives: pass 1's rejections and the partitions."""
+
+    def __init__(
+        self, rejected: list[Rejected], partitions: list[CsvPartition], source: MagentoCsvSource
+    ) -> None:
+        self.rejected = rejected
+        self.partitions = partitions
+        self._source = source
+
+    def warn(self, issue: SourceIssue) -> None:
+        self._source._issue(issue)
+
+    def merge(self, records: int, warnings: Collection[SourceIssue] = ()) -> None:
+        """Count products built (and their warnings) into the source's report."""
+        self._source._report.records += records
+        for issue in warnings:
+            self._source._issue(issue)
 
 
 class _Columns:
@@ -691,9 +778,9 @@ class _RowError(Exception):
 class _Builder:
     """Turns the frames of one SKU into a CatalogProduct (or a Rejected)."""
 
-    def __init__(self, columns: _Columns, source: MagentoCsvSource) -> None:
+    def __init__(self, columns: _Columns, warn: Callable[[SourceIssue], None]) -> None:
         self.c = columns
-        self.source = source
+        self.warn = warn
 
     def build(self, frames: list[tuple[bytes, int, bytes]]) -> CatalogProduct | Rejected | None:
         c = self.c
@@ -858,7 +945,7 @@ class _Builder:
                 else:
                     kw[fname] = parse_date(cell)
             except _DateError:
-                self.source._issue(
+                self.warn(
                     SourceIssue(
                         f"unrecognised date {cell!r}: ignored",
                         line=line,

@@ -15,13 +15,13 @@ so it hashes the same.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
+import xxhash
 from pydantic import TypeAdapter
 
 from catalog_sync.domain.feeds import KEY_SEPARATOR, FeedItem, FeedSpec
@@ -30,7 +30,7 @@ EXCLUDED_FROM_HASH = frozenset({"modifiedAt"})
 
 _dumps = orjson.dumps
 _SORT = orjson.OPT_SORT_KEYS
-_blake2b = hashlib.blake2b
+_xxh128 = xxhash.xxh3_128_hexdigest
 _DATETIME = TypeAdapter(datetime)
 
 
@@ -50,7 +50,7 @@ def canonical_bytes(item: dict[str, Any]) -> bytes:
 
 
 def content_hash(canonical: bytes) -> str:
-    return _blake2b(canonical, digest_size=16).hexdigest()
+    return _xxh128(canonical)
 
 
 @lru_cache(maxsize=1024)
@@ -85,7 +85,7 @@ def encode(spec: FeedSpec, item: FeedItem | dict[str, Any]) -> EncodedItem:
     """Key, group, hash and body of an item (a builder's dict, a merged aggregate
     item, a tombstone or a model instance).
 
-    The hash is blake2b of the item's sorted-keys JSON without `modifiedAt`; the
+    The hash is XXH3-128 of the item's sorted-keys JSON without `modifiedAt`; the
     body is that JSON with `"modifiedAt"` appended.
     """
     if isinstance(item, FeedItem):
@@ -112,6 +112,6 @@ def encode(spec: FeedSpec, item: FeedItem | dict[str, Any]) -> EncodedItem:
     return EncodedItem(
         key=key,
         group=str(data[spec.group_field]),
-        hash=_blake2b(canonical, digest_size=16).hexdigest(),
+        hash=_xxh128(canonical),
         body=body,
     )

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -25,13 +24,12 @@ from catalog_sync.domain.canonical import (
     EncodedItem,
     canonical_bytes,
     content_hash,
-    encode,
-    item_json,
 )
+from catalog_sync.domain.compile import Collector, compile_record
 from catalog_sync.domain.errors import ConflictError, NotFoundError
-from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, bucket_of, get_feed
+from catalog_sync.domain.feeds import BuildContext, FeedSpec, get_feed
 from catalog_sync.domain.ports import BlobStore, CatalogSource, Clock, ExportQueue, FeedState
-from catalog_sync.domain.records import ReadReport, Rejected, SourceIssue
+from catalog_sync.domain.records import ReadReport, SourceIssue
 from catalog_sync.domain.runs import DEFAULT_BUCKETS, FeedMeta, RunKind, RunRecord
 from catalog_sync.domain.snapshot import (
     ExportMessage,
@@ -44,6 +42,7 @@ from catalog_sync.domain.snapshot import (
 )
 from catalog_sync.domain.spill import BucketSpill
 from catalog_sync.domain.state import ItemState, PartRef, StateBucket, Status
+from catalog_sync.domain.workers import compile_partitions
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +94,7 @@ class ReindexDeps:
     stale_pending_seconds: int = 1800  # a pending item queued longer ago than this is stuck
     workdir: Path | None = None
     progress: Progress | None = None
+    workers: int = 1  # processes that compile a partitioned read (1: this one)
 
 
 @dataclass
@@ -125,15 +125,17 @@ def tombstone(spec: FeedSpec, key: str, now: datetime) -> EncodedItem:
 
 @dataclass
 class _FeedRun:
-    """One feed's part of a reindex: its run record, spill and diff."""
+    """One feed's part of a reindex: its run record, what the read collected, its diff."""
 
     spec: FeedSpec
     meta: FeedMeta
     run: RunRecord
-    spill: BucketSpill | None = None
-    aggregate: dict[str, Any] = field(default_factory=dict)  # aggregate feeds: key -> item
-    issues: list[SourceIssue] = field(default_factory=list)
-    rejected: int = 0
+    collector: Collector | None = None
+
+    @property
+    def c(self) -> Collector:
+        assert self.collector is not None
+        return self.collector
 
 
 def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResult]:
@@ -189,18 +191,17 @@ def _run(
         for fr in feed_runs:
             feed_dir = workdir / fr.spec.name
             feed_dir.mkdir()
-            fr.spill = BucketSpill(feed_dir, fr.meta.buckets)
+            fr.collector = Collector(fr.spec, BucketSpill(feed_dir, fr.meta.buckets))
         report = ReadReport(complete=True)
         if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
             report = _read_source(feed_runs, request, deps, now)
         for fr in feed_runs:
-            assert fr.spill is not None
-            fr.spill.finish()
+            fr.c.spill.finish()
             # An aggregate item (a category, an attribute) may have been referenced only
             # by a rejected record: no deletions for such a feed then.
-            complete = report.complete and not (fr.spec.aggregate and fr.rejected)
+            complete = report.complete and not (fr.spec.aggregate and fr.c.rejected)
             differ = _Differ(fr.spec, request, deps, fr.run.run_id, now, complete=complete)
             _diff_buckets(differ, fr, deps, workdir / fr.spec.name)
             results.append(_finish(fr, differ, report, request, deps, now))
@@ -215,13 +216,12 @@ def _finish(
     deps: ReindexDeps,
     now: datetime,
 ) -> ReindexResult:
-    spec, run, meta, issues = fr.spec, fr.run, fr.meta, fr.issues
-    assert fr.spill is not None
+    spec, run, meta, issues = fr.spec, fr.run, fr.meta, fr.c.issues
     counts = differ.counts
-    counts["items_read"] = fr.spill.items
+    counts["items_read"] = fr.c.spill.items
     counts["records"] = report.records
     counts["rows"] = report.rows
-    counts["rejected"] = fr.rejected
+    counts["rejected"] = fr.c.rejected
     run.complete = differ.complete
     run.counts = dict(counts)
     run.issues_total = len(issues)
@@ -272,45 +272,49 @@ def _finish(
 def _read_source(
     feed_runs: list[_FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
 ) -> ReadReport:
-    assert deps.source is not None
+    source = deps.source
+    assert source is not None
     enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
     ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled)
     # An aggregate item (a category, an attribute's options) is the union over every
     # product: a partial read (incremental, by ids) cannot rebuild it, so such feeds
     # leave it alone until the next full read.
-    partial = request.by_ids is not None or bool(getattr(deps.source, "incremental", False))
-    building = [fr for fr in feed_runs if not (partial and fr.spec.aggregate)]
+    partial = request.by_ids is not None or bool(getattr(source, "incremental", False))
+    building = [fr.c for fr in feed_runs if not (partial and fr.spec.aggregate)]
     n = 0
-    for entry in deps.source.read(skus=request.by_ids):
-        if isinstance(entry, Rejected):
-            for fr in building:
-                _reject(fr, entry.sku, entry.issues)
-            continue
-        for fr in building:
-            spec = fr.spec
-            spill = fr.spill
-            assert spill is not None
-            try:
-                items = spec.build(entry, ctx)
-                if spec.aggregate:
-                    _gather(fr, items)
-                    continue
-                for item in items:
-                    enc = encode(spec, item)
-                    spill.add(bucket_of(enc.group, spill.buckets), enc)
-            except Exception as exc:  # a builder bug must not stop the other records
-                sku = getattr(entry, "sku", None)
-                issue = SourceIssue(
-                    f"could not build {spec.name} items: {type(exc).__name__}: {exc}",
-                    line=getattr(entry, "line", None),
-                    sku=sku,
-                )
-                log.exception("builder failed for %s", sku)
-                _reject(fr, sku, [issue])
-        n += 1
-        if deps.progress and n % 10_000 == 0:
+
+    def advance(k: int) -> None:
+        nonlocal n
+        before, n = n, n + k
+        if deps.progress and n // 10_000 != before // 10_000:
             deps.progress("read", n, None)
-    report = deps.source.report()
+
+    split = getattr(source, "split", None)
+    if split is None:  # a source read as one stream (the REST API)
+        for entry in source.read(skus=request.by_ids):
+            if compile_record(entry, building, ctx):
+                advance(1)
+    else:
+        with split(skus=request.by_ids) as parts:
+            for entry in parts.rejected:
+                compile_record(entry, building, ctx)
+            workers = min(deps.workers, len(parts.partitions))
+            if workers > 1 and building:
+                n = compile_partitions(
+                    parts.partitions,
+                    building,
+                    ctx,
+                    workers,
+                    merge=parts.merge,
+                    progress=advance,
+                )
+            else:
+                for part in parts.partitions:
+                    for entry in part.records(parts.warn):
+                        if compile_record(entry, building, ctx):
+                            advance(1)
+                    parts.merge(part.built)
+    report = source.report()
     configured = {code for code, _ in deps.store_views}
     extra = [
         SourceIssue(
@@ -323,40 +327,20 @@ def _read_source(
         if code and code not in configured
     ]
     for fr in feed_runs:
-        fr.issues.extend(report.issues)
-        fr.issues.extend(extra)
+        c = fr.c
+        # by line: the same list however the read was split
+        c.issues.sort(key=_by_line)
+        c.issues.extend(report.issues)
+        c.issues.extend(extra)
         if fr.spec.aggregate:
-            _spill_aggregate(fr)
+            c.spill_aggregate()
     if deps.progress:
         deps.progress("read", n, n)
     return report
 
 
-def _reject(fr: _FeedRun, sku: str | None, issues: list[SourceIssue]) -> None:
-    fr.issues.extend(issues)
-    fr.rejected += 1
-    if sku is not None and fr.spill is not None:
-        fr.spill.keep(bucket_of(sku, fr.spill.buckets), sku)
-
-
-def _gather(fr: _FeedRun, items: Iterable[FeedItem | dict[str, Any]]) -> None:
-    """Aggregate feeds: many records give the same item; merge them in memory
-    (there are few: categories and attributes, times store views)."""
-    spec = fr.spec
-    assert spec.merge is not None
-    for item in items:
-        data = item_json(item)
-        key = spec.key_of(data)
-        seen = fr.aggregate.get(key)
-        fr.aggregate[key] = data if seen is None else spec.merge(seen, data)
-
-
-def _spill_aggregate(fr: _FeedRun) -> None:
-    assert fr.spill is not None
-    for data in fr.aggregate.values():
-        enc = encode(fr.spec, data)  # always as a dict: one canonical form per item
-        fr.spill.add(bucket_of(enc.group, fr.spill.buckets), enc)
-    fr.aggregate.clear()
+def _by_line(issue: SourceIssue) -> tuple[bool, int]:
+    return issue.line is None, issue.line or 0
 
 
 class _Differ:
@@ -495,8 +479,7 @@ class _Differ:
 
 def _diff_buckets(differ: _Differ, fr: _FeedRun, deps: ReindexDeps, workdir: Path) -> None:
     feed = differ.spec.name
-    spill = fr.spill
-    assert spill is not None
+    spill = fr.c.spill
     total = fr.meta.buckets
     for start in range(0, total, STATE_READ_CHUNK):
         numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
@@ -595,6 +578,8 @@ def _carried_over(
     if prev is None or not prev.key:
         return
     records = bucket.records
+    if all(rec.deleted or key in items for key, rec in records.items()):
+        return  # this run read every live item: nothing to carry over
     with deps.blobs.open(prev.key) as stream:
         for key, h, body in read_part(stream):
             if key in items:

@@ -93,11 +93,30 @@ class PartWriter:
         return self.path.stat().st_size, digest.hexdigest()
 
 
+_HASH_AT = b',"h":"'
+_ITEM_AT = b'","i":'
+
+
+def split_line(line: bytes) -> tuple[str, str, bytes]:
+    """(key, hash, item JSON) of one part line.
+
+    Lines are written by `encode_line` only, so the item is cut out of the line
+    without parsing it: in the key's JSON string every `"` is escaped, so the
+    first `,"h":"` ends the key. Anything else is parsed as JSON."""
+    h_at = line.find(_HASH_AT)
+    i_at = line.find(_ITEM_AT, h_at)
+    end = len(line.rstrip())
+    if line.startswith(b'{"k":"') and 0 < h_at < i_at and line[end - 1 : end] == b"}":
+        key: str = orjson.loads(line[5:h_at])
+        return key, line[h_at + 6 : i_at].decode("ascii"), line[i_at + 6 : end - 1]
+    rec = orjson.loads(line)
+    return rec["k"], rec["h"], orjson.dumps(rec["i"])
+
+
 def read_part(stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
     """Yield (key, hash, item JSON) for each line of a stored part."""
     with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
         for line in gz:
             if not line.strip():
                 continue
-            rec = orjson.loads(line)
-            yield rec["k"], rec["h"], orjson.dumps(rec["i"])
+            yield split_line(line)

@@ -21,18 +21,31 @@ _KLEN = struct.Struct("<I")
 
 
 class BucketSpill:
-    def __init__(self, workdir: Path, buckets: int) -> None:
+    """`segment` names this writer's files, so that worker processes can spill
+    into the same folder side by side; `adopt` makes `read` take a segment in."""
+
+    def __init__(self, workdir: Path, buckets: int, segment: str = "") -> None:
         self.workdir = workdir
         self.buckets = buckets
+        self.segment = segment
+        self.segments = [segment]  # read in this order
         self._files: dict[int, IO[bytes]] = {}
         self.items = 0
+
+    def _path(self, bucket: int, segment: str) -> Path:
+        return self.workdir / f"spill-{bucket:04d}{segment}.bin"
 
     def _file(self, bucket: int) -> IO[bytes]:
         f = self._files.get(bucket)
         if f is None:
-            f = open(self.workdir / f"spill-{bucket:04d}.bin", "wb", buffering=1 << 16)  # noqa: SIM115
+            f = open(self._path(bucket, self.segment), "wb", buffering=1 << 16)  # noqa: SIM115
             self._files[bucket] = f
         return f
+
+    def adopt(self, segment: str, items: int) -> None:
+        """Read the files another writer spilled as `segment` (its item count)."""
+        self.segments.append(segment)
+        self.items += items
 
     def add(self, bucket: int, item: EncodedItem) -> None:
         key = item.key.encode("utf-8")
@@ -58,18 +71,19 @@ class BucketSpill:
         items: dict[str, EncodedItem] = {}
         keep: set[str] = set()
         duplicates: list[str] = []
-        path = self.workdir / f"spill-{bucket:04d}.bin"
-        if not path.exists():
-            return items, keep, duplicates
-        for kind, a, b, c in _records(path):
-            if kind == _KEEP:
-                keep.add(a.lower())
-            else:
-                assert b is not None and c is not None
-                if a in items:
-                    duplicates.append(a)
-                items[a] = EncodedItem(key=a, group="", hash=b, body=c)
-        path.unlink()
+        for segment in self.segments:
+            path = self._path(bucket, segment)
+            if not path.exists():
+                continue
+            for kind, a, b, c in _records(path):
+                if kind == _KEEP:
+                    keep.add(a.lower())
+                else:
+                    assert b is not None and c is not None
+                    if a in items:
+                        duplicates.append(a)
+                    items[a] = EncodedItem(key=a, group="", hash=b, body=c)
+            path.unlink()
         return items, keep, duplicates
 
 

@@ -1,0 +1,163 @@
+"""A partitioned export CSV compiled in worker processes gives exactly what a
+serial read gives: the same state, snapshot, counts and issues, in every feed."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from catalog_sync.adapters.magento_csv import MagentoCsvSource
+from catalog_sync.domain import reindex as reindex_module
+from catalog_sync.domain.compile import Collector
+from catalog_sync.domain.feeds import BuildContext, get_feed
+from catalog_sync.domain.reindex import ReindexDeps, ReindexRequest, reindex_feed
+from catalog_sync.domain.spill import BucketSpill
+from catalog_sync.domain.workers import WorkerError, compile_partitions, resolve_workers
+from catalogctl import synth
+from tests.fakes import Clock, Ids, MemoryBlobs, MemoryQueue, MemoryState
+
+FEEDS = (
+    "products",
+    "prices",
+    "variants",
+    "inventoryStockStatus",
+    "categories",
+    "productAttributes",
+)
+VIEWS = (("default", "base"), ("fr", "base"), ("de", "base"))
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic catalog with a few bad rows mixed in."""
+    folder = tmp_path_factory.mktemp("workers")
+    clean = folder / "clean.csv"
+    synth.generate(clean, 400, seed=5, store_views=("fr", "de"))
+    with open(clean, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    col = {name: i for i, name in enumerate(header)}
+    globals_ = [r for r in rows[1:] if not r[col["store_view_code"]]]
+    globals_[10][col["price"]] = "12,5O"  # not a number: rejected
+    globals_[20][col["product_type"]] = "kit"  # unknown type: rejected
+    globals_[30][col["special_price_from_date"]] = "someday"  # a warning
+    rows.append(list(globals_[40]))  # a duplicate row
+    out = folder / "catalog.csv"
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    return out
+
+
+def _sync(catalog: Path, workers: int, work: Path) -> dict[str, Any]:
+    state, blobs, queue = MemoryState(), MemoryBlobs(), MemoryQueue()
+    work.mkdir()
+    source = MagentoCsvSource(str(catalog), workdir=work, partition_bytes=40_000)
+    deps = ReindexDeps(
+        state=state,
+        blobs=blobs,
+        queue=queue,
+        clock=Clock(),
+        new_id=Ids(),
+        source=source,
+        store_views=VIEWS,
+        buckets=8,
+        workdir=work,
+        workers=workers,
+    )
+    results = reindex_feed(ReindexRequest(feeds=FEEDS, kind="resync"), deps)
+    out: dict[str, Any] = {"messages": len(queue.drain())}
+    for r in results:
+        feed = r.run.feed
+        snapshot = {}
+        for key, data in blobs.objects.items():
+            if key.startswith(f"snapshots/{feed}/") and key.endswith(".jsonl.gz"):
+                for line in gzip.decompress(data).splitlines():
+                    rec = orjson.loads(line)
+                    snapshot[rec["k"]] = (rec["h"], rec["i"])
+        out[feed] = {
+            "counts": r.run.counts,
+            "issues": r.run.issues,
+            "state": {k: (v.hash, v.status.value) for k, v in state.all_records(feed).items()},
+            "snapshot": snapshot,
+        }
+    assert not list(work.iterdir()), "temporary files left behind"
+    return out
+
+
+def test_workers_compile_the_same_feeds_as_a_serial_read(
+    catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int]] = []
+
+    def spy(partitions: list[Any], collectors: list[Collector], ctx: Any, n: int, **kw: Any) -> int:
+        calls.append((len(partitions), n))
+        return compile_partitions(partitions, collectors, ctx, n, **kw)
+
+    monkeypatch.setattr(reindex_module, "compile_partitions", spy)
+    serial = _sync(catalog, 1, tmp_path / "serial")
+    assert calls == []
+    parallel = _sync(catalog, 3, tmp_path / "parallel")
+    assert len(calls) == 1 and calls[0][0] > 3 and calls[0][1] == 3
+
+    products = serial["products"]
+    assert products["counts"]["records"] > 350
+    assert products["counts"]["rejected"] == 3  # bad price, unknown type, duplicate row
+    issues = products["issues"]
+    assert any("not a number" in i["message"] and i["field"] == "price" for i in issues)
+    assert any("duplicate row" in i["message"] for i in issues)
+    assert any(
+        i["severity"] == "warning" and i["field"] == "special_price_from_date" for i in issues
+    )
+    for feed in FEEDS:
+        assert parallel[feed] == serial[feed], feed
+        assert serial[feed]["snapshot"], feed
+    assert parallel["messages"] == serial["messages"]
+
+
+class _Boom:
+    built = 0
+
+    def records(self, warn: Any) -> Any:
+        raise RuntimeError("partition file unreadable")
+
+
+class _Dies:
+    built = 0
+
+    def records(self, warn: Any) -> Any:
+        os._exit(3)
+
+
+class _Empty:
+    built = 0
+
+    def records(self, warn: Any) -> Any:
+        return iter(())
+
+
+@pytest.mark.parametrize(
+    ("partition", "expected"),
+    [
+        (_Boom(), "worker 1 failed: RuntimeError: partition file unreadable"),
+        (_Dies(), "worker 1 ended (exit code 3)"),
+    ],
+)
+def test_a_failing_worker_fails_the_read(tmp_path: Path, partition: Any, expected: str) -> None:
+    spec = get_feed("products")
+    collectors = [Collector(spec, BucketSpill(tmp_path, 4))]
+    ctx = BuildContext(now=datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(WorkerError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        compile_partitions([_Empty(), partition], collectors, ctx, 2, merge=lambda n, w: None)
+
+
+def test_workers_setting() -> None:
+    assert resolve_workers(1) == 1
+    assert resolve_workers(3) == 3
+    assert 1 <= resolve_workers(0) <= 4
