@@ -104,7 +104,7 @@ def main() -> None:
                 f"{size:>7,} products {name:<17} items {s['items']:>8,} sent {s['items_sent']:>8,} "
                 f"read+build+hash {s['read_items_per_s'] or 0:>7,}/s  diff+snapshot {s['diff_items_per_s'] or 0:>8,}/s  "
                 f"export {s['export_items_per_s'] or 0:>7,}/s  wall {s['wall_s']:>7.1f}s  "
-                f"peak RSS {s['peak_rss_mb']:>6.1f} MB",
+                f"peak RSS {s['peak_rss_mb']:>6.1f} MB (workers {s['worker_peak_rss_mb']:>5.1f} MB each)",
                 flush=True,
             )
     print(json.dumps({"store_views": STORE_VIEWS, "results": results}))

@@ -54,6 +54,10 @@ def main() -> None:
         "diff_items_per_s": round(items / diff_s) if diff_s > 0 else None,
         "export_items_per_s": round(sent / t_export) if t_export and sent else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # the largest reindex worker process (0: the read was not split)
+        "worker_peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        ),
     }
     print(json.dumps(out))
 

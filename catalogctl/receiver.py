@@ -656,8 +656,10 @@ class _Handler(BaseHTTPRequestHandler):
             reply = failure
             if "received" in counts and not counts.get("refused"):
                 counts["refused"] = counts["received"]
-        status = self._send_json(reply)
-        receiver._record(known_feed, str(status), wire, uncompressed, counts)
+        # Counted before the reply goes out: a client that reads /_stats right after
+        # its response must find its request there.
+        receiver._record(known_feed, str(reply.status), wire, uncompressed, counts)
+        self._send_json(reply)
 
     @staticmethod
     def _fault_reply(plan: _Plan) -> _Reply:

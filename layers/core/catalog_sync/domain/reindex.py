@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 MAX_ISSUES_IN_RUN = 100
 PREVIEW = 20
-STATE_READ_CHUNK = 16  # buckets per state read
+STATE_READ_CHUNK = 4  # buckets per state read (decoded state of a large bucket is MBs)
+CHECKPOINT_EVERY = 16  # buckets between checkpoints of a run
 CONFLICT_TRIES = 8
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
@@ -490,12 +491,13 @@ def _diff_buckets(differ: _Differ, fr: _FeedRun, deps: ReindexDeps, workdir: Pat
             else:
                 items, keep = {}, set()
             _diff_one(differ, deps, bucket, items, keep, workdir)
-        if not differ.request.dry_run:  # the checkpoint `--continue-resync` resumes from
-            fr.run.buckets_done = numbers[-1] + 1
+        done = numbers[-1] + 1
+        if not differ.request.dry_run and (done % CHECKPOINT_EVERY == 0 or done == total):
+            fr.run.buckets_done = done  # the checkpoint `--continue-resync` resumes from
             fr.run.counts = dict(differ.counts)
             deps.state.put_run(fr.run)
         if deps.progress:
-            deps.progress("diff", numbers[-1] + 1, total)
+            deps.progress("diff", done, total)
 
 
 def _diff_one(

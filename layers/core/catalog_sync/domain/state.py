@@ -71,7 +71,7 @@ class ItemState:
         h, status, deleted, sent_hash, reason, changed_at, run_id, attempts, sent_del = row
         return cls(
             h,
-            Status(status),
+            _STATUS[status],
             bool(deleted),
             sent_hash,
             reason,
@@ -80,6 +80,9 @@ class ItemState:
             attempts,
             bool(sent_del),
         )
+
+
+_STATUS = {s.value: s for s in Status}  # faster than Status(value) on the hot path
 
 
 @dataclass(slots=True)
