@@ -4,8 +4,13 @@ catalog served by the local Magento REST API give the same items in every feed."
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
+import pytest
+import requests
+
+from catalog_sync.domain.errors import ConfigError
 from catalogctl.magento_server import MagentoApiServer
 from tests.e2e.conftest import FIXTURES
 
@@ -89,3 +94,49 @@ def test_e2e_product_leaving_a_website_is_deleted_in_that_scope_only(make_stack,
     assert s.receiver.stats()["items"]["accepted"] - accepted == 1
     assert ("24-MB01", "eu_en") not in s.held()
     assert ("24-MB01", "default") in s.held() and ("24-MB01", "fr") in s.held()
+
+
+def test_e2e_resync_by_product_ids_through_the_rest_source(make_stack):
+    secret = f"magento-token-{uuid.uuid4().hex[:8]}"  # secrets are per moto server
+    with MagentoApiServer(SMALL, token=TOKEN, store_views=("default", "fr", "eu_en")) as shop:
+        s = make_stack(
+            None,
+            STORE_VIEWS=VIEWS,
+            CATALOG_SOURCE=shop.url,
+            MAGENTO_TOKEN_SECRET_ID=secret,
+        )
+        s.runner.app.client("secretsmanager").create_secret(
+            Name="magento-token", SecretString=TOKEN
+        )
+        s.sync()
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        ids = {
+            sku: requests.get(f"{shop.url}/rest/all/V1/products/{sku}", headers=headers).json()[
+                "id"
+            ]
+            for sku in ("24-MB01", "24-WG086")
+        }
+        accepted = s.receiver.stats()["items"]["accepted"]
+
+        result = s.resync(
+            byIds=[str(ids["24-MB01"]), str(ids["24-WG086"]), "999999"], idType="productId"
+        )
+
+        run = result["runs"][0]
+        in_views = len([k for k in s.held() if k[0] in ids])
+        assert run["counts"]["requeued"] == in_views > 2
+        assert run["counts"]["deleted"] == 0
+        assert s.receiver.stats()["items"]["accepted"] - accepted == in_views
+        [note] = [i for i in run["issues"] if i["field"] == "productId"]
+        assert "product id 999999 is not in Magento" in note["message"]
+
+        with pytest.raises(ConfigError, match="'abc' is not a product id"):
+            s.resync(byIds=["abc"], idType="productId")
+        with pytest.raises(ConfigError, match="no product with id 999998"):
+            s.resync(byIds=["999998"], idType="productId")
+
+
+def test_e2e_product_ids_need_the_rest_source(make_stack):
+    s = make_stack(SMALL, STORE_VIEWS=VIEWS)
+    with pytest.raises(ConfigError, match="export CSV carries no product ids"):
+        s.resync(byIds=["1"], idType="productId")

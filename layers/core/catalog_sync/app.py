@@ -7,6 +7,7 @@ through `run_reindex_event` and `run_export_message`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from catalog_sync.domain.errors import AuthError, ConfigError, LeaseHeldError
 from catalog_sync.domain.export import ExportDeps, export_part
 from catalog_sync.domain.feeds import get_feed
 from catalog_sync.domain.ports import CatalogSource, FeedSink
+from catalog_sync.domain.records import SourceIssue
 from catalog_sync.domain.reindex import Progress, ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.domain.runs import PartResult, RunKind
 from catalog_sync.domain.snapshot import ExportMessage
@@ -190,10 +192,6 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         raise ConfigError("a resync needs a feed")
     if request.continue_resync and (request.by_ids or request.no_reindex or request.cleanup_feed):
         raise ConfigError("--continue-resync takes no other resync option")
-    if request.id_type == "productId" and request.by_ids:
-        raise ConfigError(
-            "the Magento export CSV carries no product ids: use --id-type sku with this source"
-        )
     feeds = [request.feed] if request.feed else app.settings.feed_names()
     for feed in feeds:
         get_feed(feed)  # fail early on an unknown feed
@@ -215,13 +213,17 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         resumed_from=resumed,
     )
     settings = app.settings
+    source = _source_for(app, request, feeds) if req.reads_source else None
+    if request.id_type == "productId" and request.by_ids and source is not None:
+        skus = _skus_of_product_ids(source, request.by_ids)
+        req = dataclasses.replace(req, by_ids=frozenset(s.lower() for s in skus))
     deps = ReindexDeps(
         state=app.state,
         blobs=app.blobs,
         queue=app.queue,
         clock=app.clock,
         new_id=app.new_id,
-        source=_source_for(app, request, feeds) if req.reads_source else None,
+        source=source,
         store_views=tuple(settings.store_view_pairs()),
         enabled_feeds=frozenset(settings.feed_names()),
         buckets=settings.state_buckets,
@@ -266,6 +268,42 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         name="ReindexSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - started
     )
     return {"runs": out}
+
+
+def _skus_of_product_ids(source: CatalogSource, values: list[str]) -> list[str]:
+    """`--by-ids ... --id-type productId`: Magento product ids to SKUs, through the
+    source (only the REST API knows ids). Unknown ids are reported in the run."""
+    ids: list[int] = []
+    for value in values:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigError(f"--by-ids: {value!r} is not a product id (a positive integer)")
+        ids.append(number)
+    resolve = getattr(source, "skus_for_ids", None)
+    if resolve is None:
+        raise ConfigError(
+            "the Magento export CSV carries no product ids: use --id-type sku with this "
+            "source, or the Magento REST API as the source"
+        )
+    found: dict[int, str] = resolve(ids)
+    missing = [i for i in ids if i not in found]
+    if not found:
+        raise ConfigError(
+            f"no product with id {', '.join(map(str, missing))} in Magento: nothing to resync"
+        )
+    for number in missing:
+        source.note(  # type: ignore[attr-defined]
+            SourceIssue(
+                f"product id {number} is not in Magento: skipped (a deleted product is "
+                "sent as deleted by the next full read)",
+                field="productId",
+                severity="warning",
+            )
+        )
+    return list(dict.fromkeys(found[i] for i in ids if i in found))
 
 
 def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSource:

@@ -233,6 +233,7 @@ class MagentoRestSource:
         self.light_page_size = light_page_size
         self.high_water_mark: datetime | None = None
         self._report = ReadReport(complete=False)
+        self._notes: list[SourceIssue] = []
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -366,8 +367,29 @@ class MagentoRestSource:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def note(self, issue: SourceIssue) -> None:
+        """An issue found before the read (e.g. an unknown product id); the next
+        read's report carries it."""
+        self._notes.append(issue)
+
+    def skus_for_ids(self, ids: Collection[int]) -> dict[int, str]:
+        """The SKUs of Magento product ids (`entity_id`); ids Magento does not have
+        are left out."""
+        out: dict[int, str] = {}
+        wanted = list(dict.fromkeys(ids))
+        for i in range(0, len(wanted), CHILD_CHUNK):
+            chunk = wanted[i : i + CHILD_CHUNK]
+            params = search_criteria(
+                [[("entity_id", "in", ",".join(map(str, chunk)))]], (), len(chunk), 1
+            )
+            data = self._get("/rest/all/V1/products", [*params, ("fields", "items[id,sku]")])
+            for it in data.get("items") or ():
+                out[int(it["id"])] = str(it["sku"])
+        return out
+
     def read(self, *, skus: Collection[str] | None = None) -> Iterator[CatalogProduct | Rejected]:
         self._report = report = ReadReport(complete=True)
+        report.issues.extend(self._notes)
         self.high_water_mark = None
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="magento-rest")
         try:
