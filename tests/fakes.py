@@ -40,6 +40,13 @@ class MemoryBlobs:
     def exists(self, key: str) -> bool:
         return key in self.objects
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        return iter(sorted(k for k in self.objects if k.startswith(prefix)))
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.objects.pop(key, None)
+
 
 class MemoryState:
     def __init__(self) -> None:

@@ -119,3 +119,52 @@ def test_s3_blobs_missing_bucket_raises_config_error(
         store.get_bytes("k")
     with pytest.raises(ConfigError, match="no-such-bucket-here"):
         store.put_file("k", path)
+
+
+def test_fs_blobs_list_and_delete(tmp_path: Path) -> None:
+    store = FsBlobStore(tmp_path)
+    assert list(store.list_keys("")) == []
+    for key in ("snapshots/p/r1/part-0000.jsonl.gz", "snapshots/p/r2/manifest.json", "runs/x"):
+        store.put_bytes(key, b"x")
+
+    assert list(store.list_keys("snapshots/p/")) == [
+        "snapshots/p/r1/part-0000.jsonl.gz",
+        "snapshots/p/r2/manifest.json",
+    ]
+    store.delete_keys(["snapshots/p/r1/part-0000.jsonl.gz", "snapshots/p/nope"])
+    assert list(store.list_keys("")) == ["runs/x", "snapshots/p/r2/manifest.json"]
+
+
+def test_s3_blobs_list_pages_and_delete_in_batches(
+    aws_clients: Callable[..., LocalAws], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws = aws_clients()
+    store = aws.blobs(prefix="env-b")
+    keys = [f"snapshots/p/r{i // 10}/part-{i:04d}.jsonl.gz" for i in range(25)]
+    for key in keys:
+        store.put_bytes(key, b"x")
+    store.put_bytes("runs/p/r1/issues.jsonl", b"x")
+    aws.blobs().put_bytes("snapshots/p/outside-the-prefix", b"x")
+
+    pages = aws.s3.get_paginator("list_objects_v2")
+    monkeypatch.setattr(
+        aws.s3,
+        "get_paginator",
+        lambda name: _SmallPages(pages) if name == "list_objects_v2" else None,
+    )
+    assert sorted(store.list_keys("snapshots/p/")) == keys
+
+    monkeypatch.setattr("catalog_sync.adapters.s3_blobs.DELETE_BATCH", 7)
+    store.delete_keys([*keys[:20], "snapshots/p/never-existed"])
+    assert sorted(store.list_keys("")) == ["runs/p/r1/issues.jsonl", *keys[20:]]
+    assert aws.blobs().exists("snapshots/p/outside-the-prefix")
+
+
+class _SmallPages:
+    """The real paginator, 4 keys a page: the listing must follow the pages."""
+
+    def __init__(self, paginator: object) -> None:
+        self.paginator = paginator
+
+    def paginate(self, **kwargs: object) -> object:
+        return self.paginator.paginate(**kwargs, PaginationConfig={"PageSize": 4})  # type: ignore[attr-defined]

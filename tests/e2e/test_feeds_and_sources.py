@@ -105,9 +105,7 @@ def test_e2e_resync_by_product_ids_through_the_rest_source(make_stack):
             CATALOG_SOURCE=shop.url,
             MAGENTO_TOKEN_SECRET_ID=secret,
         )
-        s.runner.app.client("secretsmanager").create_secret(
-            Name="magento-token", SecretString=TOKEN
-        )
+        s.runner.app.client("secretsmanager").create_secret(Name=secret, SecretString=TOKEN)
         s.sync()
         headers = {"Authorization": f"Bearer {TOKEN}"}
         ids = {

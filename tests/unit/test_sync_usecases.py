@@ -243,3 +243,47 @@ def test_reindex_by_ids_touches_only_those_skus():
     result = w.sync(catalog(5), by_ids=frozenset({"sku-001"}), force=True, kind="resync-by-ids")
     assert result.run.counts["deleted"] == 0
     assert w.sent_keys() == ["SKU-001\x1fdefault", "SKU-001\x1ffr"]
+
+
+def _parts(w: World) -> set[str]:
+    return {k for k in w.blobs.objects if k.endswith(".jsonl.gz")}
+
+
+def _manifest_parts(w: World, key: str) -> set[str]:
+    manifest = orjson.loads(w.blobs.objects[key])
+    return {p["key"] for p in manifest["parts"] if p["key"]}
+
+
+def test_reindex_prunes_parts_nothing_can_read_any_more():
+    w = World()
+    manifests = []
+    recs = catalog(40)
+    for i in range(6):  # each run changes a few products: some parts are rewritten
+        recs[i].price = 100 + i
+        result = w.sync(list(recs))
+        manifests.append(result.run.manifest)
+        live = {b.part.key for b in w.state.read_buckets("toy", range(8)) if b.part}
+        assert live <= _parts(w)
+        # what remains: the buckets' parts, and those of the previous run's manifest
+        # (an export that read the state before this run's writes may open them)
+        previous = _manifest_parts(w, manifests[-2]) if i else set()
+        assert _parts(w) == live | previous
+    assert result.run.counts["parts_pruned"] > 0
+    # nothing was lost: a resend of the whole feed still finds every item's content
+    w.reindex([], no_reindex=True, kind="resync-no-reindex")
+    results = w.export()
+    assert sum(r.counts["sent"] for r in results) == 80
+    assert sum(r.counts["missing"] for r in results) == 0
+
+
+def test_reindex_keeps_everything_when_the_previous_manifest_is_gone():
+    w = World()
+    w.sync(catalog(10))
+    first = w.sync(catalog(10, **{"SKU-001": 5}))
+    w.blobs.objects.pop(first.run.manifest)
+    before = _parts(w)
+
+    result = w.sync(catalog(10, **{"SKU-001": 6}))
+
+    assert result.run.counts["parts_pruned"] == 0
+    assert before <= _parts(w)

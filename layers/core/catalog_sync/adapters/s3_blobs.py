@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -19,6 +20,7 @@ DEFAULT_TRANSFER = TransferConfig(
 )
 
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
+DELETE_BATCH = 1000
 
 
 def _code(exc: ClientError) -> str:
@@ -93,3 +95,33 @@ class S3BlobStore:
                 return False
             raise self._translate(exc, key) from exc
         return True
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        try:
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"][len(self.prefix) :]
+        except ClientError as exc:
+            raise self._translate(exc, prefix) from exc
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Up to 1,000 keys a request (S3's limit); a key that failed is an error."""
+        for i in range(0, len(keys), DELETE_BATCH):
+            chunk = keys[i : i + DELETE_BATCH]
+            try:
+                response = self.s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True},
+                )
+            except ClientError as exc:
+                raise self._translate(exc, chunk[0]) from exc
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise OSError(
+                    f"could not delete {len(errors)} object(s) from s3://{self.bucket}, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".strip()
+                )

@@ -46,6 +46,10 @@ class BlobStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def list_keys(self, prefix: str) -> Iterator[str]: ...  # keys starting with prefix
+
+    def delete_keys(self, keys: Sequence[str]) -> None: ...  # missing keys are no error
+
 
 class FeedState(Protocol):
     """Feed state (DynamoDB in AWS). Buckets are written with optimistic

@@ -248,6 +248,7 @@ def _finish(
             b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in issues),
         )
     deps.blobs.put_bytes(mkey, manifest.model_dump_json(indent=1).encode())
+    previous_manifest = meta.latest_manifest
     meta.latest_manifest = mkey
     meta.last_run_id = run.run_id
     deps.state.write_meta(meta)
@@ -262,12 +263,40 @@ def _finish(
         for b in sorted(differ.to_export)
     ]
     deps.queue.send(result.messages)
+    live = {ref.key for ref in differ.parts.values() if ref.key}
+    run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
     run.parts_enqueued = len(result.messages)
     run.status = "completed"
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)
     return result
+
+
+def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | None) -> int:
+    """Delete the feed's snapshot parts that nothing can read any more: not a bucket's
+    current part, and not in the previous run's manifest (an export that read the
+    state just before this run's writes may still open one of those). Runs under the
+    feed's lease, so no other reindex writes parts meanwhile. Best effort: a failure
+    is logged, the run is not failed for it, the next run tries again."""
+    try:
+        keep = set(live)
+        if previous:
+            try:
+                prior = Manifest.model_validate_json(deps.blobs.get_bytes(previous))
+            except NotFoundError:
+                return 0  # cannot tell what a running export may read: keep everything
+            keep.update(p.key for p in prior.parts if p.key)
+        prefix = f"snapshots/{feed}/"
+        garbage = [
+            k for k in deps.blobs.list_keys(prefix) if k.endswith(".jsonl.gz") and k not in keep
+        ]
+        if garbage:
+            deps.blobs.delete_keys(garbage)
+        return len(garbage)
+    except Exception:  # storage hiccup: parts stay until the next run
+        log.warning("could not prune old snapshot parts of %s", feed, exc_info=True)
+        return 0
 
 
 def _read_source(
