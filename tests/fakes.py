@@ -17,6 +17,16 @@ from catalog_sync.domain.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.domain.snapshot import ExportMessage
 from catalog_sync.domain.state import StateBucket
 
+# The six standard feeds (the registry may also hold test feeds).
+FEEDS = (
+    "products",
+    "prices",
+    "variants",
+    "inventoryStockStatus",
+    "categories",
+    "productAttributes",
+)
+
 
 class MemoryBlobs:
     def __init__(self) -> None:

@@ -21,16 +21,8 @@ from catalog_sync.domain.reindex import ReindexDeps, ReindexRequest, reindex_fee
 from catalog_sync.domain.spill import BucketSpill
 from catalog_sync.domain.workers import WorkerError, compile_partitions, resolve_workers
 from catalogctl import synth
-from tests.fakes import Clock, Ids, MemoryBlobs, MemoryQueue, MemoryState
+from tests.fakes import FEEDS, Clock, Ids, MemoryBlobs, MemoryQueue, MemoryState
 
-FEEDS = (
-    "products",
-    "prices",
-    "variants",
-    "inventoryStockStatus",
-    "categories",
-    "productAttributes",
-)
 VIEWS = (("default", "base"), ("fr", "base"), ("de", "base"))
 
 

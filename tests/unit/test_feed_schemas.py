@@ -20,16 +20,9 @@ from catalog_sync.domain.canonical import canonical_bytes, content_hash, encode
 from catalog_sync.domain.feeds import BuildContext, get_feed
 from catalog_sync.domain.records import Rejected
 from catalogctl import synth
+from tests.fakes import FEEDS
 from tests.unit.feed_check import checked
 
-FEEDS = (
-    "products",
-    "prices",
-    "variants",
-    "inventoryStockStatus",
-    "categories",
-    "productAttributes",
-)
 SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
 # Inside a special-price window for some synthetic products, outside for others.
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
