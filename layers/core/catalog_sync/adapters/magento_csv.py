@@ -55,7 +55,9 @@ from catalog_sync.domain.errors import SourceError
 from catalog_sync.domain.records import ReadReport, Rejected, SourceIssue
 
 EMPTY_VALUE = "__EMPTY__VALUE__"
-PARTITION_BYTES = 16 * 1024 * 1024
+# 8 MiB of CSV per partition: pass 2 holds one partition file in memory, and a file
+# of N MiB gives N/8 partitions to share among the reindex workers evenly.
+PARTITION_BYTES = 8 * 1024 * 1024
 MAX_PARTITIONS = 512
 UNKNOWN_SIZE_PARTITIONS = 64
 MAX_WARNINGS = 1000

@@ -69,14 +69,22 @@ def encode_line(item: EncodedItem) -> bytes:
     return b'{"k":%s,"h":"%s","i":%s}\n' % (orjson.dumps(item.key), item.hash.encode(), item.body)
 
 
+# gzip level 1: parts are rewritten whenever a bucket changes (an hourly run with 1% of
+# products changed touches every bucket), and level 1 compresses item JSON 2.4x faster
+# than level 6 for a 1.4x larger object (measured: 229 vs 94 MB/s, ratio 9.0 vs 12.7).
+PART_COMPRESSLEVEL = 1
+
+
 class PartWriter:
-    """Writes one part to a local file (gzip, level 6); counts items and bytes."""
+    """Writes one part to a local file (gzip); counts items and bytes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.items = 0
         self._raw: IO[bytes] = open(path, "wb")  # noqa: SIM115
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
+        self._gz = gzip.GzipFile(
+            fileobj=self._raw, mode="wb", compresslevel=PART_COMPRESSLEVEL, mtime=0
+        )
 
     def write(self, item: EncodedItem) -> None:
         self._gz.write(encode_line(item))
