@@ -15,10 +15,9 @@ so it hashes the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import xxhash
@@ -34,8 +33,9 @@ _xxh128 = xxhash.xxh3_128_hexdigest
 _DATETIME = TypeAdapter(datetime)
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedItem:
+class EncodedItem(NamedTuple):
+    """An item ready to store and send (a tuple: made for every item of every run)."""
+
     key: str  # identity key (see FeedSpec.key_of)
     group: str  # group value (bucketing)
     hash: str  # content hash of the canonical form
@@ -109,9 +109,4 @@ def encode(spec: FeedSpec, item: FeedItem | dict[str, Any]) -> EncodedItem:
         key = f"{data[identity[0]]}{KEY_SEPARATOR}{data[identity[1]]}"
     else:
         key = spec.key_of(data)
-    return EncodedItem(
-        key=key,
-        group=str(data[spec.group_field]),
-        hash=_xxh128(canonical),
-        body=body,
-    )
+    return EncodedItem(key, str(data[spec.group_field]), _xxh128(canonical), body)

@@ -8,7 +8,6 @@ the catalog.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -75,35 +74,27 @@ class BucketSpill:
             path = self._path(bucket, segment)
             if not path.exists():
                 continue
-            for kind, a, b, c in _records(path):
-                if kind == _KEEP:
-                    keep.add(a.lower())
-                else:
-                    assert b is not None and c is not None
-                    if a in items:
-                        duplicates.append(a)
-                    items[a] = EncodedItem(key=a, group="", hash=b, body=c)
+            data = path.read_bytes()
             path.unlink()
+            pos, end = 0, len(data)
+            unpack_len, unpack_klen = _LEN.unpack_from, _KLEN.unpack_from
+            while pos < end:
+                kind = data[pos : pos + 1]
+                pos += 1
+                if kind == _KEEP:
+                    (n,) = unpack_klen(data, pos)
+                    pos += _KLEN.size
+                    keep.add(data[pos : pos + n].decode("utf-8").lower())
+                    pos += n
+                    continue
+                kl, hl, bl = unpack_len(data, pos)
+                pos += _LEN.size
+                key = data[pos : pos + kl].decode("utf-8")
+                pos += kl
+                h = data[pos : pos + hl].decode("ascii")
+                pos += hl
+                if key in items:
+                    duplicates.append(key)
+                items[key] = EncodedItem(key, "", h, data[pos : pos + bl])
+                pos += bl
         return items, keep, duplicates
-
-
-def _records(path: Path) -> Iterator[tuple[bytes, str, str | None, bytes | None]]:
-    data = path.read_bytes()
-    pos, end = 0, len(data)
-    while pos < end:
-        kind = data[pos : pos + 1]
-        pos += 1
-        if kind == _KEEP:
-            (n,) = _KLEN.unpack_from(data, pos)
-            pos += _KLEN.size
-            yield kind, data[pos : pos + n].decode("utf-8"), None, None
-            pos += n
-        else:
-            kl, hl, bl = _LEN.unpack_from(data, pos)
-            pos += _LEN.size
-            key = data[pos : pos + kl].decode("utf-8")
-            pos += kl
-            h = data[pos : pos + hl].decode("ascii")
-            pos += hl
-            yield kind, key, h, data[pos : pos + bl]
-            pos += bl
