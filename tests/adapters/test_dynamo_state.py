@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -267,3 +268,31 @@ def test_dynamo_state_missing_table_raises_config_error(aws: LocalAws) -> None:
         state.read_meta("products")
     with pytest.raises(ConfigError, match="no-such-table"):
         state.acquire_lease("products", "a", NOW, 60)
+
+
+def test_dynamo_state_overflow_objects_do_not_pile_up(aws: LocalAws) -> None:
+    blobs = aws.blobs()
+    state = aws.state(overflow=blobs)
+    big = bucket_with("products", 3, 12_000)
+    prefix = "state/products/0003/"
+
+    for _ in range(5):
+        state.write_bucket(big)
+
+    # the current version's object and the one it replaced (a reader may hold it)
+    assert sorted(k.split("/")[-1].split("-")[0] for k in blobs.list_keys(prefix)) == ["4", "5"]
+    [back] = state.read_buckets("products", [3])
+    assert back.version == 5 and back.records == big.records
+
+    # a writer that loses the race leaves no object behind
+    stale = copy.deepcopy(big)
+    stale.version = 4
+    with pytest.raises(ConflictError):
+        state.write_bucket(stale)
+    assert len(list(blobs.list_keys(prefix))) == 2
+
+    # objects of versions after the replaced one are never touched (another writer's)
+    blobs.put_bytes(f"{prefix}7-someoneelse.bin", b"x")
+    state.write_bucket(back)
+    assert blobs.exists(f"{prefix}7-someoneelse.bin")
+    assert len(state.read_buckets("products", [3])[0].records) == 12_000

@@ -13,6 +13,7 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -37,6 +38,7 @@ from catalog_sync.domain.state import StateBucket
 # A DynamoDB item holds at most 400 KB; keep room for the other attributes.
 MAX_INLINE_BYTES = 350_000
 BATCH_GET_LIMIT = 100
+log = logging.getLogger(__name__)
 BATCH_GET_TRIES = 8
 # An expired lease item stays readable this long (for `status`), then TTL removes it.
 LEASE_KEEP_SECONDS = 86_400
@@ -48,6 +50,13 @@ def bucket_pk(feed: str, bucket: int) -> str:
 
 def overflow_key(feed: str, bucket: int, version: int, token: str) -> str:
     return f"state/{feed}/{bucket:04d}/{version}-{token}.bin"
+
+
+def _overflow_version(key: str, prefix: str) -> int:
+    """The bucket version an overflow object was written for (see `overflow_key`);
+    an unexpected name counts as new (never deleted)."""
+    head = key[len(prefix) :].partition("-")[0]
+    return int(head) if head.isdigit() else 1 << 62
 
 
 def _code(exc: ClientError) -> str:
@@ -154,6 +163,7 @@ class DynamoFeedState:
             "items": {"N": str(len(bucket.records))},
             "updated_at": {"S": datetime.now(UTC).isoformat()},
         }
+        written: str | None = None  # the overflow object this write adds
         if len(compressed) <= self.max_inline_bytes:
             item["data"] = {"B": compressed}
         elif self.overflow is not None:
@@ -162,6 +172,7 @@ class DynamoFeedState:
             key = overflow_key(bucket.feed, bucket.bucket, new_version, uuid.uuid4().hex[:12])
             self.overflow.put_bytes(key, compressed)
             item["overflow"] = {"S": key}
+            written = key
         else:
             raise CatalogSyncError(
                 f"state bucket {bucket.bucket} of feed {bucket.feed!r} is "
@@ -178,8 +189,14 @@ class DynamoFeedState:
                 "ExpressionAttributeValues": {":expected": {"N": str(expected)}},
             }
         try:
-            self.ddb.put_item(TableName=self.table, Item=item, **condition)
+            # The replaced item only matters to an overflow write (its old object can
+            # go); inline writes do not ship the old data back.
+            returns = "ALL_OLD" if written is not None else "NONE"
+            response = self.ddb.put_item(
+                TableName=self.table, Item=item, ReturnValues=returns, **condition
+            )
         except ClientError as exc:
+            self._drop_overflow(written)  # nobody points at it
             if _code(exc) == "ConditionalCheckFailedException":
                 raise ConflictError(
                     f"state bucket {bucket.bucket} of feed {bucket.feed!r} changed since it "
@@ -187,6 +204,39 @@ class DynamoFeedState:
                 ) from None
             raise self._fail(exc) from exc
         bucket.version = new_version
+        old = response.get("Attributes") or {}
+        replaced = old.get("overflow", {}).get("S")
+        if replaced:
+            self._after_replacing(bucket, replaced, written)
+
+    def _after_replacing(self, bucket: StateBucket, replaced: str, written: str | None) -> None:
+        """Overflow objects of replaced versions are deleted one write later: the
+        version just replaced may still be read by someone who fetched its pointer a
+        moment ago; older ones are two writes old. Keeps one bucket's overflow
+        objects to about two, instead of one per write forever."""
+        prefix = f"state/{bucket.feed}/{bucket.bucket:04d}/"
+        # Only versions before the replaced one: a newer object may belong to a writer
+        # that has already read this write and is about to put the next version.
+        below = bucket.version - 1
+        assert self.overflow is not None
+        try:
+            stale = [
+                k
+                for k in self.overflow.list_keys(prefix)
+                if k not in (replaced, written) and _overflow_version(k, prefix) < below
+            ]
+            if stale:
+                self.overflow.delete_keys(stale)
+        except Exception:  # storage hiccup: the next write tries again
+            log.warning("could not delete old overflow state of %s", prefix, exc_info=True)
+
+    def _drop_overflow(self, key: str | None) -> None:
+        if key is None or self.overflow is None:
+            return
+        try:
+            self.overflow.delete_keys([key])
+        except Exception:
+            log.warning("could not delete unused overflow state %s", key, exc_info=True)
 
     # --- feed meta, runs, part results --------------------------------------
 
