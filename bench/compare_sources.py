@@ -53,7 +53,7 @@ def items(source: Any, ctx: BuildContext) -> tuple[dict[str, dict[str, str]], in
 
 def main() -> None:
     path = sys.argv[1]
-    ctx = BuildContext(now=datetime.now(UTC), feeds=frozenset(all_feeds()) - {"toy"})
+    ctx = BuildContext(now=datetime.now(UTC), feeds=frozenset(all_feeds()))
     csv_items, csv_rejected = items(MagentoCsvSource(path), ctx)
     with MagentoApiServer(path, token=TOKEN) as server:
         rest_items, rest_rejected = items(MagentoRestSource(server.url, lambda: TOKEN), ctx)

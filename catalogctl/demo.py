@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +144,6 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     say("Demo complete")
-    time.sleep(0)
 
 
 if __name__ == "__main__":

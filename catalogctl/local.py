@@ -15,7 +15,7 @@ import importlib.util
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 
 from catalog_sync.app import App, use_app
-from catalog_sync.domain.errors import AuthError, CatalogSyncError, ConfigError
+from catalog_sync.domain.errors import AuthError, ConfigError
 from catalog_sync.domain.reindex import Progress
 from catalog_sync.observability import logger
 from catalog_sync.settings import Settings
@@ -165,10 +165,8 @@ class LambdaContextStub:
 
 @dataclass
 class DrainResult:
-    messages: int = 0
     succeeded: int = 0
     failed_attempts: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 class LocalRunner:
@@ -214,7 +212,6 @@ class LocalRunner:
     def drain(
         self,
         *,
-        on_progress: Callable[[int], None] | None = None,
         max_seconds: float = 600,
     ) -> DrainResult:
         """Deliver queued export messages to the export handler until the queue is
@@ -262,11 +259,8 @@ class LocalRunner:
                         ],
                     )
                     self._raise_on_auth_error(messages)
-                out.messages += len(messages)
                 out.succeeded += len(done)
                 out.failed_attempts += len(retry)
-                if on_progress:
-                    on_progress(len(done))
         return out
 
     def _in_flight(self, queue_url: str) -> int:
@@ -307,7 +301,6 @@ def _sqs_record(m: dict[str, Any], queue_url: str) -> dict[str, Any]:
 __all__ = [
     "DEFAULT_AWS_PORT",
     "DEFAULT_RECEIVER_PORT",
-    "CatalogSyncError",
     "LocalRunner",
     "LocalStack",
     "default_local_env",

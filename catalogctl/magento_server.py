@@ -666,11 +666,6 @@ class MagentoApiServer:
         assert self._catalog is not None
         return self._catalog
 
-    @property
-    def rejected(self) -> list[Rejected]:
-        """CSV records that could not be read (they are not served)."""
-        return self.catalog.rejected
-
     def _now(self) -> str:
         return self.clock().astimezone(UTC).strftime(TS_FORMAT)
 

@@ -1,5 +1,5 @@
 """The local SaaS feed receiver: a real HTTP server implementing the feed API
-(`docs/saas-feed-api.md`) for the demo, the tests and the benchmarks.
+(the SaaS feed API contract, summarised below) for the demo, the tests and the benchmarks.
 
 Feed API: `POST /feeds/{feed}/{environment_id}`, a JSON array of items, gzip or
 plain, with `x-api-key` (missing: 401, wrong: 403) and `x-request-id` (a repeat of a
@@ -698,7 +698,7 @@ def serve(
 @click.option("--max-items", default=DEFAULT_MAX_ITEMS, show_default=True, type=click.IntRange(1))
 @click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True, type=click.IntRange(2))
 def main(host: str, port: int, api_key: str, max_items: int, max_bytes: int) -> None:
-    """The local SaaS feed receiver (docs/saas-feed-api.md)."""
+    """The local SaaS feed receiver: the feed API, plus /_state, /_stats and /_faults."""
     serve(host, port, api_key, max_items, max_bytes, echo=click.echo)
 
 

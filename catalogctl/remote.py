@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 
 from catalog_sync.adapters.dynamo_state import DynamoFeedState
+from catalog_sync.adapters.s3_blobs import S3BlobStore
 from catalog_sync.domain.errors import ConfigError
 
 
@@ -23,7 +24,7 @@ class RemoteRunner:
         except cfn.exceptions.ClientError as exc:
             raise ConfigError(f"cannot read stack {stack!r}: {exc}") from None
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-        for needed in ("ReindexFunctionName", "StateTableName"):
+        for needed in ("ReindexFunctionName", "StateTableName", "SnapshotBucketName"):
             if needed not in self.outputs:
                 raise ConfigError(f"stack {stack!r} has no output {needed}: is it catalog-sync?")
 
@@ -42,4 +43,8 @@ class RemoteRunner:
         return result
 
     def state(self) -> DynamoFeedState:
-        return DynamoFeedState(self.session.client("dynamodb"), self.outputs["StateTableName"])
+        # A bucket too large for DynamoDB lives in the snapshot bucket (as in App.state).
+        overflow = S3BlobStore(self.session.client("s3"), self.outputs["SnapshotBucketName"])
+        return DynamoFeedState(
+            self.session.client("dynamodb"), self.outputs["StateTableName"], overflow=overflow
+        )

@@ -157,12 +157,6 @@ _STOCK_DEFAULTS = {
 _NEEDS_QUOTES = re.compile(r'[,"\\ \t\r\n]')
 
 
-def _q(value: str) -> str:
-    if value and _NEEDS_QUOTES.search(value):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
 def format_row(values: Sequence[str]) -> str:
     """One CSV record the way PHP `fputcsv` writes it, LF-terminated."""
     search = _NEEDS_QUOTES.search

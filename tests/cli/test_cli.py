@@ -57,7 +57,8 @@ def test_cli_dry_run_changes_nothing(local):
     assert "would send (changed): 24-WG086 / default" in out
     assert local.receiver.stats()["items"]["accepted"] == accepted
     code, out = run("--local", "sync")
-    assert "1 items sent" in out
+    assert ": 1 items sent," in out
+    assert local.receiver.stats()["items"]["accepted"] == accepted + 1
 
 
 def test_cli_unknown_feed_is_one_clear_line(local):
@@ -102,6 +103,7 @@ def test_cli_redrive_puts_dead_letters_back_and_exports_them(local):
     code, out = run("--local", "redrive")
     assert code == 0, out
     assert "moved 1 message(s)" in out
+    assert "exported 1 part(s)" in out
     code, out = run("--local", "status", "--feed", "products", "--json")
     assert json.loads(out)[0]["dead_letter_messages"] == 0
 

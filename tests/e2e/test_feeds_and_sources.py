@@ -3,6 +3,7 @@ catalog served by the local Magento REST API give the same items in every feed."
 
 from __future__ import annotations
 
+import csv
 import shutil
 import uuid
 from pathlib import Path
@@ -138,3 +139,22 @@ def test_e2e_product_ids_need_the_rest_source(make_stack):
     s = make_stack(SMALL, STORE_VIEWS=VIEWS)
     with pytest.raises(ConfigError, match="export CSV carries no product ids"):
         s.resync(byIds=["1"], idType="productId")
+
+
+def test_e2e_rows_of_unconfigured_store_views_are_not_built(make_stack, tmp_path: Path):
+    rows = list(csv.reader(SMALL.open(newline="", encoding="utf-8")))
+    col = {name: i for i, name in enumerate(rows[0])}
+    row = next(r for r in rows[1:] if r[col["sku"]] == "24-MB01" and not r[col["store_view_code"]])
+    other = list(row)
+    other[col["store_view_code"]] = "xx"
+    other[col["price"]] = "not-a-price"
+    catalog = tmp_path / "catalog.csv"
+    with catalog.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([*rows, other])
+    s = make_stack(catalog, STORE_VIEWS=VIEWS)
+
+    run = s.sync()["runs"][0]
+
+    assert run["counts"]["rejected"] == 0
+    assert ("24-MB01", "default") in s.held()
+    assert any("store view 'xx' ignored" in i["message"] for i in run["issues"])

@@ -133,7 +133,11 @@ def test_categories_merge_of_identical_items_keeps_it() -> None:
 
 def test_categories_builder_items_are_valid_models() -> None:
     p = CatalogProduct(sku="A", categories=(("Men", "Tops"),))
-    assert all(isinstance(i, CategoryItem) for i in build_category_items(p, CTX))
+    items = build_category_items(p, CTX)
+    assert all(isinstance(i, CategoryItem) for i in items)
+    assert sorted((i.store_view_code, i.url_path) for i in items) == [
+        (v, u) for v in ("de", "default", "fr") for u in ("men", "men/tops")
+    ]
 
 
 def test_categories_feed_is_registered_as_aggregate() -> None:

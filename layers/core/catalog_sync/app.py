@@ -122,13 +122,7 @@ class App:
     def sink(self) -> FeedSink:
         if self._sink is None:
             s = self.settings
-            key = api_key_provider(
-                secret_id=s.saas_api_key_secret_id,
-                parameter_name=s.saas_api_key_parameter,
-                max_age=s.secret_max_age_seconds,
-                secrets_client=self.client("secretsmanager") if s.saas_api_key_secret_id else None,
-                ssm_client=self.client("ssm") if s.saas_api_key_parameter else None,
-            )
+            key = self._secret(s.saas_api_key_secret_id, s.saas_api_key_parameter, "SaaS API key")
             self._sink = HttpFeedSink(
                 s.saas_base_url,
                 s.saas_environment_id,
@@ -148,13 +142,10 @@ class App:
         if not uri:
             raise ConfigError("no catalog source: set CATALOG_SOURCE or pass a source")
         workdir = Path(s.work_dir) if s.work_dir else None
+        views = [code for code, _ in s.store_view_pairs()]
         if uri.startswith(("https://", "http://")):
-            token = api_key_provider(
-                secret_id=s.magento_token_secret_id,
-                parameter_name=s.magento_token_parameter,
-                max_age=s.secret_max_age_seconds,
-                secrets_client=self.client("secretsmanager") if s.magento_token_secret_id else None,
-                ssm_client=self.client("ssm") if s.magento_token_parameter else None,
+            token = self._secret(
+                s.magento_token_secret_id, s.magento_token_parameter, "Magento API token"
             )
             return MagentoRestSource(
                 uri,
@@ -163,10 +154,22 @@ class App:
                 concurrency=s.magento_concurrency,
                 max_tries=s.magento_max_tries,
                 since=since,
-                store_views=[code for code, _ in s.store_view_pairs()],
+                store_views=views,
             )
         s3 = self.client("s3") if uri.startswith("s3://") else None
-        return MagentoCsvSource(uri, s3_client=s3, workdir=workdir)
+        # Rows of other store views are skipped (and reported), never built: a bad
+        # value there must not reject the product.
+        return MagentoCsvSource(uri, s3_client=s3, workdir=workdir, store_views=views)
+
+    def _secret(self, secret_id: str | None, parameter: str | None, name: str) -> Callable[[], str]:
+        return api_key_provider(
+            secret_id=secret_id,
+            parameter_name=parameter,
+            max_age=self.settings.secret_max_age_seconds,
+            secrets_client=self.client("secretsmanager") if secret_id else None,
+            ssm_client=self.client("ssm") if parameter else None,
+            name=name,
+        )
 
 
 _current: App | None = None

@@ -1,4 +1,5 @@
-"""`HttpFeedSink`: the SaaS feed API client (`FeedSink`), per docs/saas-feed-api.md.
+"""`HttpFeedSink`: the SaaS feed API client (`FeedSink`), per the SaaS feed API contract
+(summarised in `catalogctl/receiver.py`).
 
 `send(feed, items)` cuts the items into batches of at most `max_items` items and
 `max_bytes` bytes of uncompressed JSON (the array of the items' bodies, joined as
@@ -222,7 +223,7 @@ class HttpFeedSink:
                     log.error("unexpected response: %s", reason, extra=ctx)
                     return
                 problem = f"HTTP {status}"
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
 
             if attempt == self.max_tries:
                 self._give_up(batch, outcomes, f"{problem} after {attempt} tries", ctx)
@@ -342,7 +343,7 @@ def _error_of(resp: requests.Response) -> tuple[str, str]:
     return "", (text[:200] or resp.reason or "no message")
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Seconds from a `Retry-After` header (delta seconds or an HTTP date)."""
     if not value:
         return None

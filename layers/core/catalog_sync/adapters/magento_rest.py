@@ -36,7 +36,6 @@ With `since`, only products with `updated_at >= since - overlap` are read (sorte
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -49,6 +48,7 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from catalog_sync.adapters.http_sink import retry_after_seconds
 from catalog_sync.adapters.magento_csv import parse_date
 from catalog_sync.domain.catalog import (
     ALL_CUSTOMER_GROUPS,
@@ -234,7 +234,6 @@ class MagentoRestSource:
         self.high_water_mark: datetime | None = None
         self._report = ReadReport(complete=False)
         self._notes: list[SourceIssue] = []
-        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"magento-rest:{self.base_url}"
@@ -280,7 +279,7 @@ class MagentoRestSource:
                     )
                 if status == 429 or status >= 500:
                     reason = f"HTTP {status}{_message(resp)}"
-                    wait = _retry_after(resp.headers.get("Retry-After"))
+                    wait = retry_after_seconds(resp.headers.get("Retry-After"))
                 elif status >= 400:
                     raise _FetchFailedError(f"GET {path}: HTTP {status}{_message(resp)}", status)
                 else:
@@ -375,17 +374,8 @@ class MagentoRestSource:
     def skus_for_ids(self, ids: Collection[int]) -> dict[int, str]:
         """The SKUs of Magento product ids (`entity_id`); ids Magento does not have
         are left out."""
-        out: dict[int, str] = {}
-        wanted = list(dict.fromkeys(ids))
-        for i in range(0, len(wanted), CHILD_CHUNK):
-            chunk = wanted[i : i + CHILD_CHUNK]
-            params = search_criteria(
-                [[("entity_id", "in", ",".join(map(str, chunk)))]], (), len(chunk), 1
-            )
-            data = self._get("/rest/all/V1/products", [*params, ("fields", "items[id,sku]")])
-            for it in data.get("items") or ():
-                out[int(it["id"])] = str(it["sku"])
-        return out
+        found = self._by_ids("/rest/all/V1/products", list(ids), "items[id,sku]")
+        return {pid: str(item["sku"]) for pid, item in found.items()}
 
     def read(self, *, skus: Collection[str] | None = None) -> Iterator[CatalogProduct | Rejected]:
         self._report = report = ReadReport(complete=True)
@@ -906,22 +896,6 @@ def _message(resp: requests.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return f": {body['message'][:200]}"
     return ""
-
-
-def _retry_after(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _quote(code: str) -> str:

@@ -49,8 +49,10 @@ def api_key_provider(
     max_age: int,
     secrets_client: Any = None,
     ssm_client: Any = None,
+    name: str = "SaaS API key",
 ) -> Callable[[], str]:
-    """A function returning the API key, fetched at most once per `max_age`
+    """A function returning the API key (or another secret, called `name` in
+    errors), fetched at most once per `max_age`
     seconds (Powertools Parameters' cache). The secret wins when both are given.
     Nothing is fetched until the function is called; a missing secret or a denied
     read raises `ConfigError` naming the secret."""
@@ -70,7 +72,7 @@ def api_key_provider(
 
     else:
         raise ConfigError(
-            "no SaaS API key configured: set a Secrets Manager secret id or an SSM parameter name"
+            f"no {name} configured: set a Secrets Manager secret id or an SSM parameter name"
         )
 
     def api_key() -> str:
@@ -79,7 +81,7 @@ def api_key_provider(
         except Exception as exc:  # Powertools wraps every failure in GetParameterError
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             raise ConfigError(
-                f"cannot read the SaaS API key from {what}: {type(cause).__name__}: {cause}"
+                f"cannot read the {name} from {what}: {type(cause).__name__}: {cause}"
             ) from None
         return _extract(raw, what)
 

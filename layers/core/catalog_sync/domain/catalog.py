@@ -11,7 +11,7 @@ datetimes, select/multiselect values admin labels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -180,6 +180,3 @@ class CatalogProduct:
 
     def in_website(self, website: str) -> bool:
         return self.websites is None or website in self.websites
-
-
-STORE_VALUE_FIELDS = tuple(f.name for f in fields(StoreValues))

@@ -40,7 +40,8 @@ class Collector:
         """Aggregate feeds: many records give the same item; merge them in memory
         (there are few: categories and attributes, times store views)."""
         for item in items:
-            self.merge_one(item_json(item))
+            # builders emit JSON-ready dicts (modifiedAt aside, which encode handles)
+            self.merge_one(item if isinstance(item, dict) else item_json(item))
 
     def merge_one(self, data: dict[str, Any]) -> None:
         spec = self.spec
@@ -71,9 +72,12 @@ def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -
             if spec.aggregate:
                 c.gather(items)
                 continue
+            group, bucket = None, 0  # a record's items share their group: hash it once
             for item in items:
                 enc = encode(spec, item)
-                spill.add(bucket_of(enc.group, spill.buckets), enc)
+                if enc.group != group:
+                    group, bucket = enc.group, bucket_of(enc.group, spill.buckets)
+                spill.add(bucket, enc)
         except Exception as exc:  # a builder bug must not stop the other records
             sku = getattr(entry, "sku", None)
             issue = SourceIssue(

@@ -14,7 +14,6 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -80,21 +79,6 @@ class FeedSpec:
     @property
     def aggregate(self) -> bool:
         return self.merge is not None
-
-    @cached_property
-    def identity_attrs(self) -> tuple[str, ...]:
-        """The model attribute names of the identity fields."""
-        return tuple(self._attr(alias) for alias in self.identity)
-
-    @cached_property
-    def group_attr(self) -> str:
-        return self._attr(self.group_field)
-
-    def _attr(self, alias: str) -> str:
-        for name, info in self.model.model_fields.items():
-            if (info.alias or name) == alias:
-                return name
-        raise KeyError(f"feed {self.name}: the model has no field {alias!r}")
 
 
 def bucket_of(group: str, buckets: int) -> int:

@@ -20,11 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from catalog_sync.domain.canonical import (
-    EncodedItem,
-    canonical_bytes,
-    content_hash,
-)
+from catalog_sync.domain.canonical import EncodedItem, encode
 from catalog_sync.domain.compile import Collector, compile_record
 from catalog_sync.domain.errors import ConflictError, NotFoundError
 from catalog_sync.domain.feeds import BuildContext, FeedSpec, get_feed
@@ -114,16 +110,6 @@ def new_run_id(now: datetime, new_id: Callable[[], str]) -> str:
     return f"{_run_id_of(now)}-{new_id()[:8]}"
 
 
-def tombstone(spec: FeedSpec, key: str, now: datetime) -> EncodedItem:
-    data = orjson.loads(orjson.dumps(spec.tombstone(key, now)))
-    return EncodedItem(
-        key=key,
-        group=spec.group_of_key(key),
-        hash=content_hash(canonical_bytes(data)),
-        body=orjson.dumps(data),
-    )
-
-
 @dataclass
 class _FeedRun:
     """One feed's part of a reindex: its run record, what the read collected, its diff."""
@@ -146,26 +132,33 @@ def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResu
     now = deps.clock()
     run_id = new_run_id(now, deps.new_id)
     source_name = deps.source.describe() if request.reads_source and deps.source else None
-    feed_runs = []
-    for spec in specs:
-        meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
-        run = RunRecord(
-            feed=spec.name,
-            run_id=run_id,
-            kind=request.kind,
-            started_at=now.isoformat(),
-            status="dry-run" if request.dry_run else "running",
-            source=source_name,
-            resumed_from=request.resumed_from,
-        )
-        feed_runs.append(_FeedRun(spec, meta, run))
+
+    def feed_runs_now() -> list[_FeedRun]:
+        # The meta (latest manifest, bucket count) is read under the lease: read
+        # earlier, a run finishing meanwhile would make it stale.
+        out = []
+        for spec in specs:
+            meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
+            run = RunRecord(
+                feed=spec.name,
+                run_id=run_id,
+                kind=request.kind,
+                started_at=now.isoformat(),
+                status="dry-run" if request.dry_run else "running",
+                source=source_name,
+                resumed_from=request.resumed_from,
+            )
+            out.append(_FeedRun(spec, meta, run))
+        return out
+
     if request.dry_run:
-        return _run(feed_runs, request, deps, now)
+        return _run(feed_runs_now(), request, deps, now)
     leased: list[str] = []
     try:
-        for fr in feed_runs:
-            deps.state.acquire_lease(fr.spec.name, run_id, now, deps.lease_seconds)
-            leased.append(fr.spec.name)
+        for spec in specs:
+            deps.state.acquire_lease(spec.name, run_id, now, deps.lease_seconds)
+            leased.append(spec.name)
+        feed_runs = feed_runs_now()
         for fr in feed_runs:
             deps.state.put_run(fr.run)
         try:
@@ -389,7 +382,6 @@ class _Differ:
     ) -> None:
         self.spec = spec
         self.request = request
-        self.deps = deps
         self.run_id = run_id
         self.now = now
         self.now_iso = now.isoformat()
@@ -499,7 +491,7 @@ class _Differ:
                 counts["deletions_withheld"] += 1
                 continue
             rec.deleted = True
-            rec.hash = tombstone(self.spec, key, self.now).hash
+            rec.hash = encode(self.spec, self.spec.tombstone(key, self.now)).hash
             rec.changed_at = self.now_iso
             self._queue(rec)
             self._note("deleted", key, counts)
@@ -579,7 +571,7 @@ def _write_part(
     bucket: StateBucket,
     items: dict[str, EncodedItem],
     workdir: Path,
-) -> PartRef | None:
+) -> PartRef:
     """Write the bucket's live content: this run's items plus, from the previous
     part, the live items this run did not read (rejected records, partial reads)."""
     feed = differ.spec.name
@@ -590,9 +582,6 @@ def _write_part(
     for item in _carried_over(deps, bucket, items):
         writer.write(item)
     size, sha = writer.close()
-    if differ.request.dry_run:
-        path.unlink()
-        return None
     key = part_key(feed, differ.run_id, bucket.bucket)
     if writer.items == 0:
         path.unlink()

@@ -40,12 +40,6 @@ class Manifest(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     parts: list[PartInfo] = Field(default_factory=list)
 
-    def part(self, bucket: int) -> PartInfo | None:
-        for p in self.parts:
-            if p.bucket == bucket:
-                return p
-        return None
-
 
 class ExportMessage(BaseModel):
     """One SQS message: export the pending items of one bucket of a run."""

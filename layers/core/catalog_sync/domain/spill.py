@@ -1,8 +1,8 @@
 """Spill files: encoded items partitioned by state bucket on local disk.
 
 The reindex streams the source once, spilling each encoded item into its
-bucket's file, then diffs one bucket at a time: memory holds one bucket, never
-the catalog.
+bucket's file, then diffs one bucket at a time: memory holds one bucket's items
+(and a few buckets' decoded state), never the catalog.
 """
 
 from __future__ import annotations

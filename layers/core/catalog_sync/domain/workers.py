@@ -69,7 +69,7 @@ def resolve_workers(setting: int) -> int:
 @dataclass
 class _Job:
     number: int
-    partitions: list[Any]
+    partitions: list[SourcePartition]
     ctx: BuildContext
     feeds: list[tuple[FeedSpec, str, int]]  # (feed, spill folder, buckets); pickled by reference
 
@@ -165,7 +165,7 @@ _CHILD = "from catalog_sync.domain.workers import child_main; child_main()"
 
 
 def compile_partitions(
-    partitions: list[Any],
+    partitions: list[SourcePartition],
     collectors: list[Collector],
     ctx: BuildContext,
     workers: int,
