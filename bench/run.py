@@ -18,33 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from catalogctl import synth
+from catalogctl import demo, synth
 
 WORK = Path(".bench")
 STORE_VIEWS = "default:base,fr:base,de:base"
-
-
-def start_stack() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "catalogctl.cli",
-        "local",
-        "up",
-        "--aws-port",
-        "0",
-        "--receiver-port",
-        "0",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    env: dict[str, str] = {}
-    for line in proc.stdout:
-        if not line.strip():
-            break
-        key, _, value = line.strip().partition("=")
-        env[key] = value
-    return proc, env
 
 
 def scenario(env: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +46,7 @@ def bench_size(products: int, seed: int) -> dict[str, Any]:
     gen_s = time.perf_counter() - t
     edited = WORK / f"catalog-{products}-1pct.csv"
     change = synth.edit_fraction(catalog, edited, 0.01, seed=seed + 1)
-    proc, env = start_stack()
+    proc, env = demo.start_stack(show=False)
     env["STORE_VIEWS"] = STORE_VIEWS
     env["CATALOG_SOURCE"] = str(catalog.resolve())
     try:

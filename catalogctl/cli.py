@@ -219,16 +219,10 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
 def do_status(
     target: Target, feeds: list[str], as_json: bool, echo: Callable[[str], None] = click.echo
 ) -> list[dict[str, Any]]:
-    if target.local:
-        from catalogctl.local import LocalRunner, default_local_env
-
-        state: FeedState = LocalRunner(default_local_env()).app.state
-    else:
-        from catalogctl.remote import RemoteRunner
-
-        state = RemoteRunner(target.stack, target.region).state()
+    runner = _runner(target)
+    state: FeedState = runner.app.state if target.local else runner.state()
     out = [collect_status(state, feed) for feed in feeds]
-    sqs, _, dlq_url = _queues(target)
+    sqs, _, dlq_url = _queues(target, runner)
     depth = dlq_depth(sqs, dlq_url)
     for s in out:
         s["dead_letter_messages"] = depth
@@ -243,33 +237,35 @@ def do_status(
 # --- dead-letter queue -----------------------------------------------------------
 
 
-def _queues(target: Target) -> tuple[Any, str, str | None]:
-    """(sqs client, export queue URL, DLQ URL) of the target."""
+def _runner(target: Target) -> Any:
+    """A LocalRunner (`--local`) or a RemoteRunner: made once per command."""
     if target.local:
         from catalogctl.local import LocalRunner, default_local_env
 
-        app = LocalRunner(default_local_env()).app
-        return app.client("sqs"), app.settings.export_queue_url, app.settings.export_dlq_url
+        return LocalRunner(default_local_env())
     from catalogctl.remote import RemoteRunner
 
-    remote = RemoteRunner(target.stack, target.region)
+    return RemoteRunner(target.stack, target.region)
+
+
+def _queues(target: Target, runner: Any) -> tuple[Any, str, str | None]:
+    """(sqs client, export queue URL, DLQ URL) of the target."""
+    if target.local:
+        app = runner.app
+        return app.client("sqs"), app.settings.export_queue_url, app.settings.export_dlq_url
     return (
-        remote.session.client("sqs"),
-        remote.outputs["ExportQueueUrl"],
-        remote.outputs.get("ExportDLQUrl"),
+        runner.session.client("sqs"),
+        runner.outputs["ExportQueueUrl"],
+        runner.outputs.get("ExportDLQUrl"),
     )
 
 
 def dlq_depth(sqs: Any, dlq_url: str | None) -> int | None:
     if not dlq_url:
         return None
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=dlq_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
+    from catalogctl.local import queue_depth
+
+    return queue_depth(sqs, dlq_url)
 
 
 def redrive_messages(sqs: Any, queue_url: str, dlq_url: str) -> int:
@@ -296,15 +292,14 @@ def redrive_messages(sqs: Any, queue_url: str, dlq_url: str) -> int:
 
 
 def do_redrive(target: Target, echo: Callable[[str], None] = click.echo) -> int:
-    sqs, queue_url, dlq_url = _queues(target)
+    runner = _runner(target)
+    sqs, queue_url, dlq_url = _queues(target, runner)
     if not dlq_url:
         raise UserError("no dead-letter queue configured (EXPORT_DLQ_URL)")
     moved = redrive_messages(sqs, queue_url, dlq_url)
     echo(f"moved {moved} message(s) from the dead-letter queue back to the export queue")
     if target.local and moved:
-        from catalogctl.local import LocalRunner, default_local_env
-
-        drained = LocalRunner(default_local_env()).drain()
+        drained = runner.drain()
         echo(f"exported {drained.succeeded} part(s)")
     return moved
 

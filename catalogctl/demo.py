@@ -55,13 +55,18 @@ class Receiver:
         return items
 
 
-def start_stack(source: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    cmd = [
-        sys.executable, "-m", "catalogctl.cli", "local", "up",
-        "--source", str(source), "--aws-port", "0", "--receiver-port", "0",
-    ]  # fmt: skip
-    print("$ catalogctl local up --source " + str(source), flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+def start_stack(
+    source: Path | None = None, *, show: bool = True
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """`catalogctl local up` in a child process, on free ports; its environment."""
+    args = ["local", "up", "--aws-port", "0", "--receiver-port", "0"]
+    if source is not None:
+        args += ["--source", str(source)]
+        if show:
+            print("$ catalogctl local up --source " + str(source), flush=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalogctl.cli", *args], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     env: dict[str, str] = {}
     for line in proc.stdout:
@@ -70,10 +75,11 @@ def start_stack(source: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
             break
         key, _, value = line.partition("=")
         env[key] = value
-        print(f"  {line}")
+        if show:
+            print(f"  {line}")
     if "AWS_ENDPOINT_URL" not in env:
         proc.kill()
-        raise SystemExit("demo: the local stack did not start")
+        raise SystemExit("the local stack did not start")
     return proc, env
 
 

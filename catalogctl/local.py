@@ -264,13 +264,7 @@ class LocalRunner:
         return out
 
     def _in_flight(self, queue_url: str) -> int:
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(
-            attrs["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return queue_depth(self.sqs, queue_url)
 
     def _raise_on_auth_error(self, messages: list[dict[str, Any]]) -> None:
         from catalog_sync.domain.snapshot import ExportMessage
@@ -296,6 +290,17 @@ def _sqs_record(m: dict[str, Any], queue_url: str) -> dict[str, Any]:
         "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{name}",
         "awsRegion": "us-east-1",
     }
+
+
+def queue_depth(sqs: Any, queue_url: str) -> int:
+    """Messages in a queue, visible or in flight."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 __all__ = [

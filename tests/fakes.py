@@ -100,14 +100,15 @@ class MemoryState:
         self.runs[(run.feed, run.run_id)] = run.model_copy(deep=True)
 
     def get_run(self, feed: str, run_id: str) -> RunRecord | None:
-        return self.runs.get((feed, run_id))
+        run = self.runs.get((feed, run_id))
+        return run.model_copy(deep=True) if run is not None else None  # as a fresh read
 
     def list_runs(self, feed: str, limit: int = 10) -> list[RunRecord]:
         runs = sorted((r for (f, _), r in self.runs.items() if f == feed), key=lambda r: r.run_id)
-        return list(reversed(runs))[:limit]
+        return [r.model_copy(deep=True) for r in reversed(runs)][:limit]
 
     def put_part_result(self, result: PartResult) -> None:
-        self.parts[(result.feed, result.run_id, result.bucket)] = result
+        self.parts[(result.feed, result.run_id, result.bucket)] = result.model_copy(deep=True)
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
         return [r for (f, rid, _), r in sorted(self.parts.items()) if f == feed and rid == run_id]

@@ -1,4 +1,4 @@
-"""BlobStore adapters: the folder one, and S3 over the session's moto server."""
+"""The S3 BlobStore adapter over the session's moto server."""
 
 from __future__ import annotations
 
@@ -8,51 +8,11 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from catalog_sync.adapters.fs_blobs import FsBlobStore
 from catalog_sync.adapters.s3_blobs import S3BlobStore
 from catalog_sync.domain.errors import ConfigError, NotFoundError
 from catalogctl.localaws import LocalAws
 
 MiB = 1024 * 1024
-
-
-def test_fs_blobs_round_trip_bytes_file_and_stream(tmp_path: Path) -> None:
-    store = FsBlobStore(tmp_path / "blobs")
-    src = tmp_path / "part.gz"
-    src.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 10)
-
-    store.put_bytes("snapshots/products/r1/manifest.json", b'{"a":1}')
-    store.put_file("snapshots/products/r1/part-0000.jsonl.gz", src)
-
-    assert store.get_bytes("snapshots/products/r1/manifest.json") == b'{"a":1}'
-    with store.open("snapshots/products/r1/part-0000.jsonl.gz") as f:
-        assert f.read() == src.read_bytes()
-    assert store.exists("snapshots/products/r1/manifest.json")
-    assert not store.exists("snapshots/products/r1")  # a folder is not an object
-    assert [p.name for p in (tmp_path / "blobs/snapshots/products/r1").iterdir()] != []
-    assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "blobs").rglob("*"))
-
-
-def test_fs_blobs_missing_key_raises_not_found(tmp_path: Path) -> None:
-    store = FsBlobStore(tmp_path)
-    with pytest.raises(NotFoundError, match="nope/x"):
-        store.get_bytes("nope/x")
-    with pytest.raises(NotFoundError):
-        store.open("nope/x")
-    assert not store.exists("nope/x")
-
-
-def test_fs_blobs_put_replaces_existing_object(tmp_path: Path) -> None:
-    store = FsBlobStore(tmp_path)
-    store.put_bytes("k", b"one")
-    store.put_bytes("k", b"two")
-    assert store.get_bytes("k") == b"two"
-
-
-@pytest.mark.parametrize("key", ["", "/abs", "a/../../etc", "a//b", "./a"])
-def test_fs_blobs_rejects_keys_escaping_the_root(tmp_path: Path, key: str) -> None:
-    with pytest.raises(ValueError, match="invalid blob key"):
-        FsBlobStore(tmp_path).put_bytes(key, b"x")
 
 
 def test_s3_blobs_round_trip_with_prefix(aws_clients: Callable[..., LocalAws]) -> None:
@@ -119,20 +79,6 @@ def test_s3_blobs_missing_bucket_raises_config_error(
         store.get_bytes("k")
     with pytest.raises(ConfigError, match="no-such-bucket-here"):
         store.put_file("k", path)
-
-
-def test_fs_blobs_list_and_delete(tmp_path: Path) -> None:
-    store = FsBlobStore(tmp_path)
-    assert list(store.list_keys("")) == []
-    for key in ("snapshots/p/r1/part-0000.jsonl.gz", "snapshots/p/r2/manifest.json", "runs/x"):
-        store.put_bytes(key, b"x")
-
-    assert list(store.list_keys("snapshots/p/")) == [
-        "snapshots/p/r1/part-0000.jsonl.gz",
-        "snapshots/p/r2/manifest.json",
-    ]
-    store.delete_keys(["snapshots/p/r1/part-0000.jsonl.gz", "snapshots/p/nope"])
-    assert list(store.list_keys("")) == ["runs/x", "snapshots/p/r2/manifest.json"]
 
 
 def test_s3_blobs_list_pages_and_delete_in_batches(
