@@ -25,7 +25,7 @@ help:
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e ".[local]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -46,7 +46,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 demo: $(STAMP)
-	$(BIN)/python -m catalogctl.demo
+	$(BIN)/python -m devstack.demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -11,12 +11,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from catalog_sync.adapters.magento_csv import MagentoCsvSource
-from catalog_sync.adapters.magento_rest import MagentoRestSource
-from catalog_sync.domain.canonical import encode
-from catalog_sync.domain.feeds import BuildContext, all_feeds, get_feed
-from catalog_sync.domain.records import Rejected
-from catalogctl.magento_server import MagentoApiServer
+from catalog_sync.feeds.registry import all_feeds, get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.records import Rejected
+from catalog_sync.sources.magento_csv import MagentoCsvSource
+from catalog_sync.sources.magento_rest import MagentoRestSource
+from catalog_sync.sync.canonical import encode
+from devstack.magento_server import MagentoApiServer
 
 TOKEN = "compare-token"
 

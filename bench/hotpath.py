@@ -8,10 +8,11 @@ import argparse
 import time
 from datetime import UTC, datetime
 
-from catalog_sync.adapters.magento_csv import MagentoCsvSource
-from catalog_sync.domain.canonical import encode
-from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.records import Rejected
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.records import Rejected
+from catalog_sync.sources.magento_csv import MagentoCsvSource
+from catalog_sync.sync.canonical import encode
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from catalogctl import synth
-from catalogctl.local import LocalRunner, LocalStack
-from catalogctl.localaws import ResourceNames
+from devstack import synth
+from devstack.local import LocalRunner, LocalStack
+from devstack.localaws import ResourceNames
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/rest_read.py --products 10000 [--page-size 100] [--concurrency 4]
 
-Generates a catalog with `catalogctl.synth.generate`, serves it with
-`python -m catalogctl.magento_server` in a child process (so the reader's memory is
+Generates a catalog with `devstack.synth.generate`, serves it with
+`python -m devstack.magento_server` in a child process (so the reader's memory is
 measured alone), reads it all and prints one JSON object: products/s and the reader's
 peak RSS (and the RSS before the read, to show how much the read itself took).
 """
@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from catalog_sync.adapters.magento_rest import MagentoRestSource
-from catalog_sync.domain.catalog import CatalogProduct
-from catalogctl.synth import generate
+from catalog_sync.catalog import CatalogProduct
+from catalog_sync.sources.magento_rest import MagentoRestSource
+from devstack.synth import generate
 
 TOKEN = "bench-token"
 
@@ -53,7 +53,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "catalogctl.magento_server",
+                "devstack.magento_server",
                 str(csv_path),
                 "--port",
                 "0",

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from catalogctl import demo, synth
+from devstack import demo, synth
 
 WORK = Path(".bench")
 STORE_VIEWS = "default:base,fr:base,de:base"

@@ -10,7 +10,7 @@ import resource
 import sys
 import time
 
-from catalogctl.local import LocalRunner
+from devstack.local import LocalRunner
 
 
 def main() -> None:

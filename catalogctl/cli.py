@@ -20,10 +20,10 @@ from typing import Any
 import click
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from catalog_sync.domain.errors import CatalogSyncError
-from catalog_sync.domain.feeds import all_feeds, get_feed
-from catalog_sync.domain.ports import FeedState
-from catalog_sync.domain.state import Status
+from catalog_sync.errors import CatalogSyncError
+from catalog_sync.feeds.registry import all_feeds, get_feed
+from catalog_sync.ports import FeedState
+from catalog_sync.sync.state import Status
 
 
 class UserError(click.ClickException):
@@ -95,7 +95,7 @@ def do_run(
 ) -> dict[str, Any]:
     """Run a reindex event, then (locally) deliver the export messages."""
     if target.local:
-        from catalogctl.local import LocalRunner, default_local_env
+        from devstack.local import LocalRunner, default_local_env
 
         runner = LocalRunner(default_local_env(), progress=_progress_printer(echo))
         result = runner.reindex(event)
@@ -240,7 +240,7 @@ def do_status(
 def _runner(target: Target) -> Any:
     """A LocalRunner (`--local`) or a RemoteRunner: made once per command."""
     if target.local:
-        from catalogctl.local import LocalRunner, default_local_env
+        from devstack.local import LocalRunner, default_local_env
 
         return LocalRunner(default_local_env())
     from catalogctl.remote import RemoteRunner
@@ -263,7 +263,7 @@ def _queues(target: Target, runner: Any) -> tuple[Any, str, str | None]:
 def dlq_depth(sqs: Any, dlq_url: str | None) -> int | None:
     if not dlq_url:
         return None
-    from catalogctl.local import queue_depth
+    from devstack.local import queue_depth
 
     return queue_depth(sqs, dlq_url)
 
@@ -315,7 +315,7 @@ def do_local_up(
     *,
     stop_event: threading.Event | None = None,
 ) -> None:
-    from catalogctl.local import LocalStack
+    from devstack.local import LocalStack
 
     if source and not source.startswith("s3://"):
         path = Path(source)

@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 
-from catalog_sync.adapters.dynamo_state import DynamoFeedState
-from catalog_sync.adapters.s3_blobs import S3BlobStore
-from catalog_sync.domain.errors import ConfigError
+from catalog_sync.aws.dynamodb import DynamoFeedState
+from catalog_sync.aws.s3 import S3BlobStore
+from catalog_sync.errors import ConfigError
 
 
 class RemoteRunner:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from catalogctl.localaws import LocalAws, ResourceNames, provision, start_moto_server
+from devstack.localaws import LocalAws, ResourceNames, provision, start_moto_server
 
 TEST_API_KEY = "test-api-key-0123456789"
 

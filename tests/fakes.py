@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from catalog_sync.domain.errors import ConflictError, LeaseHeldError, NotFoundError
-from catalog_sync.domain.ports import ItemOutcome, OutgoingItem
-from catalog_sync.domain.records import ReadReport
-from catalog_sync.domain.runs import FeedMeta, PartResult, RunRecord
-from catalog_sync.domain.snapshot import ExportMessage
-from catalog_sync.domain.state import StateBucket
+from catalog_sync.errors import ConflictError, LeaseHeldError, NotFoundError
+from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.records import ReadReport
+from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.sync.snapshot import ExportMessage
+from catalog_sync.sync.state import StateBucket
 
 # The six standard feeds (the registry may also hold test feeds).
 FEEDS = (

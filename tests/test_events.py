@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from catalog_sync.domain.snapshot import ExportMessage, manifest_key, part_key
+from catalog_sync.sync.snapshot import ExportMessage, manifest_key, part_key
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 NAME = re.compile(r"^(reindex|export)_[a-z0-9_]+\.json$")

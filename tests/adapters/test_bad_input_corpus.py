@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from catalog_sync.adapters.magento_csv import MagentoCsvSource
-from catalog_sync.domain.catalog import CatalogProduct
-from catalog_sync.domain.errors import SourceError
-from catalog_sync.domain.records import ReadReport, Rejected
+from catalog_sync.catalog import CatalogProduct
+from catalog_sync.errors import SourceError
+from catalog_sync.records import ReadReport, Rejected
+from catalog_sync.sources.magento_csv import MagentoCsvSource
 
 BROKEN = Path(__file__).parent.parent / "fixtures" / "catalogs" / "broken"
 

@@ -13,14 +13,15 @@ from typing import Any
 import orjson
 import pytest
 
-from catalog_sync.adapters.magento_csv import MagentoCsvSource
-from catalog_sync.domain import reindex as reindex_module
-from catalog_sync.domain.compile import Collector
-from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.reindex import ReindexDeps, ReindexRequest, reindex_feed
-from catalog_sync.domain.spill import BucketSpill
-from catalog_sync.domain.workers import WorkerError, compile_partitions, resolve_workers
-from catalogctl import synth
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.infra.spill import BucketSpill
+from catalog_sync.infra.workers import WorkerError, compile_partitions, resolve_workers
+from catalog_sync.sources.magento_csv import MagentoCsvSource
+from catalog_sync.sync import reindex as reindex_module
+from catalog_sync.sync.compile import Collector
+from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
+from devstack import synth
 from tests.fakes import FEEDS, Clock, Ids, MemoryBlobs, MemoryQueue, MemoryState
 
 VIEWS = (("default", "base"), ("fr", "base"), ("de", "base"))

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from catalog_sync.adapters.dynamo_state import DynamoFeedState
-from catalog_sync.domain.errors import (
+from catalog_sync.aws.dynamodb import DynamoFeedState
+from catalog_sync.errors import (
     CatalogSyncError,
     ConfigError,
     ConflictError,
     LeaseHeldError,
 )
-from catalog_sync.domain.runs import FeedMeta, PartResult, RunRecord
-from catalog_sync.domain.state import ItemState, PartRef, StateBucket, Status
-from catalogctl.localaws import LocalAws
+from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
+from devstack.localaws import LocalAws
 
 NOW = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
 

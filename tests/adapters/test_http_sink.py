@@ -13,10 +13,10 @@ from email.utils import format_datetime
 import orjson
 import pytest
 
-from catalog_sync.adapters.http_sink import HttpFeedSink, retry_after_seconds
-from catalog_sync.domain.errors import AuthError, ConfigError
-from catalog_sync.domain.ports import ItemOutcome, OutgoingItem
-from catalogctl.receiver import FeedReceiver
+from catalog_sync.errors import AuthError, ConfigError
+from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.sinks.feed_api import HttpFeedSink, retry_after_seconds
+from devstack.receiver import FeedReceiver
 
 KEY = "sink-test-key-0123456789"
 ENV = "env-sink"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from catalog_sync.adapters.secrets import api_key_provider
-from catalog_sync.domain.runs import FeedMeta
-from catalog_sync.domain.snapshot import ExportMessage
-from catalog_sync.domain.state import ItemState, StateBucket, Status
-from catalogctl.localaws import (
+from catalog_sync.aws.secrets import api_key_provider
+from catalog_sync.sync.runs import FeedMeta
+from catalog_sync.sync.snapshot import ExportMessage
+from catalog_sync.sync.state import ItemState, StateBucket, Status
+from devstack.localaws import (
     LocalAws,
     MotoServerHandle,
     ResourceNames,

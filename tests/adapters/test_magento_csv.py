@@ -12,16 +12,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-from catalog_sync.adapters.magento_csv import (
+from catalog_sync.catalog import CatalogProduct, GalleryImage, GroupedLink, Stock, Variant
+from catalog_sync.errors import SourceError
+from catalog_sync.records import Rejected
+from catalog_sync.sources.magento_csv import (
     MagentoCsvSource,
     _additional_attributes,
     _categories,
     parse_date,
 )
-from catalog_sync.domain.catalog import CatalogProduct, GalleryImage, GroupedLink, Stock, Variant
-from catalog_sync.domain.errors import SourceError
-from catalog_sync.domain.records import Rejected
-from catalogctl.localaws import LocalAws
+from devstack.localaws import LocalAws
 
 SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
 

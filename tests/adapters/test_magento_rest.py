@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from catalog_sync.adapters.magento_csv import MagentoCsvSource
-from catalog_sync.adapters.magento_rest import MagentoRestSource, search_criteria
-from catalog_sync.domain.catalog import CatalogProduct, Stock, StoreValues, Variant
-from catalog_sync.domain.errors import SourceError
-from catalog_sync.domain.records import Rejected
-from catalogctl.magento_server import MagentoApiServer
+from catalog_sync.catalog import CatalogProduct, Stock, StoreValues, Variant
+from catalog_sync.errors import SourceError
+from catalog_sync.records import Rejected
+from catalog_sync.sources.magento_csv import MagentoCsvSource
+from catalog_sync.sources.magento_rest import MagentoRestSource, search_criteria
+from devstack.magento_server import MagentoApiServer
 
 SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
 TOKEN = "local-magento-token"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from catalogctl.magento_server import MagentoApiServer, parse_query
+from devstack.magento_server import MagentoApiServer, parse_query
 
 SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
 TOKEN = "t-123"

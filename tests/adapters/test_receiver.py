@@ -16,7 +16,7 @@ import orjson
 import pytest
 import requests
 
-from catalogctl.receiver import IDENTITY, FaultPlanError, FeedReceiver
+from devstack.receiver import IDENTITY, FaultPlanError, FeedReceiver
 
 KEY = "receiver-test-key"
 ENV = "env-1"
@@ -392,7 +392,7 @@ def test_receiver_handles_concurrent_posts(receiver: FeedReceiver):
 def test_receiver_runs_standalone_from_the_command_line():
     env = {**os.environ, "RECEIVER_API_KEY": KEY}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "catalogctl.receiver", "--port", "0"],
+        [sys.executable, "-m", "devstack.receiver", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from catalog_sync.adapters.s3_blobs import S3BlobStore
-from catalog_sync.domain.errors import ConfigError, NotFoundError
-from catalogctl.localaws import LocalAws
+from catalog_sync.aws.s3 import S3BlobStore
+from catalog_sync.errors import ConfigError, NotFoundError
+from devstack.localaws import LocalAws
 
 MiB = 1024 * 1024
 
@@ -100,7 +100,7 @@ def test_s3_blobs_list_pages_and_delete_in_batches(
     )
     assert sorted(store.list_keys("snapshots/p/")) == keys
 
-    monkeypatch.setattr("catalog_sync.adapters.s3_blobs.DELETE_BATCH", 7)
+    monkeypatch.setattr("catalog_sync.aws.s3.DELETE_BATCH", 7)
     store.delete_keys([*keys[:20], "snapshots/p/never-existed"])
     assert sorted(store.list_keys("")) == ["runs/p/r1/issues.jsonl", *keys[20:]]
     assert aws.blobs().exists("snapshots/p/outside-the-prefix")

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from catalog_sync.adapters.secrets import api_key_provider
-from catalog_sync.domain.errors import ConfigError
-from catalogctl.localaws import LocalAws
+from catalog_sync.aws.secrets import api_key_provider
+from catalog_sync.errors import ConfigError
+from devstack.localaws import LocalAws
 
 KEY = "sk-live-0123456789abcdef"
 

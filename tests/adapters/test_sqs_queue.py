@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from catalog_sync.adapters.sqs_queue import SqsExportQueue
-from catalog_sync.domain.errors import ConfigError, RetryableError
-from catalog_sync.domain.snapshot import ExportMessage
-from catalogctl.localaws import LocalAws
+from catalog_sync.aws.sqs import SqsExportQueue
+from catalog_sync.errors import ConfigError, RetryableError
+from catalog_sync.sync.snapshot import ExportMessage
+from devstack.localaws import LocalAws
 
 
 def messages(n: int, run_id: str = "r1") -> list[ExportMessage]:

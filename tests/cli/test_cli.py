@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from catalog_sync.domain.reindex import new_run_id
-from catalog_sync.domain.runs import RunRecord
+from catalog_sync.sync.reindex import new_run_id
+from catalog_sync.sync.runs import RunRecord
 from catalogctl.cli import cli
 from tests.e2e.conftest import FIXTURES
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from catalogctl.local import LocalRunner, LocalStack
-from catalogctl.localaws import ResourceNames
+from devstack.local import LocalRunner, LocalStack
+from devstack.localaws import ResourceNames
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

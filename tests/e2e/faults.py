@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from catalog_sync.app import App
-from catalog_sync.domain.canonical import encode
-from catalog_sync.domain.feeds import KEY_SEPARATOR, get_feed
-from catalog_sync.domain.state import ItemState
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import KEY_SEPARATOR
+from catalog_sync.sync.canonical import encode
+from catalog_sync.sync.state import ItemState
 
 MINIMAL_COLUMNS: tuple[str, ...] = (
     "sku",

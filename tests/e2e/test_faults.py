@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from catalog_sync.domain.errors import AuthError
-from catalogctl import synth
+from catalog_sync.errors import AuthError
 from catalogctl.cli import collect_status
+from devstack import synth
 from tests.e2e.faults import (
     catalog_prices,
     key_of,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from catalog_sync.domain.errors import ConfigError
-from catalogctl.magento_server import MagentoApiServer
+from catalog_sync.errors import ConfigError
+from devstack.magento_server import MagentoApiServer
 from tests.e2e.conftest import FIXTURES
 
 SMALL = FIXTURES / "catalogs" / "small.csv"

@@ -28,11 +28,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from catalog_sync.domain.errors import AuthError
-from catalog_sync.domain.feeds import KEY_SEPARATOR
-from catalog_sync.domain.ports import OutgoingItem
-from catalogctl.local import LocalRunner, LocalStack
-from catalogctl.localaws import ResourceNames
+from catalog_sync.errors import AuthError
+from catalog_sync.feeds.spec import KEY_SEPARATOR
+from catalog_sync.ports import OutgoingItem
+from devstack.local import LocalRunner, LocalStack
+from devstack.localaws import ResourceNames
 from tests.e2e.faults import (
     Crash,
     CrashPlan,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog_sync.domain.state import StateBucket
 from catalog_sync.observability import logger as powertools_logger
+from catalog_sync.sync.state import StateBucket
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import FIXTURES
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from catalogctl import synth
+from devstack import synth
 from tests.e2e.conftest import FIXTURES
 
 SMALL = FIXTURES / "catalogs" / "small.csv"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogctl.local import LambdaContextStub
+from devstack.local import LambdaContextStub
 from tests.e2e.conftest import FIXTURES
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

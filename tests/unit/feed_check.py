@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from catalog_sync.domain.canonical import canonical_bytes
-from catalog_sync.domain.feeds import FeedItem
+from catalog_sync.feeds.spec import FeedItem
+from catalog_sync.sync.canonical import canonical_bytes
 
 M = TypeVar("M", bound=FeedItem)
 

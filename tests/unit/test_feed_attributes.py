@@ -9,19 +9,20 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog_sync.domain import attributes as attrs_mod
-from catalog_sync.domain.attributes import (
+from catalog_sync.catalog import CatalogProduct, StoreValues, Variant
+from catalog_sync.feeds import attributes as attrs_mod
+from catalog_sync.feeds.attributes import (
     ATTRIBUTES,
     AttributeItem,
     derive_label,
     merge_attributes,
 )
-from catalog_sync.domain.attributes import (
+from catalog_sync.feeds.attributes import (
     build_attribute_items as build_dicts,
 )
-from catalog_sync.domain.canonical import encode, item_json
-from catalog_sync.domain.catalog import CatalogProduct, StoreValues, Variant
-from catalog_sync.domain.feeds import BuildContext, FeedItem, get_feed
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext, FeedItem
+from catalog_sync.sync.canonical import encode, item_json
 from tests.unit.feed_check import checked_all
 
 

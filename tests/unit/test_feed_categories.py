@@ -8,18 +8,19 @@ from typing import Any
 
 import pytest
 
-from catalog_sync.domain.canonical import encode, item_json
-from catalog_sync.domain.catalog import CatalogProduct
-from catalog_sync.domain.categories import (
+from catalog_sync.catalog import CatalogProduct
+from catalog_sync.feeds.categories import (
     CATEGORIES,
     CategoryItem,
     merge_categories,
     url_key,
 )
-from catalog_sync.domain.categories import (
+from catalog_sync.feeds.categories import (
     build_category_items as build_dicts,
 )
-from catalog_sync.domain.feeds import BuildContext, FeedItem, get_feed
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext, FeedItem
+from catalog_sync.sync.canonical import encode, item_json
 from tests.unit.feed_check import checked_all
 
 

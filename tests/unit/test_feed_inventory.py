@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from catalog_sync.domain.canonical import encode
-from catalog_sync.domain.catalog import CatalogProduct, Stock, StoreValues
-from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.inventory import INVENTORY, StockStatusItem
-from catalog_sync.domain.inventory import build_stock_items as build_dicts
+from catalog_sync.catalog import CatalogProduct, Stock, StoreValues
+from catalog_sync.feeds.inventory import INVENTORY, StockStatusItem
+from catalog_sync.feeds.inventory import build_stock_items as build_dicts
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.sync.canonical import encode
 from tests.unit.feed_check import checked_all
 
 

@@ -7,16 +7,17 @@ from typing import Any
 
 import pytest
 
-from catalog_sync.domain.canonical import encode
-from catalog_sync.domain.catalog import (
+from catalog_sync.catalog import (
     ALL_CUSTOMER_GROUPS,
     CatalogProduct,
     StoreValues,
     TierPrice,
 )
-from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.prices import PRICES, PriceItem
-from catalog_sync.domain.prices import build_price_items as build_dicts
+from catalog_sync.feeds.prices import PRICES, PriceItem
+from catalog_sync.feeds.prices import build_price_items as build_dicts
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.sync.canonical import encode
 from tests.unit.feed_check import checked_all
 
 

@@ -11,15 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog_sync.adapters.magento_csv import (
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.records import Rejected
+from catalog_sync.sources.magento_csv import (
     MagentoCsvSource,
     _plain_attributes,
     _quoted_attributes,
 )
-from catalog_sync.domain.canonical import canonical_bytes, content_hash, encode
-from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.records import Rejected
-from catalogctl import synth
+from catalog_sync.sync.canonical import canonical_bytes, content_hash, encode
+from devstack import synth
 from tests.fakes import FEEDS
 from tests.unit.feed_check import checked
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from catalog_sync.domain.canonical import encode
-from catalog_sync.domain.catalog import CatalogProduct, Variant
-from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.variants import VARIANTS, VariantItem
-from catalog_sync.domain.variants import build_variant_items as build_dicts
+from catalog_sync.catalog import CatalogProduct, Variant
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.feeds.variants import VARIANTS, VariantItem
+from catalog_sync.feeds.variants import build_variant_items as build_dicts
+from catalog_sync.sync.canonical import encode
 from tests.unit.feed_check import checked_all
 
 

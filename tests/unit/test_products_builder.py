@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from catalog_sync.domain.canonical import encode
-from catalog_sync.domain.catalog import (
+from catalog_sync.catalog import (
     CatalogProduct,
     GalleryImage,
     GroupedLink,
@@ -20,9 +19,11 @@ from catalog_sync.domain.catalog import (
     StoreValues,
     Variant,
 )
-from catalog_sync.domain.feeds import BuildContext, get_feed
-from catalog_sync.domain.products import PRODUCTS, ProductItem
-from catalog_sync.domain.products import build_product_items as build_dicts
+from catalog_sync.feeds.products import PRODUCTS, ProductItem
+from catalog_sync.feeds.products import build_product_items as build_dicts
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.feeds.spec import BuildContext
+from catalog_sync.sync.canonical import encode
 from tests.unit.feed_check import checked_all
 
 
@@ -244,7 +245,7 @@ def test_products_feed_is_registered() -> None:
 
 
 def test_products_builder_hash_stable_under_csv_row_reorder(tmp_path: Path) -> None:
-    from catalog_sync.adapters.magento_csv import MagentoCsvSource
+    from catalog_sync.sources.magento_csv import MagentoCsvSource
 
     rows = [
         ',A,Alpha,10.0000,"color=Blue,material=Cotton|Wool","Default Category/Men,Default Category/Gear"',

@@ -8,8 +8,8 @@ import io
 import orjson
 import pytest
 
-from catalog_sync.domain.canonical import EncodedItem
-from catalog_sync.domain.snapshot import encode_line, read_part, split_line
+from catalog_sync.sync.canonical import EncodedItem
+from catalog_sync.sync.snapshot import encode_line, read_part, split_line
 
 KEYS = [
     "SKU-1\x1fdefault",

@@ -1,4 +1,4 @@
-from catalog_sync.domain.state import ItemState, StateBucket, Status
+from catalog_sync.sync.state import ItemState, StateBucket, Status
 
 
 def test_state_bucket_round_trips_through_its_encoding():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from catalog_sync.domain.errors import LeaseHeldError
-from catalog_sync.domain.export import ExportDeps, export_part
-from catalog_sync.domain.records import Rejected, SourceIssue
-from catalog_sync.domain.reindex import ReindexDeps, ReindexRequest, reindex_feed
-from catalog_sync.domain.state import Status
+from catalog_sync.errors import LeaseHeldError
+from catalog_sync.records import Rejected, SourceIssue
+from catalog_sync.sync.export import ExportDeps, export_part
+from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
+from catalog_sync.sync.state import Status
 from tests.fakes import Clock, Ids, ListSource, MemoryBlobs, MemoryQueue, MemoryState, ScriptedSink
 from tests.unit.toyfeed import ToyRecord
 

@@ -1,4 +1,4 @@
-"""catalogctl.synth: the synthetic Magento export generator and its edits."""
+"""devstack.synth: the synthetic Magento export generator and its edits."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from catalog_sync.domain.errors import SourceError
-from catalogctl import synth
+from catalog_sync.errors import SourceError
+from devstack import synth
 
 STORE_VIEW_CELLS = {"sku", "store_view_code", "attribute_set_code", "product_type"}
 STORE_VIEW_OVERRIDES = {"name", "description", "url_key"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalog_sync.domain.feeds import BuildContext, FeedItem, FeedSpec, register
+from catalog_sync.feeds.registry import register
+from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec
 
 
 class ToyItem(FeedItem):

@@ -20,24 +20,24 @@ import boto3
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from catalog_sync.adapters.dynamo_state import DynamoFeedState
-from catalog_sync.adapters.http_sink import HttpFeedSink
-from catalog_sync.adapters.magento_csv import MagentoCsvSource
-from catalog_sync.adapters.magento_rest import MagentoRestSource
-from catalog_sync.adapters.s3_blobs import S3BlobStore
-from catalog_sync.adapters.secrets import api_key_provider
-from catalog_sync.adapters.sqs_queue import SqsExportQueue
-from catalog_sync.domain.errors import AuthError, ConfigError, LeaseHeldError
-from catalog_sync.domain.export import ExportDeps, export_part
-from catalog_sync.domain.feeds import get_feed
-from catalog_sync.domain.ports import CatalogSource, FeedSink
-from catalog_sync.domain.records import SourceIssue
-from catalog_sync.domain.reindex import Progress, ReindexDeps, ReindexRequest, reindex_feed
-from catalog_sync.domain.runs import PartResult, RunKind
-from catalog_sync.domain.snapshot import ExportMessage
-from catalog_sync.domain.workers import resolve_workers
+from catalog_sync.aws.dynamodb import DynamoFeedState
+from catalog_sync.aws.s3 import S3BlobStore
+from catalog_sync.aws.secrets import api_key_provider
+from catalog_sync.aws.sqs import SqsExportQueue
+from catalog_sync.errors import AuthError, ConfigError, LeaseHeldError
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.infra.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
+from catalog_sync.ports import CatalogSource, FeedSink
+from catalog_sync.records import SourceIssue
 from catalog_sync.settings import Settings
+from catalog_sync.sinks.feed_api import HttpFeedSink
+from catalog_sync.sources.magento_csv import MagentoCsvSource
+from catalog_sync.sources.magento_rest import MagentoRestSource
+from catalog_sync.sync.export import ExportDeps, export_part
+from catalog_sync.sync.reindex import Progress, ReindexDeps, ReindexRequest, reindex_feed
+from catalog_sync.sync.runs import PartResult, RunKind
+from catalog_sync.sync.snapshot import ExportMessage
 
 
 class ReindexEvent(BaseModel):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from catalog_sync.domain.errors import ConfigError
+from catalog_sync.errors import ConfigError
 
 
 class Settings(BaseModel):

@@ -1,1 +1,0 @@
-"""Adapters: the ports of `catalog_sync.domain.ports` over real technology."""

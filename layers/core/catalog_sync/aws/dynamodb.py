@@ -1,0 +1,354 @@
+"""`FeedState` over one DynamoDB table (an injected low-level boto3 client).
+
+Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
+
+- state bucket: pk=`state#{feed}#{bucket:04d}`, sk=`bucket`; `data` (B, zlib of
+  `StateBucket.encode()`) or `overflow` (S, the blob key holding that data when it
+  is too large for an item), `version` (N), `counts` (M), `items` (N), `updated_at`.
+- feed meta: pk=`feed#{feed}`, sk=`meta`, `doc` (FeedMeta JSON).
+- run: pk=`feed#{feed}`, sk=`run#{run_id}`, `doc` (RunRecord JSON).
+- part result: pk=`run#{feed}#{run_id}`, sk=`part#{bucket:04d}`, `doc` (PartResult JSON).
+- lease: pk=`feed#{feed}`, sk=`lease`; `holder`, `expires_at`, `expires_epoch`, `ttl`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+import zlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from catalog_sync.errors import (
+    CatalogSyncError,
+    ConfigError,
+    ConflictError,
+    LeaseHeldError,
+    RetryableError,
+)
+from catalog_sync.ports import BlobStore
+from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.sync.state import StateBucket
+
+# A DynamoDB item holds at most 400 KB; keep room for the other attributes.
+MAX_INLINE_BYTES = 350_000
+BATCH_GET_LIMIT = 100
+log = logging.getLogger(__name__)
+BATCH_GET_TRIES = 8
+# An expired lease item stays readable this long (for `status`), then TTL removes it.
+LEASE_KEEP_SECONDS = 86_400
+
+
+def bucket_pk(feed: str, bucket: int) -> str:
+    return f"state#{feed}#{bucket:04d}"
+
+
+def overflow_key(feed: str, bucket: int, version: int, token: str) -> str:
+    return f"state/{feed}/{bucket:04d}/{version}-{token}.bin"
+
+
+def _overflow_version(key: str, prefix: str) -> int:
+    """The bucket version an overflow object was written for (see `overflow_key`);
+    an unexpected name counts as new (never deleted)."""
+    head = key[len(prefix) :].partition("-")[0]
+    return int(head) if head.isdigit() else 1 << 62
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class DynamoFeedState:
+    """The feed state in DynamoDB. Buckets are versioned (optimistic concurrency);
+    a bucket whose compressed data outgrows an item goes to `overflow` (a blob
+    store), the item keeping a pointer."""
+
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        table_name: str,
+        *,
+        overflow: BlobStore | None = None,
+        max_inline_bytes: int = MAX_INLINE_BYTES,
+        sleep: Any = time.sleep,
+    ) -> None:
+        self.ddb = dynamodb_client
+        self.table = table_name
+        self.overflow = overflow
+        self.max_inline_bytes = max_inline_bytes
+        self._sleep = sleep
+
+    # --- errors -------------------------------------------------------------
+
+    def _fail(self, exc: ClientError) -> Exception:
+        if _code(exc) == "ResourceNotFoundException":
+            return ConfigError(f"DynamoDB table {self.table!r} does not exist")
+        return exc
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.ddb, op)(TableName=self.table, **kwargs)
+        except ClientError as exc:
+            raise self._fail(exc) from exc
+
+    # --- state buckets --------------------------------------------------------
+
+    def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
+        wanted = list(dict.fromkeys(buckets))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            keys = [
+                {"pk": {"S": bucket_pk(feed, b)}, "sk": {"S": "bucket"}}
+                for b in wanted[start : start + BATCH_GET_LIMIT]
+            ]
+            for item in self._batch_get(keys):
+                found[item["pk"]["S"]] = item
+        return [self._decode_bucket(feed, b, found.get(bucket_pk(feed, b))) for b in buckets]
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            self.table: {
+                "Keys": keys,
+                "ConsistentRead": True,
+                "ProjectionExpression": "pk, #d, #v, overflow",
+                "ExpressionAttributeNames": {"#d": "data", "#v": "version"},
+            }
+        }
+        for attempt in range(BATCH_GET_TRIES):
+            try:
+                response = self.ddb.batch_get_item(RequestItems=request)
+            except ClientError as exc:
+                raise self._fail(exc) from exc
+            yield from response.get("Responses", {}).get(self.table, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return
+            self._sleep(min(2.0, 0.05 * 2**attempt))
+        left = len(request.get(self.table, {}).get("Keys", []))
+        raise RetryableError(
+            f"DynamoDB table {self.table!r}: {left} state buckets still unprocessed after "
+            f"{BATCH_GET_TRIES} tries (throttled)"
+        )
+
+    def _decode_bucket(self, feed: str, bucket: int, item: dict[str, Any] | None) -> StateBucket:
+        if item is None:
+            return StateBucket(feed=feed, bucket=bucket, version=0)
+        version = int(item["version"]["N"])
+        if "overflow" in item:
+            if self.overflow is None:
+                raise ConfigError(
+                    f"state bucket {bucket} of feed {feed!r} is stored in the blob store "
+                    f"({item['overflow']['S']}) but no overflow store is configured"
+                )
+            compressed = self.overflow.get_bytes(item["overflow"]["S"])
+        else:
+            compressed = item["data"]["B"]
+        return StateBucket.decode(feed, bucket, version, zlib.decompress(compressed))
+
+    def write_bucket(self, bucket: StateBucket) -> None:
+        compressed = zlib.compress(bucket.encode(), 1)
+        expected = bucket.version
+        new_version = expected + 1
+        counts = bucket.counts()
+        item: dict[str, Any] = {
+            "pk": {"S": bucket_pk(bucket.feed, bucket.bucket)},
+            "sk": {"S": "bucket"},
+            "version": {"N": str(new_version)},
+            "counts": {"M": {k: {"N": str(v)} for k, v in counts.items()}},
+            "items": {"N": str(len(bucket.records))},
+            "updated_at": {"S": datetime.now(UTC).isoformat()},
+        }
+        written: str | None = None  # the overflow object this write adds
+        if len(compressed) <= self.max_inline_bytes:
+            item["data"] = {"B": compressed}
+        elif self.overflow is not None:
+            # A fresh key per write: a writer that loses the race below never
+            # overwrites the winner's object.
+            key = overflow_key(bucket.feed, bucket.bucket, new_version, uuid.uuid4().hex[:12])
+            self.overflow.put_bytes(key, compressed)
+            item["overflow"] = {"S": key}
+            written = key
+        else:
+            raise CatalogSyncError(
+                f"state bucket {bucket.bucket} of feed {bucket.feed!r} is "
+                f"{len(compressed)} bytes compressed ({len(bucket.records)} items), more than "
+                f"a DynamoDB item holds ({self.max_inline_bytes}): configure more state "
+                "buckets, or an overflow blob store"
+            )
+        if expected == 0:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "#v = :expected",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":expected": {"N": str(expected)}},
+            }
+        try:
+            # The replaced item only matters to an overflow write (its old object can
+            # go); inline writes do not ship the old data back.
+            returns = "ALL_OLD" if written is not None else "NONE"
+            response = self.ddb.put_item(
+                TableName=self.table, Item=item, ReturnValues=returns, **condition
+            )
+        except ClientError as exc:
+            self._drop_overflow(written)  # nobody points at it
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise ConflictError(
+                    f"state bucket {bucket.bucket} of feed {bucket.feed!r} changed since it "
+                    f"was read (expected version {expected})"
+                ) from None
+            raise self._fail(exc) from exc
+        bucket.version = new_version
+        old = response.get("Attributes") or {}
+        replaced = old.get("overflow", {}).get("S")
+        if replaced:
+            self._after_replacing(bucket, replaced, written)
+
+    def _after_replacing(self, bucket: StateBucket, replaced: str, written: str | None) -> None:
+        """Overflow objects of replaced versions are deleted one write later: the
+        version just replaced may still be read by someone who fetched its pointer a
+        moment ago; older ones are two writes old. Keeps one bucket's overflow
+        objects to about two, instead of one per write forever."""
+        prefix = f"state/{bucket.feed}/{bucket.bucket:04d}/"
+        # Only versions before the replaced one: a newer object may belong to a writer
+        # that has already read this write and is about to put the next version.
+        below = bucket.version - 1
+        assert self.overflow is not None
+        try:
+            stale = [
+                k
+                for k in self.overflow.list_keys(prefix)
+                if k not in (replaced, written) and _overflow_version(k, prefix) < below
+            ]
+            if stale:
+                self.overflow.delete_keys(stale)
+        except Exception:  # storage hiccup: the next write tries again
+            log.warning("could not delete old overflow state of %s", prefix, exc_info=True)
+
+    def _drop_overflow(self, key: str | None) -> None:
+        if key is None or self.overflow is None:
+            return
+        try:
+            self.overflow.delete_keys([key])
+        except Exception:
+            log.warning("could not delete unused overflow state %s", key, exc_info=True)
+
+    # --- feed meta, runs, part results --------------------------------------
+
+    def _put_doc(self, pk: str, sk: str, doc: str) -> None:
+        self._call("put_item", Item={"pk": {"S": pk}, "sk": {"S": sk}, "doc": {"S": doc}})
+
+    def _get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item", Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+        )
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
+    def _query(
+        self, pk: str, prefix: str, *, newest_first: bool, limit: int | None
+    ) -> Iterator[str]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": prefix}},
+            "ScanIndexForward": not newest_first,
+            "ConsistentRead": True,
+        }
+        left = limit
+        while True:
+            if left is not None:
+                kwargs["Limit"] = left
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                yield item["doc"]["S"]
+            if left is not None:
+                left -= len(response.get("Items", []))
+                if left <= 0:
+                    return
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def read_meta(self, feed: str) -> FeedMeta | None:
+        item = self._get_item(f"feed#{feed}", "meta")
+        return FeedMeta.model_validate_json(item["doc"]["S"]) if item else None
+
+    def write_meta(self, meta: FeedMeta) -> None:
+        self._put_doc(f"feed#{meta.feed}", "meta", meta.model_dump_json())
+
+    def put_run(self, run: RunRecord) -> None:
+        self._put_doc(f"feed#{run.feed}", f"run#{run.run_id}", run.model_dump_json())
+
+    def get_run(self, feed: str, run_id: str) -> RunRecord | None:
+        item = self._get_item(f"feed#{feed}", f"run#{run_id}")
+        return RunRecord.model_validate_json(item["doc"]["S"]) if item else None
+
+    def list_runs(self, feed: str, limit: int = 10) -> list[RunRecord]:
+        if limit <= 0:
+            return []
+        docs = self._query(f"feed#{feed}", "run#", newest_first=True, limit=limit)
+        return [RunRecord.model_validate_json(d) for d in docs]
+
+    def put_part_result(self, result: PartResult) -> None:
+        self._put_doc(
+            f"run#{result.feed}#{result.run_id}",
+            f"part#{result.bucket:04d}",
+            result.model_dump_json(),
+        )
+
+    def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
+        docs = self._query(f"run#{feed}#{run_id}", "part#", newest_first=False, limit=None)
+        return [PartResult.model_validate_json(d) for d in docs]
+
+    # --- the lease -------------------------------------------------------------
+
+    def acquire_lease(self, feed: str, holder: str, now: datetime, ttl_seconds: int) -> None:
+        now_epoch = now.timestamp()
+        expires_epoch = math.ceil(now_epoch + ttl_seconds)
+        expires_at = datetime.fromtimestamp(expires_epoch, UTC).isoformat()
+        key = {"pk": {"S": f"feed#{feed}"}, "sk": {"S": "lease"}}
+        for _ in range(3):
+            try:
+                self.ddb.put_item(
+                    TableName=self.table,
+                    Item={
+                        **key,
+                        "holder": {"S": holder},
+                        "expires_at": {"S": expires_at},
+                        "expires_epoch": {"N": str(expires_epoch)},
+                        "ttl": {"N": str(expires_epoch + LEASE_KEEP_SECONDS)},
+                    },
+                    ConditionExpression=(
+                        "attribute_not_exists(pk) OR expires_epoch < :now OR holder = :me"
+                    ),
+                    ExpressionAttributeValues={
+                        ":now": {"N": repr(now_epoch)},
+                        ":me": {"S": holder},
+                    },
+                )
+                return
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise self._fail(exc) from exc
+            current = self._get_item(f"feed#{feed}", "lease")
+            if current is not None:
+                raise LeaseHeldError(feed, current["holder"]["S"], current["expires_at"]["S"])
+            # released between our write and our read: try again
+        raise ConflictError(f"could not take the lease of feed {feed!r}: it keeps changing")
+
+    def release_lease(self, feed: str, holder: str) -> None:
+        try:
+            self.ddb.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"feed#{feed}"}, "sk": {"S": "lease"}},
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": {"S": holder}},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise self._fail(exc) from exc

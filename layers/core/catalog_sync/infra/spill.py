@@ -1,0 +1,100 @@
+"""Spill files: encoded items partitioned by state bucket on local disk.
+
+The reindex streams the source once, spilling each encoded item into its
+bucket's file, then diffs one bucket at a time: memory holds one bucket's items
+(and a few buckets' decoded state), never the catalog.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import IO
+
+from catalog_sync.sync.canonical import EncodedItem
+
+_ITEM = b"I"
+_KEEP = b"K"
+_LEN = struct.Struct("<III")  # key, hash, body lengths
+_KLEN = struct.Struct("<I")
+
+
+class BucketSpill:
+    """`segment` names this writer's files, so that worker processes can spill
+    into the same folder side by side; `adopt` makes `read` take a segment in."""
+
+    def __init__(self, workdir: Path, buckets: int, segment: str = "") -> None:
+        self.workdir = workdir
+        self.buckets = buckets
+        self.segment = segment
+        self.segments = [segment]  # read in this order
+        self._files: dict[int, IO[bytes]] = {}
+        self.items = 0
+
+    def _path(self, bucket: int, segment: str) -> Path:
+        return self.workdir / f"spill-{bucket:04d}{segment}.bin"
+
+    def _file(self, bucket: int) -> IO[bytes]:
+        f = self._files.get(bucket)
+        if f is None:
+            f = open(self._path(bucket, self.segment), "wb", buffering=1 << 16)  # noqa: SIM115
+            self._files[bucket] = f
+        return f
+
+    def adopt(self, segment: str, items: int) -> None:
+        """Read the files another writer spilled as `segment` (its item count)."""
+        self.segments.append(segment)
+        self.items += items
+
+    def add(self, bucket: int, item: EncodedItem) -> None:
+        key = item.key.encode("utf-8")
+        h = item.hash.encode("ascii")
+        f = self._file(bucket)
+        f.write(_ITEM + _LEN.pack(len(key), len(h), len(item.body)))
+        f.write(key)
+        f.write(h)
+        f.write(item.body)
+        self.items += 1
+
+    def keep(self, bucket: int, group: str) -> None:
+        """Mark a group whose record was rejected: its items keep their state."""
+        g = group.encode("utf-8")
+        self._file(bucket).write(_KEEP + _KLEN.pack(len(g)) + g)
+
+    def finish(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    def read(self, bucket: int) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
+        """Items of a bucket by key, the kept groups (lower-cased), and duplicate keys."""
+        items: dict[str, EncodedItem] = {}
+        keep: set[str] = set()
+        duplicates: list[str] = []
+        for segment in self.segments:
+            path = self._path(bucket, segment)
+            if not path.exists():
+                continue
+            data = path.read_bytes()
+            path.unlink()
+            pos, end = 0, len(data)
+            unpack_len, unpack_klen = _LEN.unpack_from, _KLEN.unpack_from
+            while pos < end:
+                kind = data[pos : pos + 1]
+                pos += 1
+                if kind == _KEEP:
+                    (n,) = unpack_klen(data, pos)
+                    pos += _KLEN.size
+                    keep.add(data[pos : pos + n].decode("utf-8").lower())
+                    pos += n
+                    continue
+                kl, hl, bl = unpack_len(data, pos)
+                pos += _LEN.size
+                key = data[pos : pos + kl].decode("utf-8")
+                pos += kl
+                h = data[pos : pos + hl].decode("ascii")
+                pos += hl
+                if key in items:
+                    duplicates.append(key)
+                items[key] = EncodedItem(key, "", h, data[pos : pos + bl])
+                pos += bl
+        return items, keep, duplicates

@@ -1,0 +1,239 @@
+"""Compile a partitioned read in worker processes.
+
+A source that can `split` its read (the Magento CSV: after its first pass, the
+rows sit in partition files by SKU) hands over independent partitions. Each
+worker builds, encodes and spills the items of its share of them into its own
+spill segment next to the reindex's, and reports back what cannot go through a
+file: issues, rejection counts, aggregate items, the number of records. The diff
+then reads every segment of a bucket, so it sees the same items as a serial read.
+
+Workers are plain child processes (`python -c ...`): the job goes in on stdin,
+length-prefixed pickles come back on stdout, stderr is shared. Not
+`multiprocessing`: its `spawn` re-runs the caller's main script in every child
+(a script without a main guard starts over), `fork` copies a process that may
+hold other threads' locks, and AWS Lambda has no /dev/shm for its queues and
+pools. A worker that fails or dies fails the read: nothing has been written by then.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import struct
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from catalog_sync.errors import CatalogSyncError
+from catalog_sync.feeds.spec import BuildContext, FeedSpec
+from catalog_sync.infra.spill import BucketSpill
+from catalog_sync.records import SourceIssue
+from catalog_sync.sync.compile import Collector, compile_record
+
+PROGRESS_EVERY = 5_000  # records between a worker's progress messages
+MAX_WARNINGS_BACK = 1_000  # warnings a worker sends back (the source keeps fewer)
+MAX_AUTO_WORKERS = 4
+
+
+class SourcePartition(Protocol):
+    """One independent share of a split read (picklable)."""
+
+    built: int  # records the source built, once `records` is exhausted
+
+    def records(self, warn: Callable[[SourceIssue], None]) -> Any: ...
+
+
+class WorkerError(CatalogSyncError):
+    """A worker process failed; the read is abandoned before anything is written."""
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(setting: int) -> int:
+    """`REINDEX_WORKERS`: 0 means one per available CPU (at most 4); 1 means none."""
+    if setting > 0:
+        return setting
+    return max(1, min(MAX_AUTO_WORKERS, available_cpus()))
+
+
+@dataclass
+class _Job:
+    number: int
+    partitions: list[SourcePartition]
+    ctx: BuildContext
+    feeds: list[tuple[FeedSpec, str, int]]  # (feed, spill folder, buckets); pickled by reference
+
+
+@dataclass
+class _Result:
+    records: int = 0
+    source_records: int = 0  # records the source built (for its read report)
+    warnings: list[SourceIssue] = field(default_factory=list)
+    items: list[int] = field(default_factory=list)  # per feed
+    rejected: list[int] = field(default_factory=list)
+    issues: list[list[SourceIssue]] = field(default_factory=list)
+    aggregates: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+def _segment(number: int) -> str:
+    return f".w{number}"
+
+
+_FRAME = struct.Struct("<I")
+
+
+def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_FRAME.pack(len(data)) + data)
+    out.flush()
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    """`size` bytes from an unbuffered pipe (whatever was not read stays in the
+    pipe, so the selector still sees it); EOFError if it ends first."""
+    chunks: list[bytes] = []
+    while size > 0:
+        chunk = stream.read(size)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _receive(stream: IO[bytes]) -> tuple[str, Any]:
+    (size,) = _FRAME.unpack(_read_exact(stream, _FRAME.size))
+    message: tuple[str, Any] = pickle.loads(_read_exact(stream, size))
+    return message
+
+
+def child_main() -> None:
+    """A worker process: a pickled job on stdin, framed pickles on stdout."""
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write to the channel
+    job = pickle.load(sys.stdin.buffer)
+    _compile_job(job, out)
+
+
+def _compile_job(job: _Job, out: IO[bytes]) -> None:
+    try:
+        collectors = [
+            Collector(spec, BucketSpill(Path(folder), buckets, _segment(job.number)))
+            for spec, folder, buckets in job.feeds
+        ]
+        result = _Result()
+
+        def warn(issue: SourceIssue) -> None:
+            if len(result.warnings) < MAX_WARNINGS_BACK:
+                result.warnings.append(issue)
+
+        since = 0
+        for part in job.partitions:
+            for entry in part.records(warn):
+                if compile_record(entry, collectors, job.ctx):
+                    result.records += 1
+                    since += 1
+                    if since >= PROGRESS_EVERY:
+                        _send(out, ("progress", since))
+                        since = 0
+            result.source_records += part.built
+        for c in collectors:
+            c.spill.finish()
+            result.items.append(c.spill.items)
+            result.rejected.append(c.rejected)
+            result.issues.append(c.issues)
+            result.aggregates.append(list(c.aggregate.values()))
+        _send(out, ("progress", since))
+        _send(out, ("done", result))
+    except BaseException as exc:  # report anything, then die
+        lines = "".join(traceback.format_exception(exc)).strip().splitlines()
+        _send(out, ("error", f"{type(exc).__name__}: {exc} [{' | '.join(lines[-3:])}]"))
+        raise
+
+
+_CHILD = "from catalog_sync.infra.workers import child_main; child_main()"
+
+
+def compile_partitions(
+    partitions: list[SourcePartition],
+    collectors: list[Collector],
+    ctx: BuildContext,
+    workers: int,
+    *,
+    merge: Callable[[int, list[SourceIssue]], None],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Compile `partitions` in `workers` processes into `collectors`; return the
+    number of records. `merge(records, warnings)` counts into the source's report."""
+    n = min(workers, len(partitions))
+    feeds = [(c.spec, str(c.spill.workdir), c.spill.buckets) for c in collectors]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs: list[subprocess.Popen[bytes]] = []
+    results: dict[int, _Result] = {}
+    selector = selectors.DefaultSelector()
+    try:
+        for number in range(n):
+            job = _Job(number, partitions[number::n], ctx, feeds)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                env=env,
+            )
+            procs.append(proc)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+            proc.stdin.close()
+            selector.register(proc.stdout, selectors.EVENT_READ, number)
+        while len(results) < n:
+            for key, _ in selector.select():
+                number = key.data
+                stream: Any = key.fileobj
+                try:
+                    kind, payload = _receive(stream)
+                except EOFError:
+                    code = procs[number].wait()
+                    raise WorkerError(
+                        f"reindex worker {number} ended (exit code {code}) before it finished"
+                    ) from None
+                if kind == "progress":
+                    if progress is not None:
+                        progress(payload)
+                elif kind == "error":
+                    raise WorkerError(f"reindex worker {number} failed: {payload}")
+                else:
+                    results[number] = payload
+                    selector.unregister(stream)
+        for proc in procs:
+            proc.wait()
+    finally:
+        selector.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    records = 0
+    for number in range(n):
+        result = results[number]
+        records += result.records
+        merge(result.source_records, result.warnings)
+        for i, c in enumerate(collectors):
+            c.spill.adopt(_segment(number), result.items[i])
+            c.rejected += result.rejected[i]
+            c.issues.extend(result.issues[i])
+            for data in result.aggregates[i]:
+                c.merge_one(data)
+    return records

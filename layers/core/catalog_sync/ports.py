@@ -1,0 +1,110 @@
+"""The small interfaces the use-cases need. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol
+
+from catalog_sync.records import ReadReport
+from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.sync.snapshot import ExportMessage
+from catalog_sync.sync.state import StateBucket
+
+Clock = Callable[[], datetime]
+IdGenerator = Callable[[], str]
+
+
+class CatalogSource(Protocol):
+    """Reads a catalog. `read` yields source records (for products:
+    `catalog.CatalogProduct`) and `records.Rejected` for records that could not be
+    built; `report()` tells, once `read` is exhausted, whether the read was complete."""
+
+    def read(self, *, skus: Collection[str] | None = None) -> Iterator[Any]: ...
+
+    def report(self) -> ReadReport: ...
+
+    def describe(self) -> str: ...
+
+    # A source that reads only what changed since a watermark sets `incremental`;
+    # such a read is never complete (no deletions) and aggregate feeds skip it.
+    # `high_water_mark` is where the next incremental read starts.
+
+
+class BlobStore(Protocol):
+    """Immutable objects by key (S3 in AWS, a folder in tests)."""
+
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...  # raises NotFoundError
+
+    def open(self, key: str) -> BinaryIO: ...  # streaming read; raises NotFoundError
+
+    def exists(self, key: str) -> bool: ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]: ...  # keys starting with prefix
+
+    def delete_keys(self, keys: Sequence[str]) -> None: ...  # missing keys are no error
+
+
+class FeedState(Protocol):
+    """Feed state (DynamoDB in AWS). Buckets are written with optimistic
+    concurrency: `write_bucket` raises `ConflictError` if the stored version is no
+    longer `bucket.version`, and on success sets `bucket.version` to the new one."""
+
+    def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]: ...
+
+    def write_bucket(self, bucket: StateBucket) -> None: ...
+
+    def read_meta(self, feed: str) -> FeedMeta | None: ...
+
+    def write_meta(self, meta: FeedMeta) -> None: ...
+
+    def put_run(self, run: RunRecord) -> None: ...
+
+    def get_run(self, feed: str, run_id: str) -> RunRecord | None: ...
+
+    def list_runs(self, feed: str, limit: int = 10) -> list[RunRecord]: ...
+
+    def put_part_result(self, result: PartResult) -> None: ...
+
+    def list_part_results(self, feed: str, run_id: str) -> list[PartResult]: ...
+
+    def acquire_lease(self, feed: str, holder: str, now: datetime, ttl_seconds: int) -> None:
+        """Take the feed's lease, or raise `LeaseHeldError` naming the holder."""
+        ...
+
+    def release_lease(self, feed: str, holder: str) -> None: ...
+
+
+class ExportQueue(Protocol):
+    def send(self, messages: Sequence[ExportMessage]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingItem:
+    key: str  # identity key
+    hash: str  # content hash of this version
+    body: bytes  # the item's JSON
+    # What tells this send from an earlier send of the same content: the run that
+    # queued it. A retry of the same send keeps its batch id (x-request-id); a
+    # resync of unchanged content gets a new one, so the SaaS side applies it.
+    scope: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    status: Literal["sent", "failed", "retry"]
+    reason: str | None = None
+
+
+class FeedSink(Protocol):
+    """The SaaS feed API. `send` batches by count and bytes, splits on 413, retries
+    transient failures with backoff, and returns one outcome per item, in order.
+    Raises `AuthError` on 401/403 (nothing in that call counts as sent)."""
+
+    def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]: ...

@@ -1,0 +1,378 @@
+"""`HttpFeedSink`: the SaaS feed API client (`FeedSink`), per the SaaS feed API contract
+(summarised in `catalogctl/receiver.py`).
+
+`send(feed, items)` cuts the items into batches of at most `max_items` items and
+`max_bytes` bytes of uncompressed JSON (the array of the items' bodies, joined as
+they are), POSTs each gzip-compressed with a stable `x-request-id`, and returns one
+`ItemOutcome` per item, in order:
+
+- 200: the items in `invalidFeedItems` are `failed` with the receiver's code and
+  message, the rest `sent`;
+- 400: the whole batch `failed` with the message;
+- 401/403: `AuthError` (the key never appears in a message or a log);
+- 413: the batch is split in halves and each is sent; a single item still too
+  large is `failed`;
+- 408, 425, 429, 5xx, timeouts and connection errors: retried with exponential
+  backoff and full jitter (429/503 `Retry-After` honoured, seconds or HTTP date),
+  at most `max_tries` tries, then `retry` with the reason. A `Retry-After` longer
+  than `backoff_cap` is not waited for: the items come back `retry` at once. Once a
+  batch has used all its tries, the rest of the call is not attempted (those items
+  come back `retry` too), so a down API does not eat the whole Lambda timeout;
+- any other status (a 404 from a wrong base URL, ...): `retry` with the reason,
+  without further tries.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from catalog_sync.errors import AuthError, ConfigError
+from catalog_sync.ports import ItemOutcome, OutgoingItem
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_ARRAY_OVERHEAD = 2  # "[" and "]"
+
+
+class _GiveUp(Exception):
+    """A batch used all its tries: the rest of the call is not attempted."""
+
+
+class HttpFeedSink:
+    """POSTs feed items to `{base_url}/feeds/{feed}/{environment_id}`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        environment_id: str,
+        api_key_provider: Callable[[], str],
+        *,
+        session: requests.Session | None = None,
+        max_items: int = 1000,
+        max_bytes: int = 4 * 1024 * 1024,
+        timeout: tuple[float, float] = (5, 30),
+        max_tries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        compresslevel: int = 1,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"the SaaS base URL must be an http(s) URL, got {base_url!r}")
+        if not environment_id:
+            raise ConfigError("the SaaS environment id is empty")
+        if max_items < 1 or max_bytes < 16 or max_tries < 1:
+            raise ConfigError("max_items, max_bytes and max_tries must be positive")
+        self.base_url = base_url.rstrip("/")
+        self.environment_id = environment_id
+        self._api_key = api_key_provider
+        self._session = session if session is not None else _new_session()
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.max_tries = max_tries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._rng = rng
+        self.compresslevel = compresslevel
+
+    def url(self, feed: str) -> str:
+        return f"{self.base_url}/feeds/{quote(feed, safe='')}/{quote(self.environment_id, safe='')}"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- FeedSink ---------------------------------------------------------------
+
+    def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
+        outcomes: list[ItemOutcome | None] = [None] * len(items)
+        url = self.url(feed)
+        batches = list(self._batches(items, outcomes))
+        for number, batch in enumerate(batches):
+            try:
+                self._send_batch(feed, url, items, batch, outcomes)
+            except _GiveUp as stop:
+                skipped = [i for b in batches[number + 1 :] for i in b]
+                reason = f"not sent: the feed API was unavailable ({stop})"
+                for i in skipped:
+                    outcomes[i] = ItemOutcome("retry", reason)
+                if skipped:
+                    log.warning(
+                        "feed API unavailable; %d items left for a later run",
+                        len(skipped),
+                        extra={"feed": feed, "items": len(skipped)},
+                    )
+                break
+        return [o if o is not None else ItemOutcome("retry", "not sent") for o in outcomes]
+
+    # -- batching -----------------------------------------------------------------
+
+    def _batches(self, items: Sequence[OutgoingItem], outcomes: list[ItemOutcome | None]) -> Any:
+        batch: list[int] = []
+        size = _ARRAY_OVERHEAD
+        for i, item in enumerate(items):
+            n = len(item.body)
+            if n + _ARRAY_OVERHEAD > self.max_bytes:
+                outcomes[i] = ItemOutcome(
+                    "failed",
+                    f"item is {n} bytes of JSON, over the {self.max_bytes}-byte request limit",
+                )
+                continue
+            extra = n + (1 if batch else 0)
+            if batch and (len(batch) >= self.max_items or size + extra > self.max_bytes):
+                yield batch
+                batch, size, extra = [], _ARRAY_OVERHEAD, n
+            batch.append(i)
+            size += extra
+        if batch:
+            yield batch
+
+    def batch_id(self, feed: str, items: Sequence[OutgoingItem], batch: Sequence[int]) -> str:
+        """Stable id of a batch: the same items (scope + key + hash) always get the same id."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{feed}\x00{self.environment_id}\x00".encode())
+        for i in batch:
+            h.update(items[i].scope.encode())
+            h.update(b"\x00")
+            h.update(items[i].key.encode())
+            h.update(b"\x00")
+            h.update(items[i].hash.encode())
+            h.update(b"\x01")
+        return h.hexdigest()
+
+    # -- one batch ----------------------------------------------------------------
+
+    def _send_batch(
+        self,
+        feed: str,
+        url: str,
+        items: Sequence[OutgoingItem],
+        batch: list[int],
+        outcomes: list[ItemOutcome | None],
+    ) -> None:
+        raw = b"[" + b",".join(items[i].body for i in batch) + b"]"
+        body = gzip.compress(raw, compresslevel=self.compresslevel, mtime=0)
+        request_id = self.batch_id(feed, items, batch)
+        ctx = {"feed": feed, "batch_id": request_id, "items": len(batch), "bytes": len(raw)}
+
+        for attempt in range(1, self.max_tries + 1):
+            retry_after: float | None = None
+            try:
+                resp = self._session.post(
+                    url,
+                    data=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Content-Encoding": "gzip",
+                        "x-api-key": self._api_key(),
+                        "x-request-id": request_id,
+                    },
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.Timeout:
+                problem = "timeout"
+            except requests.ConnectionError as exc:
+                problem = f"connection error ({_root_cause(exc)})"
+            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+                raise ConfigError(f"the SaaS feed URL {url} is not valid: {exc}") from None
+            except requests.RequestException as exc:  # broken response, decoding, ...
+                problem = f"request failed ({type(exc).__name__})"
+            else:
+                status = resp.status_code
+                if status == 200:
+                    self._accepted(resp, batch, outcomes, ctx)
+                    return
+                code, message = _error_of(resp)
+                if status == 400:
+                    reason = f"HTTP 400 {code}: {message}" if code else f"HTTP 400: {message}"
+                    for i in batch:
+                        outcomes[i] = ItemOutcome("failed", f"batch rejected: {reason}")
+                    log.warning("batch rejected: %s", reason, extra=ctx)
+                    return
+                if status in (401, 403):
+                    log.error("feed API refused the API key (HTTP %d)", status, extra=ctx)
+                    raise AuthError(
+                        f"the SaaS feed API refused the API key (HTTP {status}"
+                        f"{' ' + code if code else ''}) at {url}; check the configured key"
+                    )
+                if status == 413:
+                    self._split(feed, url, items, batch, outcomes, f"{code} {message}".strip())
+                    return
+                if status not in RETRYABLE_STATUSES and status < 500:
+                    reason = f"unexpected HTTP {status} from {url}: {message}"
+                    for i in batch:
+                        outcomes[i] = ItemOutcome("retry", reason)
+                    log.error("unexpected response: %s", reason, extra=ctx)
+                    return
+                problem = f"HTTP {status}"
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+
+            if attempt == self.max_tries:
+                self._give_up(batch, outcomes, f"{problem} after {attempt} tries", ctx)
+            if retry_after is not None and retry_after > self.backoff_cap:
+                self._give_up(
+                    batch,
+                    outcomes,
+                    f"{problem} with Retry-After {retry_after:g}s (over the "
+                    f"{self.backoff_cap:g}s cap) after {attempt} tries",
+                    ctx,
+                )
+            delay = (
+                retry_after
+                if retry_after is not None
+                else self._rng() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+            )
+            log.info(
+                "batch try %d/%d failed (%s); retrying in %.2fs",
+                attempt,
+                self.max_tries,
+                problem,
+                delay,
+                extra=ctx,
+            )
+            self._sleep(delay)
+
+    def _give_up(
+        self, batch: list[int], outcomes: list[ItemOutcome | None], reason: str, ctx: dict[str, Any]
+    ) -> None:
+        for i in batch:
+            outcomes[i] = ItemOutcome("retry", reason)
+        log.warning("batch left for a later run: %s", reason, extra=ctx)
+        raise _GiveUp(reason)
+
+    def _split(
+        self,
+        feed: str,
+        url: str,
+        items: Sequence[OutgoingItem],
+        batch: list[int],
+        outcomes: list[ItemOutcome | None],
+        message: str,
+    ) -> None:
+        if len(batch) == 1:
+            outcomes[batch[0]] = ItemOutcome(
+                "failed",
+                f"HTTP 413: the item alone is over the feed API's request limit ({message})",
+            )
+            log.warning("single item over the request limit", extra={"feed": feed})
+            return
+        half = len(batch) // 2
+        log.info(
+            "HTTP 413 for %d items; splitting",
+            len(batch),
+            extra={"feed": feed, "items": len(batch)},
+        )
+        try:
+            self._send_batch(feed, url, items, batch[:half], outcomes)
+        except _GiveUp as stop:
+            for i in batch[half:]:
+                outcomes[i] = ItemOutcome(
+                    "retry", f"not sent: the feed API was unavailable ({stop})"
+                )
+            raise
+        self._send_batch(feed, url, items, batch[half:], outcomes)
+
+    def _accepted(
+        self,
+        resp: requests.Response,
+        batch: list[int],
+        outcomes: list[ItemOutcome | None],
+        ctx: dict[str, Any],
+    ) -> None:
+        invalid: list[Any] = []
+        try:
+            data = orjson.loads(resp.content) if resp.content else {}
+            if isinstance(data, dict) and isinstance(data.get("invalidFeedItems"), list):
+                invalid = data["invalidFeedItems"]
+            else:
+                raise ValueError("no invalidFeedItems list")
+        except ValueError:
+            log.warning("HTTP 200 with an unreadable body; counting the batch as sent", extra=ctx)
+        for i in batch:
+            outcomes[i] = ItemOutcome("sent")
+        failed = 0
+        for entry in invalid:
+            index = entry.get("itemIndex") if isinstance(entry, dict) else None
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(batch):
+                log.warning(
+                    "invalidFeedItems entry without a valid itemIndex: %r", entry, extra=ctx
+                )
+                continue
+            code = str(entry.get("code") or "invalid")
+            message = str(entry.get("message") or "rejected by the feed API")
+            outcomes[batch[index]] = ItemOutcome("failed", f"{code}: {message}")
+            failed += 1
+        log.debug("batch accepted (%d invalid)", failed, extra=ctx)
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _error_of(resp: requests.Response) -> tuple[str, str]:
+    """`(code, message)` of an error response (JSON or not), short."""
+    try:
+        data = orjson.loads(resp.content)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return str(data.get("code") or ""), str(data.get("message") or data.get("code") or "")[:500]
+    text = resp.text.strip().replace("\n", " ")
+    return "", (text[:200] or resp.reason or "no message")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's class name (urllib3 wraps it in `reason` and `args`)."""
+    seen: set[int] = set()
+    current: BaseException = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in current.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            inner = current.__cause__ or current.__context__
+        if inner is None:
+            break
+        current = inner
+    return type(current).__name__

@@ -1,0 +1,90 @@
+"""The hot loop of a reindex: source records -> feed items -> encoded (hashed)
+items spilled by state bucket. It runs in the reindex process, or in worker
+processes over partitions of the source (`workers.compile_partitions`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec, bucket_of
+from catalog_sync.infra.spill import BucketSpill
+from catalog_sync.records import Rejected, SourceIssue
+from catalog_sync.sync.canonical import encode, item_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Collector:
+    """What one feed collects from a read: spilled items, aggregate items (merged
+    in memory), issues and the number of rejected records."""
+
+    spec: FeedSpec
+    spill: BucketSpill
+    aggregate: dict[str, Any] = field(default_factory=dict)  # aggregate feeds: key -> item
+    issues: list[SourceIssue] = field(default_factory=list)
+    rejected: int = 0
+
+    def reject(self, sku: str | None, issues: list[SourceIssue]) -> None:
+        """A record that could not be built: its items keep their state."""
+        self.issues.extend(issues)
+        self.rejected += 1
+        if sku is not None:
+            self.spill.keep(bucket_of(sku, self.spill.buckets), sku)
+
+    def gather(self, items: Iterable[FeedItem | dict[str, Any]]) -> None:
+        """Aggregate feeds: many records give the same item; merge them in memory
+        (there are few: categories and attributes, times store views)."""
+        for item in items:
+            # builders emit JSON-ready dicts (modifiedAt aside, which encode handles)
+            self.merge_one(item if isinstance(item, dict) else item_json(item))
+
+    def merge_one(self, data: dict[str, Any]) -> None:
+        spec = self.spec
+        assert spec.merge is not None
+        key = spec.key_of(data)
+        seen = self.aggregate.get(key)
+        self.aggregate[key] = data if seen is None else spec.merge(seen, data)
+
+    def spill_aggregate(self) -> None:
+        for data in self.aggregate.values():
+            enc = encode(self.spec, data)  # always as a dict: one canonical form per item
+            self.spill.add(bucket_of(enc.group, self.spill.buckets), enc)
+        self.aggregate.clear()
+
+
+def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -> bool:
+    """Build, encode and spill one source entry's items for every feed; a
+    `Rejected` entry is recorded as such. True for a record (not a rejection)."""
+    if isinstance(entry, Rejected):
+        for c in collectors:
+            c.reject(entry.sku, entry.issues)
+        return False
+    for c in collectors:
+        spec = c.spec
+        spill = c.spill
+        try:
+            items = spec.build(entry, ctx)
+            if spec.aggregate:
+                c.gather(items)
+                continue
+            group, bucket = None, 0  # a record's items share their group: hash it once
+            for item in items:
+                enc = encode(spec, item)
+                if enc.group != group:
+                    group, bucket = enc.group, bucket_of(enc.group, spill.buckets)
+                spill.add(bucket, enc)
+        except Exception as exc:  # a builder bug must not stop the other records
+            sku = getattr(entry, "sku", None)
+            issue = SourceIssue(
+                f"could not build {spec.name} items: {type(exc).__name__}: {exc}",
+                line=getattr(entry, "line", None),
+                sku=sku,
+            )
+            log.exception("builder failed for %s", sku)
+            c.reject(sku, [issue])
+    return True

@@ -1,0 +1,124 @@
+"""Snapshot format: gzipped JSON Lines parts plus a manifest.
+
+A snapshot is the whole compiled feed at the end of a run: one part per state
+bucket, each line `{"k": key, "h": hash, "i": item}`. Parts are immutable; a
+part whose bucket did not change is not written again, the manifest points at
+the earlier run's object. The manifest holds per-part item counts, byte sizes
+and SHA-256 checksums of the stored (compressed) objects.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import orjson
+from pydantic import BaseModel, Field
+
+from catalog_sync.sync.canonical import EncodedItem
+
+
+class PartInfo(BaseModel):
+    bucket: int
+    key: str
+    items: int
+    bytes: int
+    sha256: str
+    run_id: str  # the run that wrote the object
+
+
+class Manifest(BaseModel):
+    feed: str
+    run_id: str
+    created_at: str
+    buckets: int
+    source: str | None = None
+    complete: bool = True
+    counts: dict[str, int] = Field(default_factory=dict)
+    parts: list[PartInfo] = Field(default_factory=list)
+
+
+class ExportMessage(BaseModel):
+    """One SQS message: export the pending items of one bucket of a run."""
+
+    feed: str
+    run_id: str
+    bucket: int
+    part_key: str | None  # None: the bucket has no live items (only deletes)
+    manifest_key: str
+
+
+def manifest_key(feed: str, run_id: str) -> str:
+    return f"snapshots/{feed}/{run_id}/manifest.json"
+
+
+def part_key(feed: str, run_id: str, bucket: int) -> str:
+    return f"snapshots/{feed}/{run_id}/part-{bucket:04d}.jsonl.gz"
+
+
+def encode_line(item: EncodedItem) -> bytes:
+    return b'{"k":%s,"h":"%s","i":%s}\n' % (orjson.dumps(item.key), item.hash.encode(), item.body)
+
+
+# gzip level 1: parts are rewritten whenever a bucket changes (an hourly run with 1% of
+# products changed touches every bucket), and level 1 compresses item JSON 2.4x faster
+# than level 6 for a 1.4x larger object (measured: 229 vs 94 MB/s, ratio 9.0 vs 12.7).
+PART_COMPRESSLEVEL = 1
+
+
+class PartWriter:
+    """Writes one part to a local file (gzip); counts items and bytes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.items = 0
+        self._raw: IO[bytes] = open(path, "wb")  # noqa: SIM115
+        self._gz = gzip.GzipFile(
+            fileobj=self._raw, mode="wb", compresslevel=PART_COMPRESSLEVEL, mtime=0
+        )
+
+    def write(self, item: EncodedItem) -> None:
+        self._gz.write(encode_line(item))
+        self.items += 1
+
+    def close(self) -> tuple[int, str]:
+        """Finish the file; return (size in bytes, sha256 hex) of the stored object."""
+        self._gz.close()
+        self._raw.close()
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return self.path.stat().st_size, digest.hexdigest()
+
+
+_HASH_AT = b',"h":"'
+_ITEM_AT = b'","i":'
+
+
+def split_line(line: bytes) -> tuple[str, str, bytes]:
+    """(key, hash, item JSON) of one part line.
+
+    Lines are written by `encode_line` only, so the item is cut out of the line
+    without parsing it: in the key's JSON string every `"` is escaped, so the
+    first `,"h":"` ends the key. Anything else is parsed as JSON."""
+    h_at = line.find(_HASH_AT)
+    i_at = line.find(_ITEM_AT, h_at)
+    end = len(line.rstrip())
+    if line.startswith(b'{"k":"') and 0 < h_at < i_at and line[end - 1 : end] == b"}":
+        key: str = orjson.loads(line[5:h_at])
+        return key, line[h_at + 6 : i_at].decode("ascii"), line[i_at + 6 : end - 1]
+    rec = orjson.loads(line)
+    return rec["k"], rec["h"], orjson.dumps(rec["i"])
+
+
+def read_part(stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (key, hash, item JSON) for each line of a stored part."""
+    with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
+        for line in gz:
+            if not line.strip():
+                continue
+            yield split_line(line)
