@@ -12,14 +12,14 @@ SAM_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(SAM_REGION)
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast lint format demo bench soak build validate lock clean
+.PHONY: help venv test test-fast lint format demo bench bench-large soak build validate lock clean
 
 help:
 	@echo "make demo   - run a real sync end to end on the embedded local stack"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make build  - sam validate --lint + sam build (aws-sam-cli in its own venv)"
-	@echo "make bench  - benchmarks at 10k and 100k products"
+	@echo "make bench  - benchmarks at 10k and 100k products (make bench-large: 500k)"
 	@echo "make soak   - the stateful property test, long"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -50,6 +50,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-large: $(STAMP)
+	$(BIN)/python -m bench.run --sizes 500000 $(BENCH_ARGS)
 
 soak: $(STAMP)
 	CATALOG_SYNC_SOAK=1 $(BIN)/python -m pytest -q -p no:xdist tests/e2e/test_property_sync.py

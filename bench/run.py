@@ -1,14 +1,22 @@
 """`make bench`: full resync, 1%-changed incremental sync and an unchanged sync on
-the local stack, at 10k and 100k products (synthetic catalogs, 3 store views).
+the local stack, at 10k and 100k products (synthetic catalogs, 3 store views);
+`make bench-large`: the same at 500k products.
+
+Side by side in the same run: the naive baseline (rebuild and send everything every
+hour: a full resync of the edited catalog) and the bare parse (`csv.reader` over the
+same file, one core, nothing else) as the floor; each run is printed with its ratio
+to both.
 
 Each scenario runs in its own process (peak RSS is per scenario); the local stack
 (moto server + feed receiver) runs in another process, as `catalogctl local up`.
-The last line printed is one JSON object with every figure.
+Each size prints one JSON line when it is done; the last line printed is one JSON
+object with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import signal
@@ -22,6 +30,8 @@ from devstack import demo, synth
 
 WORK = Path(".bench")
 STORE_VIEWS = "default:base,fr:base,de:base"
+# The runs of one size, in the order they run (the naive baseline last: it resends all).
+RUNS = ("full_resync", "incremental_1pct", "unchanged", "naive_hourly")
 
 
 def scenario(env: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +48,16 @@ def scenario(env: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def bare_parse_s(path: Path) -> float:
+    """`csv.reader` over the whole file: the floor of any run that reads it."""
+    csv.field_size_limit(1 << 30)
+    t = time.perf_counter()
+    with open(path, encoding="utf-8", newline="") as f:
+        for _row in csv.reader(f):
+            pass
+    return time.perf_counter() - t
+
+
 def bench_size(products: int, seed: int) -> dict[str, Any]:
     WORK.mkdir(exist_ok=True)
     catalog = WORK / f"catalog-{products}.csv"
@@ -46,24 +66,59 @@ def bench_size(products: int, seed: int) -> dict[str, Any]:
     gen_s = time.perf_counter() - t
     edited = WORK / f"catalog-{products}-1pct.csv"
     change = synth.edit_fraction(catalog, edited, 0.01, seed=seed + 1)
+    parse_s = bare_parse_s(edited)
     proc, env = demo.start_stack(show=False)
     env["STORE_VIEWS"] = STORE_VIEWS
     env["CATALOG_SOURCE"] = str(catalog.resolve())
+    source = str(edited.resolve())
+    events = {
+        "full_resync": {"action": "resync", "feed": "products"},
+        "incremental_1pct": {"action": "sync", "source": source},
+        "unchanged": {"action": "sync", "source": source},
+        "naive_hourly": {"action": "resync", "feed": "products", "source": source},
+    }
     try:
         out: dict[str, Any] = {
             "products": products,
             "rows": stats.rows,
             "csv_mb": round(stats.bytes / 1e6, 1),
             "generate_s": round(gen_s, 2),
+            "bare_parse_s": round(parse_s, 3),
             "changed_products": len(change.changed),
         }
-        out["full_resync"] = scenario(env, {"action": "resync", "feed": "products"})
-        out["incremental_1pct"] = scenario(env, {"action": "sync", "source": str(edited.resolve())})
-        out["unchanged"] = scenario(env, {"action": "sync", "source": str(edited.resolve())})
+        for name in RUNS:
+            out[name] = scenario(env, events[name])
+        naive = out["naive_hourly"]["wall_s"]
+        for name in RUNS:
+            run = out[name]
+            run["x_bare_parse"] = round(run["wall_s"] / parse_s, 2) if parse_s else None
+            run["x_naive"] = round(run["wall_s"] / naive, 3) if naive else None
         return out
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def print_size(r: dict[str, Any]) -> None:
+    size = r["products"]
+    print(
+        f"{size:>7,} products: {r['rows']:,} rows, {r['csv_mb']} MB; "
+        f"bare parse (csv.reader) {r['bare_parse_s']:.2f}s",
+        flush=True,
+    )
+    for name in RUNS:
+        s = r[name]
+        print(
+            f"{size:>7,} products {name:<17} items {s['items']:>8,} sent {s['items_sent']:>8,} "
+            f"read+build+hash {s['read_build_hash_s']:>6.1f}s {s['read_items_per_s'] or 0:>7,}/s  "
+            f"diff+snapshot {s['diff_snapshot_state_s']:>6.1f}s {s['diff_items_per_s'] or 0:>8,}/s  "
+            f"export {s['export_s']:>6.1f}s {s['export_items_per_s'] or 0:>7,}/s  "
+            f"wall {s['wall_s']:>7.1f}s = {s['x_bare_parse']:>5.1f}x bare parse, "
+            f"{s['x_naive']:>5.2f}x naive  "
+            f"peak RSS {s['peak_rss_mb']:>6.1f} MB (workers {s['worker_peak_rss_mb']:>5.1f} MB each)",
+            flush=True,
+        )
+    print(json.dumps({"store_views": STORE_VIEWS, **r}), flush=True)
 
 
 def main() -> None:
@@ -75,15 +130,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         r = bench_size(size, args.seed)
         results.append(r)
-        for name in ("full_resync", "incremental_1pct", "unchanged"):
-            s = r[name]
-            print(
-                f"{size:>7,} products {name:<17} items {s['items']:>8,} sent {s['items_sent']:>8,} "
-                f"read+build+hash {s['read_items_per_s'] or 0:>7,}/s  diff+snapshot {s['diff_items_per_s'] or 0:>8,}/s  "
-                f"export {s['export_items_per_s'] or 0:>7,}/s  wall {s['wall_s']:>7.1f}s  "
-                f"peak RSS {s['peak_rss_mb']:>6.1f} MB (workers {s['worker_peak_rss_mb']:>5.1f} MB each)",
-                flush=True,
-            )
+        print_size(r)
     print(json.dumps({"store_views": STORE_VIEWS, "results": results}))
 
 

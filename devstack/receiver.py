@@ -36,107 +36,33 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import sys
 import threading
 import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import click
 import orjson
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+
+from devstack.httpserver import HttpServer, Request, Response, drop_connection, json_response
+from devstack.receiver_rules import (
+    IDENTITY,
+    FaultPlanError,
+    QueuedFault,
+    parse_fault_plan,
+    validate_items,
+)
+
+__all__ = ["IDENTITY", "FaultPlanError", "FeedReceiver", "parse_fault_plan", "validate_items"]
 
 DEFAULT_MAX_ITEMS = 1000
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 MAX_REMEMBERED_BATCHES = 200_000
-
-# Item identity per feed (the contract's table).
-IDENTITY: dict[str, tuple[str, ...]] = {
-    "products": ("sku", "storeViewCode"),
-    "productAttributes": ("attributeCode", "storeViewCode"),
-    "categories": ("urlPath", "storeViewCode"),
-    "prices": ("sku", "customerGroupCode", "websiteCode"),
-    "variants": ("parentSku", "productSku"),
-    "inventoryStockStatus": ("stockId", "sku"),
-}
-
-_PLAN_KEYS = frozenset(
-    {"status", "times", "retry_after", "latency_ms", "drop_connection", "reject"}
-)
-
-
-class FaultPlanError(ValueError):
-    """A fault plan that does not make sense."""
-
-
-@dataclass
-class _Plan:
-    remaining: int
-    status: int | None = None
-    retry_after: float | None = None
-    latency_ms: int = 0
-    drop: bool = False
-
-
-def parse_fault_plan(plan: Any) -> tuple[_Plan | None, dict[str, frozenset[str]]]:
-    """A queued plan (or None) and the reject rules of one fault plan object."""
-    if not isinstance(plan, dict) or not plan:
-        raise FaultPlanError("a fault plan is a non-empty JSON object")
-    unknown = set(plan) - _PLAN_KEYS
-    if unknown:
-        raise FaultPlanError(f"unknown fault plan fields: {', '.join(sorted(unknown))}")
-
-    def number(name: str, *, low: float, integer: bool = True) -> Any:
-        value = plan[name]
-        ok = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok or value < low:
-            kind = "an integer" if integer else "a number"
-            raise FaultPlanError(f"fault plan field {name!r} must be {kind} >= {low}")
-        return value
-
-    reject: dict[str, frozenset[str]] = {}
-    if "reject" in plan:
-        rules = plan["reject"]
-        if not isinstance(rules, dict) or not rules:
-            raise FaultPlanError("'reject' must be an object: {field: [values]}")
-        for name, values in rules.items():
-            if not isinstance(values, list) or not all(
-                isinstance(v, str | int) and not isinstance(v, bool) for v in values
-            ):
-                raise FaultPlanError(f"'reject.{name}' must be a list of strings")
-            reject[name] = frozenset(str(v) for v in values)
-    queued = _Plan(remaining=1)
-    if "status" in plan:
-        queued.status = number("status", low=400)
-        if queued.status > 599:
-            raise FaultPlanError("fault plan field 'status' must be a 4xx or 5xx code")
-    if "retry_after" in plan:
-        queued.retry_after = number("retry_after", low=0, integer=False)
-    if "latency_ms" in plan:
-        queued.latency_ms = number("latency_ms", low=0)
-    if "drop_connection" in plan:
-        value = plan["drop_connection"]
-        if value is True:
-            value = 1
-        elif value is False:
-            value = 0
-        if not isinstance(value, int) or value < 0:
-            raise FaultPlanError("'drop_connection' must be a count of requests (>= 0)")
-        queued.drop = value > 0
-        queued.remaining = max(value, 1)
-    if "times" in plan:
-        queued.remaining = number("times", low=1)
-    if queued.status is None and not queued.drop and "latency_ms" not in plan:
-        if "times" in plan or "retry_after" in plan:
-            raise FaultPlanError(
-                "'times'/'retry_after' need 'status', 'latency_ms' or 'drop_connection'"
-            )
-        return None, reject
-    return queued, reject
 
 
 def _counter() -> dict[str, int]:
@@ -187,102 +113,6 @@ def _error(status: int, code: str, message: str) -> _Reply:
     return _Reply(status, {"code": code, "message": message})
 
 
-def _is_iso8601(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) < 10:
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _describe(item: dict[str, Any], identity: tuple[str, ...]) -> str:
-    parts = [f"{f}={item[f]}" for f in identity if isinstance(item.get(f), str | int)]
-    return f" ({', '.join(parts)})" if parts else ""
-
-
-def validate_items(
-    feed: str, items: list[Any], reject: dict[str, frozenset[str]] | None = None
-) -> tuple[list[tuple[tuple[Any, ...], dict[str, Any]]], list[dict[str, Any]]]:
-    """Valid items as (identity, item), and the `invalidFeedItems` entries."""
-    identity = IDENTITY[feed]
-    valid: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    invalid: list[dict[str, Any]] = []
-
-    def bad(index: int, code: str, message: str) -> None:
-        invalid.append({"itemIndex": index, "code": code, "message": message})
-
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            bad(index, "invalid_item", f"item {index}: not a JSON object")
-            continue
-        try:
-            key = tuple(item[f] for f in identity)
-        except KeyError:
-            missing = [f for f in identity if f not in item]
-            bad(
-                index,
-                "missing_field",
-                f"item {index}{_describe(item, identity)}: identity field "
-                f"{missing[0]!r} is missing",
-            )
-            continue
-        wrong = next(
-            (
-                f
-                for f, v in zip(identity, key, strict=True)
-                if isinstance(v, bool) or not isinstance(v, str | int) or v == ""
-            ),
-            None,
-        )
-        if wrong is not None:
-            bad(
-                index,
-                "invalid_value",
-                f"item {index}{_describe(item, identity)}: identity field {wrong!r} must be "
-                f"a non-empty string, got {orjson.dumps(item[wrong]).decode()[:80]}",
-            )
-            continue
-        deleted = item.get("deleted")
-        if not isinstance(deleted, bool):
-            what = "is missing" if "deleted" not in item else "must be a boolean"
-            bad(
-                index,
-                "missing_field" if "deleted" not in item else "invalid_value",
-                f"item {index}{_describe(item, identity)}: field 'deleted' {what}",
-            )
-            continue
-        if not _is_iso8601(item.get("modifiedAt")):
-            absent = "modifiedAt" not in item
-            bad(
-                index,
-                "missing_field" if absent else "invalid_value",
-                f"item {index}{_describe(item, identity)}: field 'modifiedAt' "
-                + ("is missing" if absent else "must be an ISO 8601 date-time"),
-            )
-            continue
-        if reject:
-            hit = next(
-                (
-                    (f, item[f])
-                    for f, values in reject.items()
-                    if f in item and str(item[f]) in values
-                ),
-                None,
-            )
-            if hit is not None:
-                bad(
-                    index,
-                    "rejected",
-                    f"item {index}{_describe(item, identity)}: rejected by the fault plan "
-                    f"({hit[0]}={hit[1]})",
-                )
-                continue
-        valid.append((key, item))
-    return valid, invalid
-
-
 class FeedReceiver:
     """The local feed receiver. Thread-safe; `port=0` picks a free port."""
 
@@ -308,53 +138,40 @@ class FeedReceiver:
         self._accepted_batches: dict[tuple[str, str, str], None] = {}
         self._stats = _Stats()
         self._feed_stats: dict[str, _Stats] = {}
-        self._plans: deque[_Plan] = deque()
+        self._plans: deque[QueuedFault] = deque()
         self._reject: dict[str, frozenset[str]] = {}
-        self._connections: set[Any] = set()
-        self._server = _Server((host, port), _Handler)
-        self._server.receiver = self
-        self._thread: threading.Thread | None = None
+        self._http = HttpServer(
+            Request.application(partial(_route, self)),
+            host,
+            port,
+            name="feed-receiver",
+            server_version="catalog-sync-feed-receiver/1",
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
     @property
     def host(self) -> str:
-        return str(self._server.server_address[0])
+        return self._http.host
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._http.port
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self._http.url
 
     def start(self) -> FeedReceiver:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name=f"feed-receiver-{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
+        self._http.start()
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until `stop()` (or KeyboardInterrupt)."""
-        self._server.serve_forever(poll_interval=0.1)
+        """Serve in the calling thread (until KeyboardInterrupt)."""
+        self._http.serve_forever()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:  # idle keep-alive connections
-            with contextlib.suppress(OSError):
-                conn.shutdown(2)
-        self._server.server_close()
+        self._http.stop()
 
     def __enter__(self) -> FeedReceiver:
         return self.start()
@@ -406,7 +223,7 @@ class FeedReceiver:
 
     # -- request handling (called by the handler threads) -------------------------
 
-    def _next_plan(self) -> _Plan | None:
+    def _next_plan(self) -> QueuedFault | None:
         with self._lock:
             if not self._plans:
                 return None
@@ -501,178 +318,134 @@ class FeedReceiver:
         return {"invalidFeedItems": invalid}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    receiver: FeedReceiver
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that went away (timeout, stop()) is not an error of the receiver.
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
+def _route(receiver: FeedReceiver, request: Request) -> Response:
+    try:
+        endpoint, args = _ROUTES.bind_to_environ(request.environ).match()
+    except HTTPException:
+        return _reply(_error(404, "not_found", f"no route {request.method} {request.path}"))
+    return endpoint(receiver, request, **args)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "catalog-sync-feed-receiver/1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        receiver = self.server.receiver
-        with receiver._lock:
-            receiver._connections.add(self.connection)
-
-    def finish(self) -> None:
-        receiver = self.server.receiver
-        with receiver._lock:
-            receiver._connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    # -- plumbing -----------------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _error(411, "length_required", "send the body with a Content-Length")
-        if length is None:
-            return b""
+def _post_faults(receiver: FeedReceiver, request: Request) -> Response:
+    try:
+        _read_body(receiver, request)
         try:
-            n = int(length)
-        except ValueError:
-            self.close_connection = True
-            raise _error(400, "malformed_body", "Content-Length is not a number") from None
-        if n > 4 * self.server.receiver.max_bytes + 65536:
-            # Compressed JSON is smaller than the JSON: this one is over the limit.
-            self.close_connection = True
-            raise self.server.receiver._too_large(f"the body is {n} bytes, larger")
-        return self.rfile.read(n) if n > 0 else b""
+            plan = orjson.loads(request.get_data())
+            receiver.add_fault(plan)
+        except (orjson.JSONDecodeError, FaultPlanError) as exc:
+            raise _error(400, "invalid_fault_plan", str(exc)) from None
+        return _reply(_Reply(200, {"queued": plan}))
+    except _Reply as reply:
+        return _reply(reply)
 
-    def _send_json(self, reply: _Reply) -> int:
-        payload = orjson.dumps(reply.body)
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
-        return reply.status
 
-    def _route(self) -> list[str]:
-        path = urlsplit(self.path).path
-        return [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+def _get_state(receiver: FeedReceiver, request: Request, feed: str, env: str) -> Response:
+    if feed not in IDENTITY:
+        return _reply(_error(404, "unknown_feed", f"unknown feed {feed!r}"))
+    held = receiver._held(feed, env)
+    items = orjson.Fragment(b"[%s]" % b",".join(held))
+    return json_response(
+        200, {"feed": feed, "environmentId": env, "count": len(held), "items": items}
+    )
 
-    # -- verbs --------------------------------------------------------------------
 
-    def do_POST(self) -> None:
-        parts = self._route()
-        if len(parts) == 3 and parts[0] == "feeds":
-            self._post_feed(parts[1], parts[2])
-            return
-        try:
-            body = self._read_body()
-            if parts == ["_faults"]:
-                try:
-                    plan = orjson.loads(body)
-                    self.server.receiver.add_fault(plan)
-                except (orjson.JSONDecodeError, FaultPlanError) as exc:
-                    raise _error(400, "invalid_fault_plan", str(exc)) from None
-                raise _Reply(200, {"queued": plan})
-            raise _error(404, "not_found", f"no route POST {self.path}")
-        except _Reply as reply:
-            self._send_json(reply)
+def _get_stats(receiver: FeedReceiver, request: Request) -> Response:
+    return json_response(200, receiver.stats())
 
-    def do_GET(self) -> None:
-        parts = self._route()
-        receiver = self.server.receiver
-        if len(parts) == 3 and parts[0] == "_state":
-            feed, env = parts[1], parts[2]
-            if feed not in IDENTITY:
-                self._send_json(_error(404, "unknown_feed", f"unknown feed {feed!r}"))
-                return
-            held = receiver._held(feed, env)
-            items = orjson.Fragment(b"[%s]" % b",".join(held))
-            body = {"feed": feed, "environmentId": env, "count": len(held), "items": items}
-            self._send_json(_Reply(200, body))
-        elif parts == ["_stats"]:
-            self._send_json(_Reply(200, receiver.stats()))
-        elif parts == ["_health"]:
-            self._send_json(_Reply(200, {"ok": True}))
-        else:
-            self._send_json(_error(404, "not_found", f"no route GET {self.path}"))
 
-    def do_DELETE(self) -> None:
-        parts = self._route()
-        receiver = self.server.receiver
-        if parts == ["_state"]:
-            receiver.reset()
-            self._send_json(_Reply(200, {"reset": True}))
-        elif parts == ["_faults"]:
-            receiver.clear_faults()
-            self._send_json(_Reply(200, {"cleared": True}))
-        else:
-            self._send_json(_error(404, "not_found", f"no route DELETE {self.path}"))
+def _get_health(receiver: FeedReceiver, request: Request) -> Response:
+    return json_response(200, {"ok": True})
 
-    def _post_feed(self, feed: str, env: str) -> None:
-        receiver = self.server.receiver
-        wire = 0
-        uncompressed = 0
-        counts: dict[str, int] = {}
-        known_feed = feed if feed in IDENTITY else None
-        try:
-            raw = self._read_body()
-            wire = len(raw)
-            plan = receiver._next_plan()
-            if plan is not None:
-                if plan.latency_ms:
-                    time.sleep(plan.latency_ms / 1000)
-                if plan.drop:
-                    self.close_connection = True
-                    receiver._record(known_feed, "dropped", wire, 0, {})
-                    return
-                if plan.status is not None:
-                    raise self._fault_reply(plan)
-            receiver._check_key(self.headers.get("x-api-key"))
-            if known_feed is None:
-                raise _error(404, "unknown_feed", f"unknown feed {feed!r}")
-            if not env:
-                raise _error(404, "not_found", "the environment id is empty")
-            data = receiver._decode(raw, self.headers.get("Content-Encoding", ""))
-            uncompressed = len(data)
-            result = receiver._ingest(feed, env, self.headers.get("x-request-id"), data, counts)
-            reply = _Reply(200, result)
-        except _Reply as failure:
-            reply = failure
-            if "received" in counts and not counts.get("refused"):
-                counts["refused"] = counts["received"]
-        # Counted before the reply goes out: a client that reads /_stats right after
-        # its response must find its request there.
-        receiver._record(known_feed, str(reply.status), wire, uncompressed, counts)
-        self._send_json(reply)
 
-    @staticmethod
-    def _fault_reply(plan: _Plan) -> _Reply:
-        status = plan.status or 500
-        headers: dict[str, str] = {}
-        if plan.retry_after is not None:
-            ra = plan.retry_after
-            headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
-        if status == 413:
-            return _Reply(413, {"code": "items_limit_exceeded", "message": "fault plan"}, headers)
-        code = "too_many_requests" if status == 429 else "fault_injected"
-        message = f"HTTP {status} from the receiver's fault plan"
-        return _Reply(status, {"code": code, "message": message}, headers)
+def _delete_state(receiver: FeedReceiver, request: Request) -> Response:
+    receiver.reset()
+    return json_response(200, {"reset": True})
+
+
+def _delete_faults(receiver: FeedReceiver, request: Request) -> Response:
+    receiver.clear_faults()
+    return json_response(200, {"cleared": True})
+
+
+def _post_feed(receiver: FeedReceiver, request: Request, feed: str, env: str) -> Response:
+    wire = 0
+    uncompressed = 0
+    counts: dict[str, int] = {}
+    known_feed = feed if feed in IDENTITY else None
+    try:
+        raw = _read_body(receiver, request)
+        wire = len(raw)
+        plan = receiver._next_plan()
+        if plan is not None:
+            if plan.latency_ms:
+                time.sleep(plan.latency_ms / 1000)
+            if plan.drop:
+                receiver._record(known_feed, "dropped", wire, 0, {})
+                return drop_connection(request)
+            if plan.status is not None:
+                raise _fault_reply(plan)
+        receiver._check_key(request.headers.get("x-api-key"))
+        if known_feed is None:
+            raise _error(404, "unknown_feed", f"unknown feed {feed!r}")
+        data = receiver._decode(raw, request.headers.get("Content-Encoding", ""))
+        uncompressed = len(data)
+        result = receiver._ingest(feed, env, request.headers.get("x-request-id"), data, counts)
+        reply = _Reply(200, result)
+    except _Reply as failure:
+        reply = failure
+        if "received" in counts and not counts.get("refused"):
+            counts["refused"] = counts["received"]
+    # Counted before the reply goes out: a client that reads /_stats right after
+    # its response must find its request there.
+    receiver._record(known_feed, str(reply.status), wire, uncompressed, counts)
+    return _reply(reply)
+
+
+def _read_body(receiver: FeedReceiver, request: Request) -> bytes:
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        raise _error(411, "length_required", "send the body with a Content-Length")
+    length = request.headers.get("Content-Length")
+    if length is None:
+        return b""
+    try:
+        n = int(length)
+    except ValueError:
+        raise _error(400, "malformed_body", "Content-Length is not a number") from None
+    if n > 4 * receiver.max_bytes + 65536:
+        # Compressed JSON is smaller than the JSON: this one is over the limit.
+        raise receiver._too_large(f"the body is {n} bytes, larger")
+    return request.get_data() if n > 0 else b""
+
+
+def _reply(reply: _Reply) -> Response:
+    return json_response(reply.status, reply.body, reply.headers)
+
+
+def _fault_reply(plan: QueuedFault) -> _Reply:
+    status = plan.status or 500
+    headers: dict[str, str] = {}
+    if plan.retry_after is not None:
+        ra = plan.retry_after
+        headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+    if status == 413:
+        return _Reply(413, {"code": "items_limit_exceeded", "message": "fault plan"}, headers)
+    code = "too_many_requests" if status == 429 else "fault_injected"
+    message = f"HTTP {status} from the receiver's fault plan"
+    return _Reply(status, {"code": code, "message": message}, headers)
+
+
+_ROUTES = Map(
+    [
+        Rule("/feeds/<feed>/<env>", methods=["POST"], endpoint=_post_feed),
+        Rule("/_faults", methods=["POST"], endpoint=_post_faults),
+        Rule("/_faults", methods=["DELETE"], endpoint=_delete_faults),
+        Rule("/_state/<feed>/<env>", methods=["GET"], endpoint=_get_state),
+        Rule("/_state", methods=["DELETE"], endpoint=_delete_state),
+        Rule("/_stats", methods=["GET"], endpoint=_get_stats),
+        Rule("/_health", methods=["GET"], endpoint=_get_health),
+    ],
+    strict_slashes=False,
+)
 
 
 def serve(
@@ -683,12 +456,8 @@ def serve(
         host=host, port=port, api_key=api_key, max_items=max_items, max_bytes=max_bytes
     )
     echo(f"feed receiver listening on {receiver.url} (Ctrl-C stops it)")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         receiver.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        receiver._server.server_close()
 
 
 @click.command()

@@ -1,0 +1,3 @@
+from devstack.synth.cli import cli
+
+cli()
