@@ -32,6 +32,7 @@ from catalog_sync.ports import CatalogSource, FeedSink
 from catalog_sync.records import SourceIssue
 from catalog_sync.settings import Settings
 from catalog_sync.sinks.feed_api import HttpFeedSink
+from catalog_sync.source_policy import allowed_source
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
 from catalog_sync.sync.export import ExportDeps, export_part
@@ -138,9 +139,7 @@ class App:
         """The catalog source: a Magento export CSV (path or s3://) or the Magento
         REST API (https://shop.example.com), read since `since` where it can."""
         s = self.settings
-        uri = uri or s.catalog_source
-        if not uri:
-            raise ConfigError("no catalog source: set CATALOG_SOURCE or pass a source")
+        uri = allowed_source(uri, s.catalog_source, s.catalog_source_allow)  # or refuses
         workdir = Path(s.work_dir) if s.work_dir else None
         views = [code for code, _ in s.store_view_pairs()]
         if uri.startswith(("https://", "http://")):
