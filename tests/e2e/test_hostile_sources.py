@@ -78,7 +78,9 @@ def test_an_event_cannot_send_the_token_to_another_host(make_stack) -> None:
         s.runner.app.client("secretsmanager").create_secret(
             Name="magento-token-other", SecretString=TOKEN
         )
-        message = _refused(s, {"action": "sync", "source": f"http://127.0.0.1:{other.server_port}/"})
+        message = _refused(
+            s, {"action": "sync", "source": f"http://127.0.0.1:{other.server_port}/"}
+        )
         assert "configured shop only" in message
         assert seen.seen == [] and shop_seen.seen == []
     finally:

@@ -112,7 +112,10 @@ class App:
     @property
     def state(self) -> DynamoFeedState:
         return DynamoFeedState(
-            self.client("dynamodb"), self.settings.state_table, overflow=self.blobs
+            self.client("dynamodb"),
+            self.settings.state_table,
+            overflow=self.blobs,
+            run_retention_days=self.settings.run_retention_days,
         )
 
     @property
@@ -245,6 +248,8 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         raise
     if deps.source is not None and not request.dry_run:
         _advance_watermark(app, feeds, deps.source)
+    if request.action == "sync" and not request.dry_run:  # the heartbeat (issue 10)
+        metrics.add_metric(name="SyncSucceeded", unit=MetricUnit.Count, value=1)
     out = []
     for result in results:
         run = result.run

@@ -46,6 +46,8 @@ class Settings(BaseModel):
     # --- sources an event may name (issue 10: the source is fixed at deploy time) ---
     # comma-separated s3://bucket/prefix/ or folder entries; empty: CATALOG_SOURCE's folder
     catalog_source_allow: str | None = None
+    # finished run records and part results expire (DynamoDB TTL) after this many days
+    run_retention_days: int = Field(default=90, ge=1)
 
     @field_validator("store_views")
     @classmethod

@@ -73,7 +73,9 @@ def allowed_source(requested: str | None, configured: str | None, allow: str | N
         candidate = _local_path(requested)
         entries = [os.path.realpath(e) if _local_path(e) else e for e in entries]
     if candidate is not None and any(
-        _within(candidate, e) for e in entries if e.startswith("s3://") == candidate.startswith("s3://")
+        _within(candidate, e)
+        for e in entries
+        if e.startswith("s3://") == candidate.startswith("s3://")
     ):
         return requested if requested.startswith("s3://") else candidate
     raise ConfigError(
