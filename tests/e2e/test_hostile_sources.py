@@ -21,7 +21,7 @@ class _Recorder(BaseHTTPRequestHandler):
     seen: list[tuple[str, str | None]]
     location: str = ""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         type(self).seen.append((self.path, self.headers.get("Authorization")))
         if self.location:
             self.send_response(302)

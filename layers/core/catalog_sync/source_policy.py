@@ -55,9 +55,14 @@ def allowed_source(requested: str | None, configured: str | None, allow: str | N
     shown = repr(requested[:200])
     if requested.startswith(_WEB) or (configured or "").startswith(_WEB):
         # The token belongs to the configured shop: no other URL, no path instead.
-        if configured and requested.startswith(_WEB) and _origin(requested) == _origin(configured):
-            if urlsplit(requested).path.rstrip("/") == urlsplit(configured).path.rstrip("/"):
-                return configured
+        same = (
+            configured is not None
+            and requested.startswith(_WEB)
+            and _origin(requested) == _origin(configured)
+            and urlsplit(requested).path.rstrip("/") == urlsplit(configured).path.rstrip("/")
+        )
+        if same and configured:
+            return configured
         raise ConfigError(
             f"source {shown} refused: this stack reads its catalog from the configured shop "
             "only (CATALOG_SOURCE); an event may narrow a run (feed, ids), not move it"
