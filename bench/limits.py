@@ -6,6 +6,7 @@ the per-100k-items figures. The last line is JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -26,10 +27,8 @@ def _tree_bytes(root: Path) -> int:
     total = 0
     for dirpath, _, files in os.walk(root):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):  # a spill file removed while we looked
                 total += os.stat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass  # a spill file removed while we looked
     return total
 
 
