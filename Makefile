@@ -12,7 +12,7 @@ SAM_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(SAM_REGION)
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast lint format demo bench bench-large soak build validate lock clean
+.PHONY: help venv test test-fast lint format demo bench bench-large soak build validate checkov lock clean
 
 help:
 	@echo "make demo   - run a real sync end to end on the embedded local stack"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint   - ruff + mypy"
 	@echo "make build  - sam validate --lint + sam build (aws-sam-cli in its own venv)"
 	@echo "make bench  - benchmarks at 10k and 100k products (make bench-large: 500k)"
+	@echo "make checkov - checkov on template.yaml (its own venv)"
 	@echo "make soak   - the stateful property test, long"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -63,6 +64,19 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
 	touch $(SAM_STAMP)
 
+# checkov pins many packages: it gets a venv of its own, like aws-sam-cli. Offline
+# (--skip-download); the checks the template skips are named, with reasons, in its Metadata.
+CHECKOV_VENV := .checkov-venv
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP = $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
 validate: $(SAM_STAMP)
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml --region $(SAM_REGION)
 
@@ -78,4 +92,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .demo .bench
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .demo .bench

@@ -123,13 +123,89 @@ def do_run(
             )
             result["export"] = totals
         return result
-    from catalogctl.remote import RemoteRunner
+    return do_remote_run(_runner(target), event, echo)
 
-    result = RemoteRunner(target.stack, target.region).reindex(event)
+
+# --- a deployed stack: invoke, follow the run, Ctrl-C leaves it going ---------------
+
+
+def _export_line(totals: dict[str, int]) -> str:
+    return (
+        f"exported {totals['parts']} part(s): {totals['sent']:,} items sent, "
+        f"{totals['failed']:,} failed, {totals['retry']:,} to retry"
+        + (f"; {totals['errors']} part(s) stopped with an error" if totals.get("errors") else "")
+    )
+
+
+def _follow_hint(runs: list[tuple[str, str]], echo: Callable[[str], None]) -> None:
+    if not runs:
+        echo("stopped following; the run goes on: `catalogctl status` shows it")
+    for feed, run_id in runs:
+        echo(
+            f"stopped following; run {run_id} ({feed}) goes on: "
+            f"catalogctl status --run {run_id} --follow"
+        )
+
+
+def do_remote_run(
+    runner: Any,
+    event: dict[str, Any],
+    echo: Callable[[str], None] = click.echo,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    poll: float | None = None,
+) -> dict[str, Any]:
+    from catalogctl.remote import Follower, Interrupted, run_and_follow
+
+    follower = Follower(runner.state(), echo)
+    if sleep is not None:
+        follower.sleep = sleep
+    if poll is not None:
+        follower.poll = poll
+    try:
+        result = run_and_follow(runner, event, follower)
+    except Interrupted as exc:
+        _follow_hint(exc.runs, echo)
+        raise SystemExit(130) from None
     for run in result["runs"]:
         _summarise_run(run, echo)
-    echo("exports run on the queue; follow them with `catalogctl status`")
+    if "export" in result:
+        echo(_export_line(result["export"]))
     return result
+
+
+def do_follow(
+    target: Target,
+    run_id: str,
+    feed: str | None,
+    echo: Callable[[str], None] = click.echo,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    poll: float | None = None,
+) -> dict[str, Any]:
+    """`status --run ID [--follow]`: one run's record; with --follow, until it and its
+    exports end (Ctrl-C stops following, never the run)."""
+    from catalogctl.remote import Follower, find_run
+
+    runner = _runner(target)
+    state: FeedState = runner.app.state if target.local else runner.state()
+    run = find_run(state, run_id, feed)
+    follower = Follower(state, echo)
+    if sleep is not None:
+        follower.sleep = sleep
+    if poll is not None:
+        follower.poll = poll
+    try:
+        run = follower.until_finished(run.feed, run.run_id)
+        doc = run.model_dump(mode="json")
+        _summarise_run(doc, echo)
+        if run.parts_enqueued and run.status != "dry-run":
+            doc["export"] = follower.exports([run])
+            echo(_export_line(doc["export"]))
+    except KeyboardInterrupt:
+        _follow_hint([(run.feed, run.run_id)], echo)
+        raise SystemExit(130) from None
+    return doc
 
 
 # --- status -----------------------------------------------------------------
@@ -232,6 +308,22 @@ def do_status(
         for s in out:
             print_status(s, echo)
     return out
+
+
+def do_run_status(
+    target: Target, run_id: str, feed: str | None, as_json: bool,
+    echo: Callable[[str], None] = click.echo,
+) -> dict[str, Any]:  # fmt: skip
+    from catalogctl.remote import find_run
+
+    runner = _runner(target)
+    state: FeedState = runner.app.state if target.local else runner.state()
+    doc = find_run(state, run_id, feed).model_dump(mode="json")
+    if as_json:
+        echo(json.dumps(doc, indent=2, default=str))
+    else:
+        _summarise_run(doc, echo)
+    return doc
 
 
 # --- dead-letter queue -----------------------------------------------------------
@@ -455,9 +547,22 @@ def sync(target: Target, source: str | None, dry_run: bool) -> None:
 @cli.command()
 @click.option("--feed", "feed", default=None, help="One feed (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--run", "run_id", default=None, help="One run (its id): its record and exports.")
+@click.option("--follow", is_flag=True, help="With --run: until the run and its exports end.")
 @click.pass_obj
-def status(target: Target, feed: str | None, as_json: bool) -> None:
+def status(
+    target: Target, feed: str | None, as_json: bool, run_id: str | None, follow: bool
+) -> None:
     """Counts by status, last runs, failed items with their reasons, source issues."""
+    if follow and not run_id:
+        raise UserError("--follow needs --run ID")
+    if run_id:
+        feed_name = _check_feed(feed) if feed else None
+        if follow:
+            _guard(lambda: do_follow(target, run_id, feed_name))
+            return
+        _guard(lambda: do_run_status(target, run_id, feed_name, as_json))
+        return
     feeds = [_check_feed(feed)] if feed else all_feeds()
     _guard(lambda: do_status(target, feeds, as_json))
 

@@ -178,6 +178,9 @@ class LocalRunner:
             source = get_local_source(self.env)
             if source:
                 self.env["CATALOG_SOURCE"] = source
+        # Your own machine: `--local --source` may name any file on it (a deployed
+        # stack allows only CATALOG_SOURCE's folder, see catalog_sync.source_policy).
+        self.env.setdefault("CATALOG_SOURCE_ALLOW", os.sep)
         # A terminal wants the CLI's own lines, not the handlers' JSON logs and EMF
         # metrics: those stay off unless asked for (CATALOG_SYNC_LOG_LEVEL=INFO).
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

@@ -228,7 +228,22 @@ def test_template_snapshot_bucket_is_private_and_encrypted(resources: dict[str, 
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert len(props["PublicAccessBlockConfiguration"]) == 4
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert "VersioningConfiguration" not in props
+
+
+def test_template_storage_survives_a_point_in_time_restore(resources: dict[str, Any]) -> None:
+    # Overflow state objects replaced since the restore point keep a noncurrent version
+    # at least as long as PITR reaches back (35 days).
+    props = _props(resources, "SnapshotBucket")
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"] if "Id" in r}
+    noncurrent = rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"]
+    assert noncurrent == {"NoncurrentDays": {"Ref": "NoncurrentVersionDays"}}
+    template = cfnlint_decode.decode_str(TEMPLATE.read_text())[0]
+    assert template is not None
+    assert template["Parameters"]["NoncurrentVersionDays"]["MinValue"] >= 35
+    table = _props(resources, "StateTable")
+    assert table["DeletionProtectionEnabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
 
 
 def test_template_function_code_dirs_exist(resources: dict[str, Any]) -> None:
@@ -237,27 +252,154 @@ def test_template_function_code_dirs_exist(resources: dict[str, Any]) -> None:
         assert code.is_dir(), f"{name}: CodeUri {code} is missing"
 
 
-def _policy_names(resources: dict[str, Any], name: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _statements(resources: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Every policy statement of a function, both branches of an !If."""
+    out: list[dict[str, Any]] = []
     for policy in _props(resources, name)["Policies"]:
-        out.update(policy)
+        if "Fn::If" in policy:
+            policy = policy["Fn::If"][1]
+        for stmt in policy.get("Statement", []):
+            out.append(stmt["Fn::If"][1] if "Fn::If" in stmt else stmt)
     return out
 
 
-def test_template_functions_may_use_what_they_touch(resources: dict[str, Any]) -> None:
-    reindex = _policy_names(resources, "ReindexFunction")
-    assert reindex["S3CrudPolicy"] == {"BucketName": {"Ref": "SnapshotBucket"}}
-    assert reindex["DynamoDBCrudPolicy"] == {"TableName": {"Ref": "StateTable"}}
-    assert reindex["SQSSendMessagePolicy"] == {
-        "QueueName": {"Fn::GetAtt": ["ExportQueue", "QueueName"]}
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    out: set[str] = set()
+    for stmt in statements:
+        action = stmt["Action"]
+        out.update([action] if isinstance(action, str) else action)
+    return out
+
+
+# What the adapters in catalog_sync/aws/ call, as IAM actions (boto3 method -> action).
+ADAPTER_CALLS = {
+    "batch_get_item": "dynamodb:BatchGetItem",
+    "get_item": "dynamodb:GetItem",
+    "put_item": "dynamodb:PutItem",
+    "query": "dynamodb:Query",
+    "delete_item": "dynamodb:DeleteItem",
+    "get_object": "s3:GetObject",
+    "head_object": "s3:GetObject",
+    "put_object": "s3:PutObject",
+    "upload_file": "s3:PutObject",
+    "list_objects_v2": "s3:ListBucket",
+    "delete_objects": "s3:DeleteObject",
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_template_grants_only_the_calls_the_code_makes(
+    resources: dict[str, Any], name: str
+) -> None:
+    policies = _props(resources, name)["Policies"]
+    assert not any(
+        k in p for p in policies for k in ("S3CrudPolicy", "DynamoDBCrudPolicy", "S3ReadPolicy")
+    )
+    actions = _actions(_statements(resources, name))
+    assert not actions & {
+        "s3:PutObjectAcl",
+        "s3:PutLifecycleConfiguration",
+        "dynamodb:Scan",
+        "dynamodb:UpdateItem",
+        "s3:*",
+        "dynamodb:*",
     }
-    assert "S3ReadPolicy" in reindex  # the catalog source bucket
-    export = _policy_names(resources, "ExportFunction")
-    assert export["S3CrudPolicy"] == {"BucketName": {"Ref": "SnapshotBucket"}}
-    assert export["DynamoDBCrudPolicy"] == {"TableName": {"Ref": "StateTable"}}
-    actions = {
-        branch["Action"]
-        for stmt in export["Statement"]
-        for branch in (stmt["Fn::If"][1:2] if "Fn::If" in stmt else [stmt])
+    assert not any(a.endswith("*") for a in actions)
+    code = "".join(p.read_text() for p in (ROOT / "layers/core/catalog_sync/aws").glob("*.py"))
+    used = {action for call, action in ADAPTER_CALLS.items() if f"{call}" in code}
+    assert {"dynamodb:DeleteItem", "s3:DeleteObject"} <= used  # lease release, pruning
+    assert used <= actions, used - actions
+    if name == "ReindexFunction":
+        assert "sqs:SendMessage" in actions
+    else:
+        assert {"secretsmanager:GetSecretValue", "ssm:GetParameter", "kms:Decrypt"} <= actions
+
+
+def test_template_source_read_grant_only_for_an_s3_source(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    grant = [
+        p for p in _props(resources, "ReindexFunction")["Policies"]
+        if "Fn::If" in p and p["Fn::If"][0] == "ReadsSourceBucket"
+    ]  # fmt: skip
+    assert len(grant) == 1 and grant[0]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert _actions(grant[0]["Fn::If"][1]["Statement"]) == {"s3:GetObject"}
+    cond = template["Conditions"]
+    assert cond["ReadsSourceBucket"] == {
+        "Fn::Or": [{"Condition": "HasSourceBucket"}, {"Condition": "IsS3Source"}]
     }
-    assert {"secretsmanager:GetSecretValue", "ssm:GetParameter", "kms:Decrypt"} <= actions
+    assert cond["IsS3Source"] == {
+        "Fn::Equals": [{"Fn::Select": [0, {"Fn::Split": ["://", {"Ref": "CatalogSource"}]}]}, "s3"]
+    }
+
+
+def test_template_urls_are_https_only(template: dict[str, Any]) -> None:
+    import re
+
+    params = template["Parameters"]
+    for name in ("SaasBaseUrl", "CatalogSource"):
+        pattern = re.compile(params[name]["AllowedPattern"])
+        assert not pattern.match("http://api.example.com"), name
+        assert not pattern.match("file:///proc/self/environ"), name
+        assert pattern.match("https://api.example.com"), name
+
+
+def test_template_alarms_notify_the_stacks_topic(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    assert resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+    alarms = {
+        n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    wanted = {
+        ("AWS/Lambda", "Errors", "ExportFunction"),
+        ("AWS/Lambda", "Throttles", "ExportFunction"),
+        ("AWS/Lambda", "Errors", "ReindexFunction"),
+        ("AWS/Lambda", "Duration", "ReindexFunction"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "ExportDLQ"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "ExportQueue"),
+        ("CatalogSync", "ItemsFailed", None),
+        ("CatalogSync", "RunsHeld", None),
+        ("CatalogSync", "SyncSucceeded", None),
+    }
+    seen = set()
+    for props in alarms.values():
+        dim = props["Dimensions"][0]["Value"]
+        target = (
+            dim.get("Ref") or dim.get("Fn::GetAtt", [None])[0] if isinstance(dim, dict) else None
+        )
+        seen.add((props["Namespace"], props["MetricName"], target))
+        topic = {"Ref": "AlarmTopic"}
+        assert topic in props["AlarmActions"]["Fn::If"][2], props["MetricName"]
+    assert wanted <= seen
+    duration = next(p for p in alarms.values() if p["MetricName"] == "Duration")
+    assert duration["Threshold"] < _props(resources, "ReindexFunction")["Timeout"] * 1000
+    heartbeat = next(p for p in alarms.values() if p["MetricName"] == "SyncSucceeded")
+    assert heartbeat["TreatMissingData"] == "breaching"
+    assert heartbeat["EvaluationPeriods"] == {"Ref": "NoSyncAlarmHours"}
+    assert heartbeat["Dimensions"] == [{"Name": "service", "Value": "catalog-sync"}]
+
+
+def test_template_dashboard_and_tracing(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    doc = json.loads(body[0].replace("${AWS::Region}", "r"))
+    text = json.dumps(doc)
+    for metric in ("ItemsNew", "ItemsChanged", "ItemsDeleted", "ItemsSent", "ItemsFailed",
+                   "SyncSucceeded", "ApproximateNumberOfMessagesVisible", "Duration"):  # fmt: skip
+        assert metric in text, metric
+    assert "{CatalogSync,feed,service}" in text  # per feed
+
+
+def test_template_checkov_skips_are_named_with_reasons(resources: dict[str, Any]) -> None:
+    skips = [
+        skip
+        for r in resources.values()
+        for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips
+    for skip in skips:
+        assert skip["id"].startswith("CKV_") and len(skip["comment"]) > 40, skip

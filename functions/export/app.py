@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog_sync.app import current_app, run_export_message
-from catalog_sync.observability import logger, metrics
+from catalog_sync.observability import logger, metrics, tracer
 from catalog_sync.sync.snapshot import ExportMessage
 
 # Every failed message comes back as a batchItemFailure, even when all of them fail
@@ -35,6 +35,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # responses can be large
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

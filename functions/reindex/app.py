@@ -11,10 +11,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog_sync.app import current_app, run_reindex_event
-from catalog_sync.observability import logger, metrics
+from catalog_sync.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # responses can be large
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return run_reindex_event(event, current_app())

@@ -32,6 +32,7 @@ from catalog_sync.ports import CatalogSource, FeedSink
 from catalog_sync.records import SourceIssue
 from catalog_sync.settings import Settings
 from catalog_sync.sinks.feed_api import HttpFeedSink
+from catalog_sync.source_policy import allowed_source
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
 from catalog_sync.sync.export import ExportDeps, export_part
@@ -111,7 +112,10 @@ class App:
     @property
     def state(self) -> DynamoFeedState:
         return DynamoFeedState(
-            self.client("dynamodb"), self.settings.state_table, overflow=self.blobs
+            self.client("dynamodb"),
+            self.settings.state_table,
+            overflow=self.blobs,
+            run_retention_days=self.settings.run_retention_days,
         )
 
     @property
@@ -138,9 +142,7 @@ class App:
         """The catalog source: a Magento export CSV (path or s3://) or the Magento
         REST API (https://shop.example.com), read since `since` where it can."""
         s = self.settings
-        uri = uri or s.catalog_source
-        if not uri:
-            raise ConfigError("no catalog source: set CATALOG_SOURCE or pass a source")
+        uri = allowed_source(uri, s.catalog_source, s.catalog_source_allow)  # or refuses
         workdir = Path(s.work_dir) if s.work_dir else None
         views = [code for code, _ in s.store_view_pairs()]
         if uri.startswith(("https://", "http://")):
@@ -246,6 +248,8 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         raise
     if deps.source is not None and not request.dry_run:
         _advance_watermark(app, feeds, deps.source)
+    if request.action == "sync" and not request.dry_run:  # the heartbeat (issue 10)
+        metrics.add_metric(name="SyncSucceeded", unit=MetricUnit.Count, value=1)
     out = []
     for result in results:
         run = result.run

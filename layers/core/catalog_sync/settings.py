@@ -43,6 +43,11 @@ class Settings(BaseModel):
     work_dir: str | None = None  # scratch space for spills (Lambda: /tmp)
     # processes that build a large export CSV's items (0: one per CPU, at most 4; 1: none)
     reindex_workers: int = Field(default=0, ge=0, le=64)
+    # --- sources an event may name (issue 10: the source is fixed at deploy time) ---
+    # comma-separated s3://bucket/prefix/ or folder entries; empty: CATALOG_SOURCE's folder
+    catalog_source_allow: str | None = None
+    # finished run records and part results expire (DynamoDB TTL) after this many days
+    run_retention_days: int = Field(default=90, ge=1)
 
     @field_validator("store_views")
     @classmethod

@@ -9,6 +9,9 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
 - run: pk=`feed#{feed}`, sk=`run#{run_id}`, `doc` (RunRecord JSON).
 - part result: pk=`run#{feed}#{run_id}`, sk=`part#{bucket:04d}`, `doc` (PartResult JSON).
 - lease: pk=`feed#{feed}`, sk=`lease`; `holder`, `expires_at`, `expires_epoch`, `ttl`.
+
+Finished runs and part results carry `ttl` (`run_retention_days` after they were
+written finished): DynamoDB's TTL removes them. Buckets and feed meta never expire.
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ class DynamoFeedState:
         overflow: BlobStore | None = None,
         max_inline_bytes: int = MAX_INLINE_BYTES,
         sleep: Any = time.sleep,
+        run_retention_days: int | None = None,
     ) -> None:
+        self.run_retention_seconds = run_retention_days * 86_400 if run_retention_days else None
         self.ddb = dynamodb_client
         self.table = table_name
         self.overflow = overflow
@@ -240,8 +245,11 @@ class DynamoFeedState:
 
     # --- feed meta, runs, part results --------------------------------------
 
-    def _put_doc(self, pk: str, sk: str, doc: str) -> None:
-        self._call("put_item", Item={"pk": {"S": pk}, "sk": {"S": sk}, "doc": {"S": doc}})
+    def _put_doc(self, pk: str, sk: str, doc: str, *, expires: bool = False) -> None:
+        item = {"pk": {"S": pk}, "sk": {"S": sk}, "doc": {"S": doc}}
+        if expires and self.run_retention_seconds:
+            item["ttl"] = {"N": str(int(time.time()) + self.run_retention_seconds)}
+        self._call("put_item", Item=item)
 
     def _get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = self._call(
@@ -282,7 +290,11 @@ class DynamoFeedState:
         self._put_doc(f"feed#{meta.feed}", "meta", meta.model_dump_json())
 
     def put_run(self, run: RunRecord) -> None:
-        self._put_doc(f"feed#{run.feed}", f"run#{run.run_id}", run.model_dump_json())
+        # A running run never expires: only a finished one gets its TTL.
+        finished = run.finished_at is not None
+        self._put_doc(
+            f"feed#{run.feed}", f"run#{run.run_id}", run.model_dump_json(), expires=finished
+        )
 
     def get_run(self, feed: str, run_id: str) -> RunRecord | None:
         item = self._get_item(f"feed#{feed}", f"run#{run_id}")
@@ -299,6 +311,7 @@ class DynamoFeedState:
             f"run#{result.feed}#{result.run_id}",
             f"part#{result.bucket:04d}",
             result.model_dump_json(),
+            expires=True,
         )
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:

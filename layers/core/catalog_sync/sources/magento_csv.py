@@ -340,9 +340,9 @@ class MagentoCsvSource:
             raise SourceError(f"{self.uri}: the file is empty (no header row)")
         header = [h.strip() for h in header]
         if "sku" not in header:
-            shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
+            # No file content in errors (issue 10): this may not be a catalog at all.
             raise SourceError(
-                f"{self.uri}: no 'sku' column in the header (line 1 has: {shown}); "
+                f"{self.uri}: no 'sku' column in the header (line 1 has {len(header)} fields); "
                 "is this a Magento product export with ',' as the field separator?"
             )
         columns = _Columns(header)

@@ -264,9 +264,10 @@ class MagentoRestSource:
                     "Authorization": f"Bearer {self.token_provider()}",
                     "Accept": "application/json",
                 }
-                resp = self.session.get(
-                    url, params=list(params), headers=headers, timeout=self.timeout
-                )
+                resp = self.session.get(  # the token never follows a redirect (issue 10)
+                    url, params=list(params), headers=headers, timeout=self.timeout,
+                    allow_redirects=False,
+                )  # fmt: skip
             except requests.RequestException as exc:
                 reason = f"connection error ({type(exc).__name__})"
             else:
@@ -276,6 +277,11 @@ class MagentoRestSource:
                         f"Magento at {self.base_url} refused the access token (HTTP {status}) "
                         f"on GET {path}: check the integration token and its API permissions"
                         f"{_message(resp)}"
+                    )
+                if 300 <= status < 400:
+                    raise SourceError(
+                        f"Magento at {self.base_url} answered GET {path} with a redirect "
+                        f"(HTTP {status}): not followed; set the source to the shop's final URL"
                     )
                 if status == 429 or status >= 500:
                     reason = f"HTTP {status}{_message(resp)}"
