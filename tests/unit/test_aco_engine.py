@@ -68,7 +68,9 @@ class World:
             clock=self.clock,
             requeue=self.requeued.append,
         )
-        return [export_part(m, deps) for m in (self.queue.drain() if messages is None else messages)]
+        return [
+            export_part(m, deps) for m in (self.queue.drain() if messages is None else messages)
+        ]
 
     def sync(self, entries: list[Any], **kw: Any) -> list[Any]:
         results = self.reindex(entries, **kw)
@@ -107,7 +109,8 @@ def test_aco_engine_a_change_resends_only_what_it_changes() -> None:
     renamed[3].overrides = {"fr": dataclasses.replace(renamed[3].values, name="Sac Joust")}
     w.sync(renamed)
     assert [(k, b["name"]) for k, _, b in w.sink.sent("acoProducts")] == [
-        ("24-MB01\x1ffr-FR", "Sac Joust")]
+        ("24-MB01\x1ffr-FR", "Sac Joust")
+    ]
     assert {f for f, _ in w.sink.calls} == {"acoProducts"}
 
 
@@ -118,7 +121,8 @@ def test_aco_engine_product_removed_from_one_store_view_is_deleted_there_only() 
     gone[3] = dataclasses.replace(bag(), websites=("base",))  # leaves website eu (de)
     w.sync(gone)
     assert w.sink.sent("acoProducts") == [
-        ("24-MB01\x1fde-DE", True, {"sku": "24-MB01", "source": {"locale": "de-DE"}})]
+        ("24-MB01\x1fde-DE", True, {"sku": "24-MB01", "source": {"locale": "de-DE"}})
+    ]
     assert w.sink.sent("acoPrices") == [
         ("24-MB01\x1feu", True, {"sku": "24-MB01", "priceBookId": "eu"}),
         *[x for x in w.sink.sent("acoPrices") if x[0].startswith("24-MB01\x1feu::")],
@@ -135,8 +139,15 @@ def test_aco_engine_special_price_discount_drops_at_the_next_sync_after_its_wind
     w.clock.now = datetime(2025, 7, 1, 1, tzinfo=UTC)  # the window closed; source unchanged
     w.sync(catalog())
     base = [b for k, _, b in w.sink.sent("acoPrices") if k == "24-MB01\x1fbase"]
-    assert base == [{"sku": "24-MB01", "priceBookId": "base", "regular": 34.0,
-                     "discounts": [], "tierPrices": [{"qty": 5.0, "price": 31.0}]}]
+    assert base == [
+        {
+            "sku": "24-MB01",
+            "priceBookId": "base",
+            "regular": 34.0,
+            "discounts": [],
+            "tierPrices": [{"qty": 5.0, "price": 31.0}],
+        }
+    ]
     assert {f for f, _ in w.sink.calls} == {"acoPrices"}
 
 
@@ -174,7 +185,9 @@ def test_aco_engine_products_wait_for_metadata_then_go() -> None:
     w.export(products)
     assert len(w.sink.sent("acoProducts")) == 11
     order = [f for f, _ in w.sink.calls]
-    assert order.index("acoProducts") > max(i for i, f in enumerate(order) if f == "acoProductMetadata")
+    assert order.index("acoProducts") > max(
+        i for i, f in enumerate(order) if f == "acoProductMetadata"
+    )
 
 
 def test_aco_engine_prices_wait_for_price_books() -> None:
@@ -195,10 +208,18 @@ def test_aco_engine_resync_options_work_for_the_aco_feeds() -> None:
     dry = w.reindex(catalog(), feeds=("acoProducts",), dry_run=True, force=True, kind="resync")
     assert dry[0].messages == [] and w.queue.messages == []
     # --by-ids: only that SKU, every locale
-    w.sync(catalog(), feeds=("acoProducts",), force=True, kind="resync-by-ids",
-           by_ids=frozenset({"24-mb01"}))
+    w.sync(
+        catalog(),
+        feeds=("acoProducts",),
+        force=True,
+        kind="resync-by-ids",
+        by_ids=frozenset({"24-mb01"}),
+    )
     assert sorted(k for k, _, _ in w.sink.sent("acoProducts")) == [
-        "24-MB01\x1fde-DE", "24-MB01\x1fen-US", "24-MB01\x1ffr-FR"]
+        "24-MB01\x1fde-DE",
+        "24-MB01\x1fen-US",
+        "24-MB01\x1ffr-FR",
+    ]
     # --no-reindex: the compiled feed again, without the source
     w.sync([], feeds=("acoProducts",), no_reindex=True, kind="resync-no-reindex")
     assert len(w.sink.sent("acoProducts")) == 11

@@ -70,8 +70,12 @@ def test_aco_products_configurable_maps_every_field() -> None:
     ]
     base = "https://shop.example.com/media/catalog/product"
     assert en["images"] == [
-        {"url": f"{base}/m/h/mh01-gray.jpg", "roles": ["BASE", "SMALL"], "customRoles": [],
-         "label": "Front"},
+        {
+            "url": f"{base}/m/h/mh01-gray.jpg",
+            "roles": ["BASE", "SMALL"],
+            "customRoles": [],
+            "label": "Front",
+        },
         {"url": f"{base}/m/h/mh01-back.jpg", "roles": [], "customRoles": [], "label": "Back"},
     ]  # the hidden gallery image without a role is not sent
     assert en["routes"] == [
@@ -84,12 +88,24 @@ def test_aco_products_configurable_maps_every_field() -> None:
         {"type": "UPSELL", "sku": "MH02"},
     ]
     assert en["configurations"] == [
-        {"attributeCode": "color", "label": "Color", "type": "CONFIGURABLE", "values": [
-            {"variantReferenceId": "color:Black", "label": "Black"},
-            {"variantReferenceId": "color:Gray", "label": "Gray"}]},
-        {"attributeCode": "size", "label": "Size", "type": "CONFIGURABLE", "values": [
-            {"variantReferenceId": "size:S", "label": "S"},
-            {"variantReferenceId": "size:XS", "label": "XS"}]},
+        {
+            "attributeCode": "color",
+            "label": "Color",
+            "type": "CONFIGURABLE",
+            "values": [
+                {"variantReferenceId": "color:Black", "label": "Black"},
+                {"variantReferenceId": "color:Gray", "label": "Gray"},
+            ],
+        },
+        {
+            "attributeCode": "size",
+            "label": "Size",
+            "type": "CONFIGURABLE",
+            "values": [
+                {"variantReferenceId": "size:S", "label": "S"},
+                {"variantReferenceId": "size:XS", "label": "XS"},
+            ],
+        },
     ]
     fr = items["fr-FR"]
     assert (fr["name"], fr["slug"]) == ("Sweat Chaz", "sweat-chaz")  # the store view's values
@@ -169,9 +185,13 @@ def test_aco_product_tombstone_is_the_delete_keys_only() -> None:
     assert get_feed("acoPrices").tombstone("A\x1fbase", NOW) == {"sku": "A", "priceBookId": "base"}
     assert get_feed("acoPriceBooks").tombstone("eu", NOW) == {"priceBookId": "eu"}
     assert get_feed("acoCategories").tombstone("men\x1fen-US", NOW) == {
-        "slug": "men", "source": {"locale": "en-US"}}
+        "slug": "men",
+        "source": {"locale": "en-US"},
+    }
     assert get_feed("acoProductMetadata").tombstone("name\x1fen-US", NOW) == {
-        "code": "name", "source": {"locale": "en-US"}}
+        "code": "name",
+        "source": {"locale": "en-US"},
+    }
 
 
 def test_aco_items_are_the_wire_json_and_the_hash_is_of_it() -> None:
@@ -215,8 +235,13 @@ def test_aco_categories_each_level_per_locale_roots_skipped() -> None:
     items = build("acoCategories", hoodie())
     assert {(i["slug"], i["source"]["locale"]) for i in items} == {
         (slug, locale)
-        for slug in ("men", "men/tops", "men/tops/hoodies-and-sweatshirts", "collections",
-                     "collections/eco-friendly")
+        for slug in (
+            "men",
+            "men/tops",
+            "men/tops/hoodies-and-sweatshirts",
+            "collections",
+            "collections/eco-friendly",
+        )
         for locale in ("en-US", "fr-FR")
     }
     top = next(i for i in items if i["slug"] == "men/tops/hoodies-and-sweatshirts")
@@ -230,8 +255,16 @@ def test_aco_metadata_required_attributes_and_every_attribute_products_carry() -
     items = build("acoProductMetadata", bag())
     codes = {(i["code"], i["source"]["locale"]) for i in items}
     for locale in ("en-US", "fr-FR", "de-DE"):
-        for code in ("sku", "name", "description", "shortDescription", "price",
-                     "aco_ac_attributes", "activity", "strap_count"):
+        for code in (
+            "sku",
+            "name",
+            "description",
+            "shortDescription",
+            "price",
+            "aco_ac_attributes",
+            "activity",
+            "strap_count",
+        ):
             assert (code, locale) in codes
     types = {i["code"]: i["dataType"] for i in items}
     assert types["price"] == "DECIMAL" and types["strap_count"] == "INTEGER"
@@ -240,8 +273,11 @@ def test_aco_metadata_required_attributes_and_every_attribute_products_carry() -
     assert hood["eco_collection"]["dataType"] == "BOOLEAN"
     assert hood["color"]["label"] == "Color" and hood["color"]["filterable"] is True
     for product in catalog():  # every attribute a product carries has metadata
-        carried = {(a["code"], i["source"]["locale"]) for i in build("acoProducts", product)
-                   for a in i["attributes"]}
+        carried = {
+            (a["code"], i["source"]["locale"])
+            for i in build("acoProducts", product)
+            for a in i["attributes"]
+        }
         meta = {(i["code"], i["source"]["locale"]) for i in build("acoProductMetadata", product)}
         assert carried <= meta
 
@@ -249,9 +285,16 @@ def test_aco_metadata_required_attributes_and_every_attribute_products_carry() -
 def test_aco_metadata_merge_is_order_independent() -> None:
     assert join_types("INTEGER", "DECIMAL") == "DECIMAL"
     assert join_types("BOOLEAN", "INTEGER") == "TEXT"
-    a = {"code": "size", "source": {"locale": "x"}, "label": "Size", "dataType": "INTEGER",
-         "visibleIn": ["PRODUCT_DETAIL"], "filterable": False, "sortable": False,
-         "searchable": False}
+    a = {
+        "code": "size",
+        "source": {"locale": "x"},
+        "label": "Size",
+        "dataType": "INTEGER",
+        "visibleIn": ["PRODUCT_DETAIL"],
+        "filterable": False,
+        "sortable": False,
+        "searchable": False,
+    }
     b = {**a, "dataType": "TEXT", "filterable": True, "label": "Size (cm)"}
     c = {**a, "dataType": "DECIMAL"}
     assert merge_metadata(merge_metadata(a, b), c) == merge_metadata(c, merge_metadata(b, a))
@@ -263,28 +306,41 @@ def test_aco_metadata_merge_is_order_independent() -> None:
 
 def test_aco_price_books_base_per_website_and_child_per_customer_group() -> None:
     items = {i["priceBookId"]: i for i in build("acoPriceBooks", bag())}
-    wholesale = hashlib.sha1(b"Wholesale").hexdigest()  # noqa: S324
+    wholesale = hashlib.sha1(b"Wholesale").hexdigest()
     assert items == {
         "base": {"priceBookId": "base", "name": "base", "currency": "USD"},
         "eu": {"priceBookId": "eu", "name": "eu", "currency": "EUR"},
-        f"base::{wholesale}": {"priceBookId": f"base::{wholesale}", "name": "base Wholesale",
-                               "parentId": "base"},
-        f"eu::{wholesale}": {"priceBookId": f"eu::{wholesale}", "name": "eu Wholesale",
-                             "parentId": "eu"},
+        f"base::{wholesale}": {
+            "priceBookId": f"base::{wholesale}",
+            "name": "base Wholesale",
+            "parentId": "base",
+        },
+        f"eu::{wholesale}": {
+            "priceBookId": f"eu::{wholesale}",
+            "name": "eu Wholesale",
+            "parentId": "eu",
+        },
     }
 
 
 def test_aco_prices_regular_special_discount_and_tiers() -> None:
     items = {i["priceBookId"]: i for i in build("acoPrices", bag())}
-    wholesale = "base::" + hashlib.sha1(b"Wholesale").hexdigest()  # noqa: S324
+    wholesale = "base::" + hashlib.sha1(b"Wholesale").hexdigest()
     assert items["base"] == {
-        "sku": "24-MB01", "priceBookId": "base", "regular": 34.0,
+        "sku": "24-MB01",
+        "priceBookId": "base",
+        "regular": 34.0,
         "discounts": [{"code": "special_price", "price": 4.0}],
         "tierPrices": [{"qty": 5.0, "price": 31.0}],
     }
     assert items[wholesale] == {
-        "sku": "24-MB01", "priceBookId": wholesale, "regular": 34.0,
-        "discounts": [{"code": "special_price", "price": 4.0}, {"code": "tier_qty_1", "price": 1.0}],
+        "sku": "24-MB01",
+        "priceBookId": wholesale,
+        "regular": 34.0,
+        "discounts": [
+            {"code": "special_price", "price": 4.0},
+            {"code": "tier_qty_1", "price": 1.0},
+        ],
         "tierPrices": [{"qty": 5.0, "price": 31.0}, {"qty": 10.0, "price": 25.0}],
     }
 
@@ -293,8 +349,11 @@ def test_aco_prices_special_price_only_while_its_window_is_open() -> None:
     after = dataclasses.replace(CTX, now=datetime(2025, 7, 1, 0, 0, 1, tzinfo=UTC))
     before = dataclasses.replace(CTX, now=datetime(2025, 4, 30, tzinfo=UTC))
     for ctx in (after, before):
-        assert all(i["discounts"] == [] for i in build("acoPrices", bag(), ctx)
-                   if i["priceBookId"] in ("base", "eu"))
+        assert all(
+            i["discounts"] == []
+            for i in build("acoPrices", bag(), ctx)
+            if i["priceBookId"] in ("base", "eu")
+        )
     last_day = dataclasses.replace(CTX, now=datetime(2025, 6, 30, 23, 0, tzinfo=UTC))
     assert build("acoPrices", bag(), last_day)[0]["discounts"] != []
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,7 +98,7 @@ class Settings(BaseModel):
         names = [f.strip() for f in self.feeds.split(",") if f.strip()]
         if names:
             return names
-        from catalog_sync.targets import default_feeds  # noqa: PLC0415 - no import cycle
+        from catalog_sync.targets import default_feeds
 
         return default_feeds(self.saas_target)
 

@@ -12,8 +12,7 @@ a version that is no longer current only updates what the SaaS side holds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 

@@ -84,11 +84,9 @@ def join_types(a: str, b: str) -> str:
 def attribute_specs(product: CatalogProduct, view: str) -> list[_Spec]:
     attributes = product.values_for(view).attributes if product.overrides else None
     attrs = product.values.attributes if attributes is None else attributes
-    option_codes = {c for v in product.variants for c, _ in v.options} | set(
-        product.variant_labels
-    )
+    option_codes = {c for v in product.variants for c, _ in v.options} | set(product.variant_labels)
     labels = product.variant_labels
-    out = []
+    out: list[_Spec] = []
     for code in sorted(attrs.keys() | option_codes):
         is_option = code in option_codes
         kind = value_type(attrs.get(code, ()), is_option)

@@ -35,7 +35,7 @@ class PriceBookItem(Wire):
 
 @lru_cache(maxsize=4096)
 def group_book_id(website: str, group: str) -> str:
-    book = f"{website}::{hashlib.sha1(group.encode()).hexdigest()}"  # noqa: S324 - an id
+    book = f"{website}::{hashlib.sha1(group.encode()).hexdigest()}"
     if len(book) > MAX_ID:
         raise BuildError(
             "product_websites",
@@ -69,9 +69,7 @@ def build_price_book_items(product: CatalogProduct, ctx: BuildContext) -> list[d
     for website in websites_of(product, ctx):
         if len(website) > MAX_ID:
             raise BuildError("product_websites", f"website code {website!r} is over 64 chars")
-        items.append(
-            {"priceBookId": website, "name": website, "currency": aco.currency(website)}
-        )
+        items.append({"priceBookId": website, "name": website, "currency": aco.currency(website)})
         for group in groups_on(product, website):
             items.append(
                 {

@@ -124,9 +124,7 @@ def build_price_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[s
         items.append(_price(product.sku, website, regular, special, _tiers(tiers, website, "")))
         for group in groups_on(product, website):
             book = group_book_id(website, group)
-            items.append(
-                _price(product.sku, book, regular, special, _tiers(tiers, website, group))
-            )
+            items.append(_price(product.sku, book, regular, special, _tiers(tiers, website, group)))
     return items
 
 

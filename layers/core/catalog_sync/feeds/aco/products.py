@@ -119,9 +119,7 @@ def _stock_value(product: CatalogProduct) -> str | None:
         managed = stock.manage_stock is not False
         in_stock = stock.is_in_stock or not managed
         notify = DEFAULT_NOTIFY_QTY if stock.notify_qty is None else float(stock.notify_qty)
-        low = (
-            managed and float(stock.qty) < notify and product.product_type not in COMPOSITE_TYPES
-        )
+        low = managed and float(stock.qty) < notify and product.product_type not in COMPOSITE_TYPES
     doc = {
         "inStock": in_stock,
         "lowStock": low,
