@@ -159,3 +159,25 @@ def test_e2e_aco_resync_by_ids_and_no_reindex(make_stack) -> None:
     assert s.aco.requests == [] and dry["runs"][0]["status"] == "dry-run"
     s.resync("acoPrices", noReindex=True)
     assert {f for f, _, _ in s.aco.requests} == {"acoPrices"}
+
+
+def test_e2e_aco_products_part_before_metadata_goes_back_to_the_queue(make_stack) -> None:
+    from catalog_sync.app import run_export_message
+    from catalog_sync.sync.snapshot import ExportMessage
+    from devstack.local import queue_depth
+
+    s = aco_stack(make_stack, SMALL)
+    s.runner.reindex({"action": "sync"})  # queued, not exported
+    app = s.runner.app
+    sqs, url = app.client("sqs"), app.settings.export_queue_url
+    depth = queue_depth(sqs, url)
+    runs = app.state.list_runs("acoProducts", limit=1)
+    message = ExportMessage(
+        feed="acoProducts", run_id=runs[0].run_id, bucket=0, part_key=None, manifest_key="m"
+    )
+    result = run_export_message(message, app)
+    assert result.counts == {"deferred": 1} and s.aco.requests == []
+    assert queue_depth(sqs, url) == depth + 1  # handed back as a new message
+    assert app.state.list_part_results("acoProducts", runs[0].run_id) == []
+    s.runner.drain()
+    assert s.aco.refused == [] and len(s.aco.held["acoProducts"]) > 0
