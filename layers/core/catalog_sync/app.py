@@ -39,6 +39,7 @@ from catalog_sync.sync.export import ExportDeps, export_part
 from catalog_sync.sync.reindex import Progress, ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.sync.runs import PartResult, RunKind
 from catalog_sync.sync.snapshot import ExportMessage
+from catalog_sync.targets import aco_context, aco_sink, check_feeds
 
 
 class ReindexEvent(BaseModel):
@@ -124,6 +125,8 @@ class App:
 
     @property
     def sink(self) -> FeedSink:
+        if self._sink is None and self.settings.saas_target == "aco":
+            self._sink = aco_sink(self)  # the target picks the sink (catalog_sync.targets)
         if self._sink is None:
             s = self.settings
             key = self._secret(s.saas_api_key_secret_id, s.saas_api_key_parameter, "SaaS API key")
@@ -200,6 +203,7 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
     feeds = [request.feed] if request.feed else app.settings.feed_names()
     for feed in feeds:
         get_feed(feed)  # fail early on an unknown feed
+    check_feeds(app.settings, feeds)  # and on a feed of the other target
     kind = request.kind()
     resend = kind == "resend"
     resume_from, resumed = 0, None
@@ -237,6 +241,7 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         workdir=Path(settings.work_dir) if settings.work_dir else None,
         progress=app.progress,
         workers=resolve_workers(settings.reindex_workers),
+        aco=aco_context(settings),
     )
     started = time.monotonic()
     try:
@@ -358,8 +363,24 @@ def _checkpoint(app: App, feed: str) -> tuple[int, str]:
     raise ConfigError(f"no resync of {feed} to continue")
 
 
+def _requeue(app: App, message: ExportMessage) -> None:
+    """A part whose prerequisites are still exporting goes back to the queue, delayed
+    (a new message: the wait does not count towards the DLQ's maxReceiveCount)."""
+    app.client("sqs").send_message(
+        QueueUrl=app.settings.export_queue_url,
+        MessageBody=message.model_dump_json(),
+        DelaySeconds=app.settings.export_requeue_delay_seconds,
+    )
+
+
 def run_export_message(message: ExportMessage, app: App) -> PartResult:
-    deps = ExportDeps(state=app.state, blobs=app.blobs, sink=app.sink, clock=app.clock)
+    deps = ExportDeps(
+        state=app.state,
+        blobs=app.blobs,
+        sink=app.sink,
+        clock=app.clock,
+        requeue=lambda m: _requeue(app, m),
+    )
     try:
         result = export_part(message, deps)
     except AuthError as exc:

@@ -94,6 +94,7 @@ class OutgoingItem:
     # queued it. A retry of the same send keeps its batch id (x-request-id); a
     # resync of unchanged content gets a new one, so the SaaS side applies it.
     scope: str = ""
+    deleted: bool = False  # a tombstone: send it to the delete endpoint (ACO)
 
 
 @dataclass(frozen=True, slots=True)

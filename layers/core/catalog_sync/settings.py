@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,8 +20,8 @@ class Settings(BaseModel):
     state_table: str = Field(min_length=1)
     export_queue_url: str = Field(min_length=1)
     export_dlq_url: str | None = None  # the export queue's dead-letter queue (status, redrive)
-    saas_base_url: str = Field(min_length=1)
-    saas_environment_id: str = Field(min_length=1)
+    saas_base_url: str = ""  # commerce-services target: required
+    saas_environment_id: str = ""  # commerce-services target: required
     saas_api_key_secret_id: str | None = None  # Secrets Manager secret name or ARN
     saas_api_key_parameter: str | None = None  # or an SSM SecureString parameter name
     catalog_source: str | None = None  # path, s3://bucket/key (export CSV), https://shop (REST)
@@ -31,7 +32,7 @@ class Settings(BaseModel):
     magento_max_tries: int = Field(default=5, ge=1)
     magento_full_read_hours: float = Field(default=24, gt=0)  # a full read finds deletions
     store_views: str = "default:base"  # storeViewCode:websiteCode, comma-separated
-    feeds: str = "products"  # feeds the hourly sync covers
+    feeds: str = ""  # feeds the hourly sync covers (empty: the target's default feeds)
     state_buckets: int = Field(default=64, ge=1, le=4096)
     saas_max_items: int = Field(default=1000, ge=1)
     saas_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -49,6 +50,29 @@ class Settings(BaseModel):
     # finished run records and part results expire (DynamoDB TTL) after this many days
     run_retention_days: int = Field(default=90, ge=1)
 
+    # -- target: which SaaS service the catalog goes to (see catalog_sync.targets) --------
+    saas_target: Literal["commerce-services", "aco"] = "commerce-services"
+    store_view_locales: str = ""  # ACO: storeViewCode:locale pairs (default: the view code)
+    website_currencies: str = ""  # ACO price books: websiteCode:currency pairs (default USD)
+    media_base_url: str | None = None  # ACO image URLs: prefix of the exported image paths
+    # a part whose prerequisite feed is still exporting goes back to the queue this late
+    export_requeue_delay_seconds: int = Field(default=10, ge=0, le=900)
+
+    @field_validator("store_view_locales", "website_currencies")
+    @classmethod
+    def _check_pairs(cls, v: str) -> str:
+        for pair in filter(None, (p.strip() for p in v.split(","))):
+            code, sep, value = pair.partition(":")
+            if not code or not sep or not value:
+                raise ValueError(f"expected code:value pairs, got {pair!r}")
+        return v
+
+    def locale_pairs(self) -> list[tuple[str, str]]:
+        return _pairs(self.store_view_locales)
+
+    def currency_pairs(self) -> list[tuple[str, str]]:
+        return _pairs(self.website_currencies)
+
     @field_validator("store_views")
     @classmethod
     def _check_store_views(cls, v: str) -> str:
@@ -60,6 +84,10 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:
+        if self.saas_target != "commerce-services":
+            return self  # the ACO target checks its own settings (catalog_sync.targets)
+        if not (self.saas_base_url and self.saas_environment_id):
+            raise ValueError("set SAAS_BASE_URL and SAAS_ENVIRONMENT_ID")
         if not (self.saas_api_key_secret_id or self.saas_api_key_parameter):
             raise ValueError("set SAAS_API_KEY_SECRET_ID or SAAS_API_KEY_PARAMETER")
         return self
@@ -72,7 +100,12 @@ class Settings(BaseModel):
         return out
 
     def feed_names(self) -> list[str]:
-        return [f.strip() for f in self.feeds.split(",") if f.strip()]
+        names = [f.strip() for f in self.feeds.split(",") if f.strip()]
+        if names:
+            return names
+        from catalog_sync.targets import default_feeds
+
+        return default_feeds(self.saas_target)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,3 +119,11 @@ class Settings(BaseModel):
                 for e in exc.errors()
             )
             raise ConfigError(f"bad configuration: {problems}") from None
+
+
+def _pairs(value: str) -> list[tuple[str, str]]:
+    out = []
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        code, _, v = pair.partition(":")
+        out.append((code.strip(), v.strip()))
+    return out

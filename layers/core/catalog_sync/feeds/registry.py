@@ -7,6 +7,11 @@ here imports in a circle.
 
 from __future__ import annotations
 
+from catalog_sync.feeds.aco.categories import ACO_CATEGORIES
+from catalog_sync.feeds.aco.metadata import ACO_METADATA
+from catalog_sync.feeds.aco.price_books import ACO_PRICE_BOOKS
+from catalog_sync.feeds.aco.prices import ACO_PRICES
+from catalog_sync.feeds.aco.products import ACO_PRODUCTS
 from catalog_sync.feeds.attributes import ATTRIBUTES
 from catalog_sync.feeds.categories import CATEGORIES
 from catalog_sync.feeds.inventory import INVENTORY
@@ -22,6 +27,12 @@ BUILTIN_FEEDS: tuple[FeedSpec, ...] = (
     INVENTORY,
     CATEGORIES,
     ATTRIBUTES,
+    # the ACO target's feeds (feeds/aco/), in the order ACO wants them
+    ACO_METADATA,
+    ACO_CATEGORIES,
+    ACO_PRODUCTS,
+    ACO_PRICE_BOOKS,
+    ACO_PRICES,
 )
 
 _REGISTRY: dict[str, FeedSpec] = {spec.name: spec for spec in BUILTIN_FEEDS}

@@ -105,7 +105,7 @@ def encode(spec: FeedSpec, item: FeedItem | dict[str, Any]) -> EncodedItem:
     else:
         canonical = body = _dumps(data, option=_SORT)
     identity = spec.identity
-    if len(identity) == 2:
+    if len(identity) == 2 and spec.flat_identity:
         key = f"{data[identity[0]]}{KEY_SEPARATOR}{data[identity[1]]}"
     else:
         key = spec.key_of(data)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec, bucket_of
+from catalog_sync.feeds.spec import BuildContext, BuildError, FeedItem, FeedSpec, bucket_of
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.records import Rejected, SourceIssue
 from catalog_sync.sync.canonical import encode, item_json
@@ -78,6 +78,15 @@ def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -
                 if enc.group != group:
                     group, bucket = enc.group, bucket_of(enc.group, spill.buckets)
                 spill.add(bucket, enc)
+        except BuildError as exc:  # the record cannot be mapped onto this feed
+            issue = SourceIssue(
+                str(exc),
+                line=getattr(entry, "line", None),
+                sku=getattr(entry, "sku", None),
+                field=exc.field,
+                severity="warning" if exc.severity == "warning" else "error",
+            )
+            c.reject(issue.sku, [issue])
         except Exception as exc:  # a builder bug must not stop the other records
             sku = getattr(entry, "sku", None)
             issue = SourceIssue(

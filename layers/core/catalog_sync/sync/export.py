@@ -12,13 +12,13 @@ a version that is no longer current only updates what the SaaS side holds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 
-from catalog_sync.errors import ConflictError
+from catalog_sync.errors import ConflictError, RetryableError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import FeedSpec
 from catalog_sync.ports import (
@@ -39,6 +39,14 @@ SEND_CHUNK = 5_000  # items handed to the sink at a time (it batches further)
 MAX_FAILURES_IN_RESULT = 50
 MAX_REASON = 500
 CONFLICT_TRIES = 8
+# A prerequisite's run older than this no longer holds its dependents back (a part
+# of it stuck in the DLQ must not stop a feed for good).
+PREREQUISITE_WAIT = timedelta(minutes=30)
+PREREQUISITE_RUNS = 5  # recent runs of a prerequisite feed looked at
+
+
+class NotReadyError(RetryableError):
+    """A feed's prerequisites are still being exported and the part cannot be handed back."""
 
 
 @dataclass
@@ -47,6 +55,9 @@ class ExportDeps:
     blobs: BlobStore
     sink: FeedSink
     clock: Clock
+    # Hands a message back to the queue, to be delivered again a little later (a part
+    # whose prerequisites are still being exported). None: raise NotReadyError.
+    requeue: Callable[[ExportMessage], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,22 @@ class _Sent:
 
 def export_part(message: ExportMessage, deps: ExportDeps) -> PartResult:
     spec = get_feed(message.feed)
+    if spec.after:
+        waiting = prerequisites_pending(spec, deps)
+        if waiting:
+            reason = f"deferred: waiting for {waiting} to be exported first"
+            if deps.requeue is None:
+                raise NotReadyError(f"{spec.name} bucket {message.bucket}: {reason}")
+            deps.requeue(message)
+            log.info("%s bucket %d %s", spec.name, message.bucket, reason)
+            return PartResult(
+                feed=spec.name,
+                run_id=message.run_id,
+                bucket=message.bucket,
+                finished_at=deps.clock().isoformat(),
+                counts={"deferred": 1},
+                error=reason,
+            )  # not stored: the part is not done
     bucket = deps.state.read_buckets(spec.name, [message.bucket])[0]
     results: dict[str, _Sent] = {}
     missing: list[str] = []
@@ -95,6 +122,26 @@ def export_part(message: ExportMessage, deps: ExportDeps) -> PartResult:
     return result
 
 
+def prerequisites_pending(spec: FeedSpec, deps: ExportDeps) -> str | None:
+    """The first of `spec.after` whose recent run still has parts without an export
+    result (the reindex writes a run's messages before its dependents'), or None.
+    A part's result is written whatever its items' outcome, so a failed item never
+    holds its dependents back; neither does a run older than PREREQUISITE_WAIT."""
+    since = (deps.clock() - PREREQUISITE_WAIT).isoformat()
+    for name in spec.after:
+        for run in deps.state.list_runs(name, limit=PREREQUISITE_RUNS):
+            if run.started_at < since:
+                break
+            if run.status == "running":
+                return name  # still compiling: its messages are not even queued
+            if run.status != "completed" or not run.parts_enqueued:
+                continue
+            done = {p.bucket for p in deps.state.list_part_results(name, run.run_id)}
+            if len(done) < run.parts_enqueued:
+                return name
+    return None
+
+
 def _outgoing(
     spec: FeedSpec, deps: ExportDeps, bucket: StateBucket, missing: list[str]
 ) -> Iterator[tuple[OutgoingItem, bool]]:
@@ -108,12 +155,16 @@ def _outgoing(
                 rec = pending.get(key)
                 if rec is not None and not rec.deleted and rec.hash == h:
                     live.discard(key)
-                    yield OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id), False
+                    item = OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
+                    yield item, False
     missing.extend(sorted(live))
     for key, rec in pending.items():
         if rec.deleted:
             body = _tombstone_body(spec, key, rec, deps.clock())
-            yield OutgoingItem(key=key, hash=rec.hash, body=body, scope=rec.run_id), True
+            yield (
+                OutgoingItem(key=key, hash=rec.hash, body=body, scope=rec.run_id, deleted=True),
+                True,
+            )
 
 
 def _tombstone_body(spec: FeedSpec, key: str, rec: ItemState, now: datetime) -> bytes:

@@ -22,7 +22,7 @@ import orjson
 
 from catalog_sync.errors import ConflictError, NotFoundError
 from catalog_sync.feeds.registry import get_feed
-from catalog_sync.feeds.spec import BuildContext, FeedSpec
+from catalog_sync.feeds.spec import AcoContext, BuildContext, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.infra.workers import compile_partitions
 from catalog_sync.ports import BlobStore, CatalogSource, Clock, ExportQueue, FeedState
@@ -93,6 +93,7 @@ class ReindexDeps:
     workdir: Path | None = None
     progress: Progress | None = None
     workers: int = 1  # processes that compile a partitioned read (1: this one)
+    aco: AcoContext | None = None  # the ACO target's build options
 
 
 @dataclass
@@ -299,7 +300,7 @@ def _read_source(
     source = deps.source
     assert source is not None
     enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
-    ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled)
+    ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled, aco=deps.aco)
     # An aggregate item (a category, an attribute's options) is the union over every
     # product: a partial read (incremental, by ids) cannot rebuild it, so such feeds
     # leave it alone until the next full read.
