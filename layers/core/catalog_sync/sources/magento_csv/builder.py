@@ -230,9 +230,21 @@ class _Builder:
                 )
             except ValueError as exc:
                 issues.append(SourceIssue(str(exc), line=line, sku=sku, field=col))
+        images, labels = self._images(row, is_global)
+        attributes = self._attributes(row, is_global)
+        return StoreValues(
+            images=images,
+            image_labels=labels,
+            attributes=attributes,
+            cleared=frozenset(cleared) if cleared else _NO_CLEARS,
+            **kw,
+        )
+
+    def _images(self, row: list[str], is_global: bool) -> tuple[dict[str, str], dict[str, str]]:
+        """Image roles and their labels; `__EMPTY__VALUE__` in a store view clears one."""
         images: dict[str, str] = {}
         labels: dict[str, str] = {}
-        for i, li, role, _col in c.images:
+        for i, li, role, _col in self.c.images:
             cell = row[i]
             if cell:
                 if cell != EMPTY_VALUE:
@@ -246,6 +258,11 @@ class _Builder:
                         labels[role] = label
                     elif not is_global:
                         labels[role] = ""
+        return images, labels
+
+    def _attributes(self, row: list[str], is_global: bool) -> dict[str, tuple[str, ...]]:
+        """`additional_attributes` and attribute columns; a store view may clear a value."""
+        c = self.c
         attributes: dict[str, tuple[str, ...]] = {}
         if c.additional_attributes >= 0:
             cell = row[c.additional_attributes]
@@ -266,13 +283,7 @@ class _Builder:
                         attributes[code] = ()
                 else:
                     attributes[code] = _multi(cell)
-        return StoreValues(
-            images=images,
-            image_labels=labels,
-            attributes=attributes,
-            cleared=frozenset(cleared) if cleared else _NO_CLEARS,
-            **kw,
-        )
+        return attributes
 
     def _stock(self, row: list[str]) -> Stock | None:
         c = self.c

@@ -194,21 +194,7 @@ class MagentoCsvSource:
         report = self._report
         lines = _Lines(stream)
         reader = csv.reader(lines)
-        try:
-            header = next(reader, None)
-        except csv.Error as exc:
-            raise SourceError(f"{self.uri}: cannot read the header: {exc}") from exc
-        if lines.error is not None and header is None:
-            raise SourceError(f"{self.uri}: cannot read: {lines.error}")
-        if not header or not any(h.strip() for h in header):
-            raise SourceError(f"{self.uri}: the file is empty (no header row)")
-        header = [h.strip() for h in header]
-        if "sku" not in header:
-            # No file content in errors (issue 10): this may not be a catalog at all.
-            raise SourceError(
-                f"{self.uri}: no 'sku' column in the header (line 1 has {len(header)} fields); "
-                "is this a Magento product export with ',' as the field separator?"
-            )
+        header = self._header(reader, lines)
         columns = _Columns(header)
         yield columns
         ncols = len(header)
@@ -281,6 +267,29 @@ class MagentoCsvSource:
             self._issue(
                 SourceIssue(f"the CSV cannot be parsed past this point: {exc}", line=end + 1)
             )
+        self._end_of_pass1(lines, rows, views)
+
+    def _header(self, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
+        """The header row, stripped; a file that has none, or no `sku` column, is refused
+        without naming any of its cells (it may not be a catalog at all)."""
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise SourceError(f"{self.uri}: cannot read the header: {exc}") from exc
+        if lines.error is not None and header is None:
+            raise SourceError(f"{self.uri}: cannot read: {lines.error}")
+        if not header or not any(h.strip() for h in header):
+            raise SourceError(f"{self.uri}: the file is empty (no header row)")
+        header = [h.strip() for h in header]
+        if "sku" not in header:
+            raise SourceError(
+                f"{self.uri}: no 'sku' column in the header (line 1 has {len(header)} fields); "
+                "is this a Magento product export with ',' as the field separator?"
+            )
+        return header
+
+    def _end_of_pass1(self, lines: _Lines, rows: int, views: dict[str, None]) -> None:
+        report = self._report
         if lines.error is not None:
             report.complete = False
             self._issue(
