@@ -175,28 +175,8 @@ class HttpFeedSink:
 
         for attempt in range(1, self.retry.max_tries + 1):
             retry_after: float | None = None
-            try:
-                resp = self._session.post(
-                    url,
-                    data=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "Content-Encoding": "gzip",
-                        "x-api-key": self._api_key(),
-                        "x-request-id": request_id,
-                    },
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.Timeout:
-                problem = "timeout"
-            except requests.ConnectionError as exc:
-                problem = f"connection error ({root_cause(exc)})"
-            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-                raise ConfigError(f"the SaaS feed URL {url} is not valid: {exc}") from None
-            except requests.RequestException as exc:  # broken response, decoding, ...
-                problem = f"request failed ({type(exc).__name__})"
-            else:
+            resp, problem = self._post(url, body, request_id)
+            if resp is not None:
                 status = resp.status_code
                 if status == 200:
                     self._accepted(resp, batch, outcomes, ctx)
@@ -245,6 +225,31 @@ class HttpFeedSink:
                 extra=ctx,
             )
             self.retry.sleep(delay)
+
+    def _post(self, url: str, body: bytes, request_id: str) -> tuple[requests.Response | None, str]:
+        """One POST of a batch: the response, or None and what went wrong on the way."""
+        try:
+            resp = self._session.post(
+                url,
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Content-Encoding": "gzip",
+                    "x-api-key": self._api_key(),
+                    "x-request-id": request_id,
+                },
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            return None, "timeout"
+        except requests.ConnectionError as exc:
+            return None, f"connection error ({root_cause(exc)})"
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+            raise ConfigError(f"the SaaS feed URL {url} is not valid: {exc}") from None
+        except requests.RequestException as exc:  # broken response, decoding, ...
+            return None, f"request failed ({type(exc).__name__})"
+        return resp, ""
 
     def _give_up(
         self, batch: list[int], outcomes: list[ItemOutcome | None], reason: str, ctx: dict[str, Any]
