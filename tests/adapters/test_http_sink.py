@@ -14,8 +14,9 @@ import orjson
 import pytest
 
 from catalog_sync.errors import AuthError, ConfigError
+from catalog_sync.http import retry_after_seconds
 from catalog_sync.ports import ItemOutcome, OutgoingItem
-from catalog_sync.sinks.feed_api import HttpFeedSink, retry_after_seconds
+from catalog_sync.sinks.feed_api import HttpFeedSink
 from devstack.receiver import FeedReceiver
 
 KEY = "sink-test-key-0123456789"

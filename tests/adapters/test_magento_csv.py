@@ -15,12 +15,8 @@ import pytest
 from catalog_sync.catalog import CatalogProduct, GalleryImage, GroupedLink, Stock, Variant
 from catalog_sync.errors import SourceError
 from catalog_sync.records import Rejected
-from catalog_sync.sources.magento_csv import (
-    MagentoCsvSource,
-    _additional_attributes,
-    _categories,
-    parse_date,
-)
+from catalog_sync.sources.magento_csv import MagentoCsvSource, parse_date
+from catalog_sync.sources.magento_csv.cells import _additional_attributes, _categories
 from devstack.localaws import LocalAws
 
 SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"

@@ -163,7 +163,8 @@ def test_magento_rest_incremental_sees_a_reloaded_catalog_change(
 
 def test_magento_rest_retries_transient_errors_with_backoff(server: MagentoApiServer) -> None:
     sleeps: list[float] = []
-    src = source(server, sleep=sleeps.append, backoff_base=0.5)
+    # full jitter with the random factor fixed at 1: the backoff doubles from its base
+    src = source(server, sleep=sleeps.append, backoff_base=0.5, rng=lambda: 1.0)
     server.fail_next(503, times=2)
     server.fail_next(0, times=1)  # a dropped connection
     rest = products(src)

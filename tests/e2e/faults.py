@@ -245,7 +245,7 @@ def record_sleeps(app: App, *, cap: float | None = None) -> list[float]:
         asked.append(seconds)
         time.sleep(seconds if cap is None else min(seconds, cap))
 
-    inner._sleep = sleep
+    inner.retry.sleep = sleep
     return asked
 
 

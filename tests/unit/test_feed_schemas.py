@@ -14,11 +14,8 @@ from hypothesis import strategies as st
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import BuildContext
 from catalog_sync.records import Rejected
-from catalog_sync.sources.magento_csv import (
-    MagentoCsvSource,
-    _plain_attributes,
-    _quoted_attributes,
-)
+from catalog_sync.sources.magento_csv import MagentoCsvSource
+from catalog_sync.sources.magento_csv.cells import _plain_attributes, _quoted_attributes
 from catalog_sync.sync.canonical import canonical_bytes, content_hash, encode
 from devstack import synth
 from tests.fakes import FEEDS

@@ -24,22 +24,20 @@ they are), POSTs each gzip-compressed with a stable `x-request-id`, and returns 
 
 from __future__ import annotations
 
-import email.utils
 import gzip
 import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 
 from catalog_sync.errors import AuthError, ConfigError
+from catalog_sync.http import RetryPolicy, new_session, retry_after_seconds, root_cause
 from catalog_sync.ports import ItemOutcome, OutgoingItem
 
 log = logging.getLogger(__name__)
@@ -82,15 +80,18 @@ class HttpFeedSink:
         self.base_url = base_url.rstrip("/")
         self.environment_id = environment_id
         self._api_key = api_key_provider
-        self._session = session if session is not None else _new_session()
+        self._session = session if session is not None else new_session()
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.timeout = timeout
-        self.max_tries = max_tries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._rng = rng
+        self.retry = RetryPolicy(
+            max_tries=max_tries,
+            base=backoff_base,
+            cap=backoff_cap,
+            max_retry_after=backoff_cap,
+            sleep=sleep,
+            rng=rng,
+        )
         self.compresslevel = compresslevel
 
     def url(self, feed: str) -> str:
@@ -172,30 +173,10 @@ class HttpFeedSink:
         request_id = self.batch_id(feed, items, batch)
         ctx = {"feed": feed, "batch_id": request_id, "items": len(batch), "bytes": len(raw)}
 
-        for attempt in range(1, self.max_tries + 1):
+        for attempt in range(1, self.retry.max_tries + 1):
             retry_after: float | None = None
-            try:
-                resp = self._session.post(
-                    url,
-                    data=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "Content-Encoding": "gzip",
-                        "x-api-key": self._api_key(),
-                        "x-request-id": request_id,
-                    },
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.Timeout:
-                problem = "timeout"
-            except requests.ConnectionError as exc:
-                problem = f"connection error ({_root_cause(exc)})"
-            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-                raise ConfigError(f"the SaaS feed URL {url} is not valid: {exc}") from None
-            except requests.RequestException as exc:  # broken response, decoding, ...
-                problem = f"request failed ({type(exc).__name__})"
-            else:
+            resp, problem = self._post(url, body, request_id)
+            if resp is not None:
                 status = resp.status_code
                 if status == 200:
                     self._accepted(resp, batch, outcomes, ctx)
@@ -225,30 +206,50 @@ class HttpFeedSink:
                 problem = f"HTTP {status}"
                 retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
 
-            if attempt == self.max_tries:
-                self._give_up(batch, outcomes, f"{problem} after {attempt} tries", ctx)
-            if retry_after is not None and retry_after > self.backoff_cap:
-                self._give_up(
-                    batch,
-                    outcomes,
-                    f"{problem} with Retry-After {retry_after:g}s (over the "
-                    f"{self.backoff_cap:g}s cap) after {attempt} tries",
-                    ctx,
-                )
-            delay = (
-                retry_after
-                if retry_after is not None
-                else self._rng() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-            )
+            delay = self.retry.wait(attempt, retry_after)
+            if delay is None:
+                if attempt == self.retry.max_tries:
+                    reason = f"{problem} after {attempt} tries"
+                else:
+                    reason = (
+                        f"{problem} with Retry-After {retry_after:g}s (over the "
+                        f"{self.retry.max_retry_after:g}s cap) after {attempt} tries"
+                    )
+                self._give_up(batch, outcomes, reason, ctx)
             log.info(
                 "batch try %d/%d failed (%s); retrying in %.2fs",
                 attempt,
-                self.max_tries,
+                self.retry.max_tries,
                 problem,
                 delay,
                 extra=ctx,
             )
-            self._sleep(delay)
+            self.retry.sleep(delay)
+
+    def _post(self, url: str, body: bytes, request_id: str) -> tuple[requests.Response | None, str]:
+        """One POST of a batch: the response, or None and what went wrong on the way."""
+        try:
+            resp = self._session.post(
+                url,
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Content-Encoding": "gzip",
+                    "x-api-key": self._api_key(),
+                    "x-request-id": request_id,
+                },
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            return None, "timeout"
+        except requests.ConnectionError as exc:
+            return None, f"connection error ({root_cause(exc)})"
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+            raise ConfigError(f"the SaaS feed URL {url} is not valid: {exc}") from None
+        except requests.RequestException as exc:  # broken response, decoding, ...
+            return None, f"request failed ({type(exc).__name__})"
+        return resp, ""
 
     def _give_up(
         self, batch: list[int], outcomes: list[ItemOutcome | None], reason: str, ctx: dict[str, Any]
@@ -323,14 +324,6 @@ class HttpFeedSink:
         log.debug("batch accepted (%d invalid)", failed, extra=ctx)
 
 
-def _new_session() -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
 def _error_of(resp: requests.Response) -> tuple[str, str]:
     """`(code, message)` of an error response (JSON or not), short."""
     try:
@@ -341,38 +334,3 @@ def _error_of(resp: requests.Response) -> tuple[str, str]:
         return str(data.get("code") or ""), str(data.get("message") or data.get("code") or "")[:500]
     text = resp.text.strip().replace("\n", " ")
     return "", (text[:200] or resp.reason or "no message")
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost cause's class name (urllib3 wraps it in `reason` and `args`)."""
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        inner = getattr(current, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((a for a in current.args if isinstance(a, BaseException)), None)
-        if inner is None:
-            inner = current.__cause__ or current.__context__
-        if inner is None:
-            break
-        current = inner
-    return type(current).__name__

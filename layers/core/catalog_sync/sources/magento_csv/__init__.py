@@ -1,0 +1,14 @@
+"""Magento's product export CSV as a catalog source, in two passes.
+
+- `stream`: the file's bytes (local or S3) as lines, knowing a cut-off record;
+- `source`: pass 1 streams the rows and partitions them by SKU (`MagentoCsvSource`);
+- `partitions`: the spilled partitions that pass 2 (or a worker process) reads;
+- `builder`: the rows of one SKU become a `CatalogProduct` or a `Rejected`;
+- `columns`, `cells`: what each column means and how one cell is parsed.
+"""
+
+from catalog_sync.sources.magento_csv.cells import parse_date
+from catalog_sync.sources.magento_csv.partitions import CsvPartition, CsvSplit
+from catalog_sync.sources.magento_csv.source import MagentoCsvSource
+
+__all__ = ["CsvPartition", "CsvSplit", "MagentoCsvSource", "parse_date"]

@@ -1,0 +1,171 @@
+"""Pass 1's output: rows framed and spilled into partitions by SKU; pass 2 reads one partition at a time."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from catalog_sync.records import Rejected, SourceIssue
+
+if TYPE_CHECKING:
+    from catalog_sync.sources.magento_csv.source import MagentoCsvSource
+
+import zlib
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from catalog_sync.catalog import (
+    CatalogProduct,
+)
+from catalog_sync.sources.magento_csv.builder import _Builder
+from catalog_sync.sources.magento_csv.columns import _FRAME, _Columns
+
+
+class _Spill:
+    """Frames by partition: in memory for one partition, else one file each."""
+
+    def __init__(self, parts: int, tmp: Path | None) -> None:
+        self.parts = parts
+        self.tmp = tmp
+        self._mem: list[tuple[str, bytes, int, bytes]] = []
+        self._files: list[IO[bytes]] = []
+        if tmp is not None:
+            self._files = [
+                open(tmp / f"part-{i:04d}.bin", "wb", buffering=1 << 16)  # noqa: SIM115
+                for i in range(parts)
+            ]
+
+    def add(self, key: str, kind: bytes, line: int, payload: bytes) -> None:
+        if self.tmp is None:
+            self._mem.append((key, kind, line, payload))
+            return
+        k = key.encode("utf-8", "surrogateescape")
+        f = self._files[zlib.crc32(k) % self.parts]
+        f.write(_FRAME.pack(kind, line, len(payload), len(k)))
+        f.write(k)
+        f.write(payload)
+
+    def finish(self) -> None:
+        for f in self._files:
+            f.close()
+
+    def close(self) -> None:
+        self.finish()
+        self._mem = []
+
+    def path(self, part: int) -> Path | None:
+        return None if self.tmp is None else self.tmp / f"part-{part:04d}.bin"
+
+    def take_memory(self) -> list[tuple[str, bytes, int, bytes]] | None:
+        """The in-memory frames (one partition), handed over once."""
+        if self.tmp is not None:
+            return None
+        mem, self._mem = self._mem, []
+        return mem
+
+
+_Frames = list[tuple[bytes, int, bytes]]
+
+
+def _memory_groups(mem: list[tuple[str, bytes, int, bytes]]) -> Iterator[tuple[str, _Frames]]:
+    """(lower-cased SKU, frames), SKUs in first-seen order."""
+    groups: dict[str, _Frames] = {}
+    for key, kind, line, payload in mem:
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [(kind, line, payload)]
+        else:
+            g.append((kind, line, payload))
+    mem.clear()
+    yield from groups.items()
+
+
+def _file_groups(path: Path) -> Iterator[tuple[str, _Frames]]:
+    """(lower-cased SKU, frames) of one partition file, SKUs in first-seen order;
+    the file is removed once read."""
+    data = path.read_bytes()
+    path.unlink()
+    view = memoryview(data)
+    pos, size, unpack = 0, len(data), _FRAME.unpack_from
+    hsize = _FRAME.size
+    # Index by SKU (offsets only), so memory holds the partition's bytes once.
+    index: dict[str, list[tuple[bytes, int, int, int]]] = {}
+    while pos < size:
+        kind, line, plen, klen = unpack(data, pos)
+        pos += hsize
+        key = bytes(view[pos : pos + klen]).decode("utf-8", "surrogateescape")
+        pos += klen
+        entry = (kind, line, pos, plen)
+        g2 = index.get(key)
+        if g2 is None:
+            index[key] = [entry]
+        else:
+            g2.append(entry)
+        pos += plen
+    for key, entries in index.items():
+        yield key, [(k, ln, bytes(view[p : p + n])) for k, ln, p, n in entries]
+    view.release()
+
+
+class CsvPartition:
+    """One partition of pass 2: builds the products of its SKUs. A file partition
+    pickles as its path (to be built in a worker process)."""
+
+    def __init__(
+        self,
+        header: list[str],
+        wanted: frozenset[str] | None,
+        path: Path | None,
+        memory: list[tuple[str, bytes, int, bytes]] | None,
+    ) -> None:
+        self.header = header
+        self.wanted = wanted
+        self.path = path
+        self.memory = memory
+        self.built = 0  # products built by `records`
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.path is None:
+            raise TypeError("an in-memory partition cannot leave its process")
+        return {"header": self.header, "wanted": self.wanted, "path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["header"], state["wanted"], state["path"], None)  # type: ignore[misc]
+
+    def records(self, warn: Callable[[SourceIssue], None]) -> Iterator[CatalogProduct | Rejected]:
+        """The partition's products (and rejections); `warn` takes warnings."""
+        builder = _Builder(_Columns(self.header), warn)
+        wanted = self.wanted
+        if self.path is not None:
+            groups = _file_groups(self.path) if self.path.exists() else iter(())
+        else:
+            groups = _memory_groups(self.memory or [])
+        for key, frames in groups:
+            if wanted is not None and key not in wanted:
+                continue
+            product = builder.build(frames)
+            if product is None:
+                continue
+            if isinstance(product, CatalogProduct):
+                self.built += 1
+            yield product
+
+
+class CsvSplit:
+    """What `MagentoCsvSource.split` gives: pass 1's rejections and the partitions."""
+
+    def __init__(
+        self, rejected: list[Rejected], partitions: list[CsvPartition], source: MagentoCsvSource
+    ) -> None:
+        self.rejected = rejected
+        self.partitions = partitions
+        self._source = source
+
+    def warn(self, issue: SourceIssue) -> None:
+        self._source._issue(issue)
+
+    def merge(self, records: int, warnings: Collection[SourceIssue] = ()) -> None:
+        """Count products built (and their warnings) into the source's report."""
+        self._source._report.records += records
+        for issue in warnings:
+            self._source._issue(issue)

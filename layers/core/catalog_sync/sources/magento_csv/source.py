@@ -1,0 +1,329 @@
+"""`MagentoCsvSource`: reads Magento's product export CSV (a local file or S3 object).
+
+Two passes keep memory flat however large the file is:
+
+1. stream the CSV once (never the whole file in memory) and spill each row into
+   one of N partition files on local disk, chosen by a hash of the lower-cased SKU,
+   together with "parent link" records (child SKU -> configurable parent, from the
+   parent's `configurable_variations`) and per-row problems; N grows with the
+   file size (about one partition per `partition_bytes` of CSV). A small file stays
+   in memory (one partition).
+2. read one partition at a time, group its rows by SKU (case-insensitive, as
+   Magento compares SKUs; rows of a product need not be contiguous, children may
+   come before their parent) and yield a `catalog.CatalogProduct` per SKU, or a
+   `records.Rejected` naming the line, SKU and field of every problem.
+
+Choices (see the report / decision log):
+- A bare root category (`Default Category`) is no category: paths leave the root out.
+- A huge cell (a 10 MB description) is valid CSV and is accepted.
+- A row whose cell count differs from the header's (an unbalanced quote, a cut
+  record) rejects its product and makes the read incomplete: rows may have been
+  swallowed, so no deletion may be derived from this read.
+- A row without a status is enabled; without `product_type`, `simple`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import marshal
+import math
+import tempfile
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from catalog_sync.catalog import (
+    CatalogProduct,
+)
+from catalog_sync.errors import SourceError
+from catalog_sync.records import ReadReport, Rejected, SourceIssue
+from catalog_sync.sources.magento_csv.columns import (
+    _ISSUE,
+    _LINK,
+    _ROW,
+    MAX_PARTITIONS,
+    MAX_WARNINGS,
+    PARTITION_BYTES,
+    READ_BUFFER,
+    UNKNOWN_SIZE_PARTITIONS,
+    _Columns,
+)
+from catalog_sync.sources.magento_csv.partitions import CsvPartition, CsvSplit, _Spill
+from catalog_sync.sources.magento_csv.stream import (
+    _bad_field,
+    _Lines,
+    _printable,
+    _StreamRaw,
+    _variation_children,
+)
+
+
+class MagentoCsvSource:
+    """`ports.CatalogSource` over a Magento product export CSV.
+
+    `uri`: a local path or `s3://bucket/key` (needs `s3_client`; the body is
+    streamed). `workdir`: where the temporary partition files go (a temporary
+    directory under it, removed after the read). `store_views`: if given, rows of
+    other store views are skipped (their codes still show in the report).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        s3_client: Any = None,
+        workdir: Path | None = None,
+        store_views: Collection[str] | None = None,
+        partition_bytes: int = PARTITION_BYTES,
+    ) -> None:
+        self.uri = uri
+        self.s3_client = s3_client
+        self.workdir = workdir
+        self.store_views = frozenset(store_views) if store_views is not None else None
+        self.partition_bytes = max(1, partition_bytes)
+        self._report = ReadReport(complete=False)
+        self._warnings = 0
+
+    def describe(self) -> str:
+        return f"magento-csv:{self.uri}"
+
+    def report(self) -> ReadReport:
+        """How the last read went (valid once `read` is exhausted)."""
+        return self._report
+
+    # -- opening -----------------------------------------------------------
+
+    def _open(self) -> tuple[BinaryIO, int | None]:
+        if self.uri.startswith("s3://"):
+            return self._open_s3()
+        path = Path(self.uri[7:] if self.uri.startswith("file://") else self.uri)
+        try:
+            f = open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115
+            return f, path.stat().st_size
+        except OSError as exc:
+            raise SourceError(f"cannot open catalog file {path}: {exc.strerror or exc}") from exc
+
+    def _open_s3(self) -> tuple[BinaryIO, int | None]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self.s3_client is None:
+            raise SourceError(f"{self.uri}: an S3 source needs an s3 client")
+        bucket, _, key = self.uri[5:].partition("/")
+        if not bucket or not key:
+            raise SourceError(f"{self.uri}: expected s3://bucket/key")
+        try:
+            resp = self.s3_client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise SourceError(
+                f"cannot read {self.uri}: {err.get('Code', 'error')} {err.get('Message', '')}".strip()
+            ) from exc
+        except BotoCoreError as exc:
+            raise SourceError(f"cannot read {self.uri}: {exc}") from exc
+        size = resp.get("ContentLength")
+        raw = _StreamRaw(resp["Body"])
+        return io.BufferedReader(raw, buffer_size=READ_BUFFER), size
+
+    # -- reading -----------------------------------------------------------
+
+    def read(self, *, skus: Collection[str] | None = None) -> Iterator[CatalogProduct | Rejected]:
+        with self.split(skus=skus) as split:
+            yield from split.rejected
+            for part in split.partitions:
+                yield from part.records(self._issue)
+                self._report.records += part.built
+
+    @contextlib.contextmanager
+    def split(self, *, skus: Collection[str] | None = None) -> Iterator[CsvSplit]:
+        """Pass 1 (stream the file into partitions) and the partitions for pass 2,
+        which are independent of each other: each may be built in another process
+        (file partitions pickle as their path). The partition files live until the
+        context ends. Records built elsewhere are counted with `CsvSplit.merge`."""
+        self._report = ReadReport(complete=True)
+        self._warnings = 0
+        wanted = frozenset(s.strip().lower() for s in skus) if skus is not None else None
+        stream, size = self._open()
+        with contextlib.ExitStack() as stack:
+            stack.callback(stream.close)
+            parts = 1
+            if size is None:
+                parts = UNKNOWN_SIZE_PARTITIONS
+            elif size > self.partition_bytes:
+                parts = min(MAX_PARTITIONS, math.ceil(size / self.partition_bytes))
+            tmp: Path | None = None
+            if parts > 1:
+                tmp = Path(
+                    stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix="magento-csv-", dir=self.workdir)
+                    )
+                )
+            spill = _Spill(parts, tmp)
+            stack.callback(spill.close)
+            columns: _Columns | None = None
+            rejected: list[Rejected] = []
+            for entry in self._pass1(stream, spill, wanted):
+                if isinstance(entry, _Columns):
+                    columns = entry
+                else:
+                    rejected.append(entry)
+            stream.close()
+            spill.finish()
+            if columns is None:  # pragma: no cover - pass 1 raises first
+                raise SourceError(f"{self.uri}: no header")
+            partitions = [
+                CsvPartition(columns.header, wanted, spill.path(part), spill.take_memory())
+                for part in range(parts)
+            ]
+            yield CsvSplit(rejected, partitions, self)
+
+    def _issue(self, issue: SourceIssue) -> None:
+        """A read-level issue (structure) or a warning, kept in the report."""
+        if issue.severity == "warning":
+            self._warnings += 1
+            if self._warnings > MAX_WARNINGS:
+                return
+            if self._warnings == MAX_WARNINGS:
+                issue = SourceIssue(f"{issue}; further warnings are not listed", severity="warning")
+        self._report.issues.append(issue)
+
+    def _pass1(
+        self, stream: BinaryIO, spill: _Spill, wanted: frozenset[str] | None
+    ) -> Iterator[_Columns | Rejected]:
+        report = self._report
+        lines = _Lines(stream)
+        reader = csv.reader(lines)
+        header = self._header(reader, lines)
+        columns = _Columns(header)
+        yield columns
+        ncols = len(header)
+        sku_i = columns.index["sku"]
+        sv_i = columns.index.get("store_view_code", -1)
+        cv_i = columns.index.get("configurable_variations", -1)
+        views: dict[str, None] = {}
+        allowed_views = self.store_views
+        rows = 0
+        end = reader.line_num
+        quotes = lines.quotes
+        bad = lines.bad_lines
+        dumps = marshal.dumps
+        add = spill.add
+        try:
+            for row in reader:
+                start = end + 1
+                end = reader.line_num
+                q_start = quotes
+                quotes = lines.quotes
+                n = len(row)
+                if n == 0:
+                    continue
+                rows += 1
+                sku = row[sku_i].strip() if n > sku_i else ""
+                problem: SourceIssue | None = None
+                if n != ncols:
+                    problem = self._shape_problem(
+                        sku, n, ncols, start, end, lines, quotes - q_start
+                    )
+                if bad and bad[-1] >= start:
+                    field = _bad_field(row, header)
+                    problem = SourceIssue(
+                        "invalid UTF-8 (the file must be UTF-8 encoded)",
+                        line=start,
+                        sku=_printable(sku) if sku else None,
+                        field=field,
+                    )
+                    if field == "sku":
+                        sku = ""
+                if not sku:
+                    if problem is None:
+                        if n == 1 and not row[0].strip():
+                            rows -= 1  # a blank line
+                            continue
+                        problem = SourceIssue("the row has no SKU", line=start, field="sku")
+                    yield Rejected(None, [problem])
+                    continue
+                key = sku.lower()
+                if cv_i >= 0 and n > cv_i and row[cv_i]:
+                    for child in _variation_children(row[cv_i]):
+                        ckey = child.lower()
+                        if wanted is None or ckey in wanted:
+                            add(ckey, _LINK, start, sku.encode("utf-8", "surrogateescape"))
+                if wanted is not None and key not in wanted:
+                    continue
+                if problem is not None:
+                    add(key, _ISSUE, start, dumps((problem.field, problem.message, sku)))
+                    continue
+                if sv_i >= 0:
+                    view = row[sv_i].strip()
+                    if view:
+                        if view not in views:
+                            views[view] = None
+                        if allowed_views is not None and view not in allowed_views:
+                            continue
+                add(key, _ROW, start, dumps(row))
+        except csv.Error as exc:
+            report.complete = False
+            self._issue(
+                SourceIssue(f"the CSV cannot be parsed past this point: {exc}", line=end + 1)
+            )
+        self._end_of_pass1(lines, rows, views)
+
+    def _header(self, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
+        """The header row, stripped; a file that has none, or no `sku` column, is refused
+        without naming any of its cells (it may not be a catalog at all)."""
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise SourceError(f"{self.uri}: cannot read the header: {exc}") from exc
+        if lines.error is not None and header is None:
+            raise SourceError(f"{self.uri}: cannot read: {lines.error}")
+        if not header or not any(h.strip() for h in header):
+            raise SourceError(f"{self.uri}: the file is empty (no header row)")
+        header = [h.strip() for h in header]
+        if "sku" not in header:
+            raise SourceError(
+                f"{self.uri}: no 'sku' column in the header (line 1 has {len(header)} fields); "
+                "is this a Magento product export with ',' as the field separator?"
+            )
+        return header
+
+    def _end_of_pass1(self, lines: _Lines, rows: int, views: dict[str, None]) -> None:
+        report = self._report
+        if lines.error is not None:
+            report.complete = False
+            self._issue(
+                SourceIssue(
+                    f"the source could not be read to its end: {lines.error}; "
+                    "no deletions will be derived from this read",
+                    line=lines.line_no,
+                )
+            )
+        report.rows = rows
+        report.store_views = sorted(views)
+
+    def _shape_problem(
+        self, sku: str, n: int, ncols: int, start: int, end: int, lines: _Lines, quotes: int
+    ) -> SourceIssue:
+        """A row whose cell count is not the header's: the file's structure is
+        damaged here, so the read is incomplete (rows may have been swallowed)."""
+        self._report.complete = False
+        at_eof = lines.at_eof()
+        if at_eof and not lines.ends_with_newline:
+            message = (
+                f"the file ends in the middle of a record ({n} of {ncols} cells): it looks "
+                "truncated; no deletions will be made"
+            )
+        elif at_eof and quotes % 2 == 1:
+            message = (
+                f"unclosed quote: the record starting at line {start} runs to the end of "
+                f"the file (line {end}); no deletions will be made"
+            )
+        else:
+            message = (
+                f"the row has {n} cells but the header has {ncols} (an unbalanced quote or "
+                "a stray separator?); the read is marked incomplete"
+            )
+        issue = SourceIssue(message, line=start, sku=_printable(sku) or None)
+        self._issue(issue)
+        return issue
