@@ -351,3 +351,40 @@ def main(host: str, port: int, max_rps: int | None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+LOCAL_CREDENTIALS_SECRET = "catalog-sync/aco-credentials"
+
+
+def start_local_aco(
+    aws_endpoint: str,
+    secret_name: str = LOCAL_CREDENTIALS_SECRET,
+    *,
+    port: int = 0,
+    max_rps: int | None = None,
+) -> tuple[AcoEmulator, dict[str, str]]:
+    """Start an emulator, store its client credentials as a secret in the (moto)
+    Secrets Manager at `aws_endpoint`, and return the environment the aco target needs."""
+    import boto3
+
+    emulator = AcoEmulator(port=port, max_rps=max_rps).start()
+    sm = boto3.client(
+        "secretsmanager",
+        endpoint_url=aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    value = orjson.dumps({"clientId": emulator.client_id, "clientSecret": emulator.client_secret})
+    try:
+        sm.create_secret(Name=secret_name, SecretString=value.decode())
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId=secret_name, SecretString=value.decode())
+    env = {
+        "SAAS_TARGET": "aco",
+        "ACO_BASE_URL": emulator.base_url,
+        "ACO_IMS_URL": emulator.ims_url,
+        "ACO_TENANT_ID": emulator.tenant,
+        "ACO_CREDENTIALS_SECRET_ID": secret_name,
+    }
+    return emulator, env
