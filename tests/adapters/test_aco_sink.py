@@ -217,8 +217,19 @@ def test_pacing_counted_at_emulator(emulator: AcoEmulator, aws_clients) -> None:
     s0 = sink(emulator)
     with_metadata(s0)
 
+    # moto applies a conditional update non-atomically (two threads can both pass the
+    # condition: measured 3-4 of 20 racing takes of a 2-slot window); DynamoDB applies
+    # each one atomically. One lock around the call stands in for that atomicity; the
+    # two senders are otherwise concurrent (own pacer, sink, session, thread).
+    lock = threading.Lock()
+
+    class Atomic:
+        def update_item(self, **kw: object) -> object:
+            with lock:
+                return aws.dynamodb.update_item(**kw)
+
     def run(prefix: str) -> None:
-        pacer = DynamoPacer(aws.dynamodb, aws.names.table, "t1", max_rps=2, max_wait=30)
+        pacer = DynamoPacer(Atomic(), aws.names.table, "t1", max_rps=2, max_wait=30)
         s = AcoSink(emulator.base_url, tokens(emulator), pacer=pacer, batch_sizes={"products": 1})
         out = s.send("products", [item(product(f"{prefix}{i}")) for i in range(5)])
         assert [o.status for o in out] == ["sent"] * 5
