@@ -263,3 +263,12 @@ def test_product_budget_hands_back(emulator: AcoEmulator, aws_clients) -> None: 
     out = s.send("products", [item(product(f"Q{i}")) for i in range(5)])
     assert [o.status for o in out] == ["sent", "sent", "retry", "retry", "retry"]
     assert str(out[2].reason).startswith("paced:")
+
+
+def test_ims_unreachable_leaves_items_pending(emulator: AcoEmulator) -> None:
+    toks = ImsTokens(
+        lambda: {"clientId": "c", "clientSecret": "s"}, ims_url=emulator.url + "/ims/missing"
+    )
+    out = AcoSink(emulator.base_url, toks).send("products", [item(product("A"))])
+    assert [o.status for o in out] == ["retry"]
+    assert "HTTP 404" in str(out[0].reason)

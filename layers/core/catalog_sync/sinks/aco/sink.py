@@ -37,7 +37,7 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from catalog_sync.errors import AuthError, ConfigError
+from catalog_sync.errors import AuthError, ConfigError, RetryableError
 from catalog_sync.ports import ItemOutcome, OutgoingItem
 from catalog_sync.sinks.aco import wire
 from catalog_sync.sinks.feed_api import retry_after_seconds
@@ -211,7 +211,10 @@ class AcoSink:
             attempt += 1
             raw = b"[" + b",".join(items[i].body for i in batch) + b"]"
             body = gzip.compress(raw, compresslevel=self.compresslevel, mtime=0)
-            token = self._tokens.token()
+            try:
+                token = self._tokens.token()
+            except RetryableError as exc:  # IMS unreachable or 5xx: left pending
+                raise _GiveUp(str(exc)) from None
             headers = {
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",
