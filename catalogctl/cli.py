@@ -406,6 +406,7 @@ def do_local_up(
     echo: Callable[[str], None] = click.echo,
     *,
     stop_event: threading.Event | None = None,
+    target: str = "commerce-services",
 ) -> None:
     from devstack.local import LocalStack
 
@@ -414,7 +415,7 @@ def do_local_up(
         if not path.exists():
             raise UserError(f"no catalog at {source}")
         source = str(path.resolve())
-    stack = LocalStack(aws_port=aws_port, receiver_port=receiver_port, source=source)
+    stack = LocalStack(aws_port=aws_port, receiver_port=receiver_port, source=source, target=target)
     stack.start()
     _tune_gc()
     try:
@@ -601,9 +602,16 @@ def _tune_gc() -> None:
 @click.option("--source", default=None, help="The catalog (Magento export CSV: path or s3:// URI).")
 @click.option("--aws-port", default=5055, show_default=True, type=int)
 @click.option("--receiver-port", default=8787, show_default=True, type=int)
-def local_up(source: str | None, aws_port: int, receiver_port: int) -> None:
-    """Run moto + the feed receiver in the foreground; print the environment."""
-    _guard(lambda: do_local_up(source, aws_port, receiver_port))
+@click.option(
+    "--target",
+    type=click.Choice(["commerce-services", "aco"]),
+    default="commerce-services",
+    show_default=True,
+    help="aco: the local ACO emulator (on --receiver-port) instead of the feed receiver.",
+)
+def local_up(source: str | None, aws_port: int, receiver_port: int, target: str) -> None:
+    """Run moto + the feed receiver (or the ACO emulator) in the foreground; print the environment."""
+    _guard(lambda: do_local_up(source, aws_port, receiver_port, target=target))
 
 
 def _guard(fn: Callable[[], Any]) -> Any:

@@ -84,6 +84,8 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     _moto: Any = None
     receiver: FeedReceiver | None = None
+    target: str = "commerce-services"  # or "aco": the local ACO emulator instead
+    aco: Any = None
 
     def start(self) -> LocalStack:
         if self.aws_endpoint is None:
@@ -91,11 +93,17 @@ class LocalStack:
             self.aws_endpoint = self._moto.endpoint_url
         endpoint = self.aws_endpoint
         provision(self.names, endpoint, self.api_key)
-        self.receiver = FeedReceiver(
-            port=self.receiver_port, api_key=self.api_key, max_items=self.receiver_max_items
-        )
-        self.receiver.start()
-        self.env = local_env(endpoint, self.receiver.url, self.names)
+        if self.target == "aco":
+            from devstack.aco_emulator import start_local_aco
+
+            self.aco, aco_env = start_local_aco(endpoint, port=self.receiver_port)
+            self.env = {**local_env(endpoint, self.aco.url, self.names), **aco_env}
+        else:
+            self.receiver = FeedReceiver(
+                port=self.receiver_port, api_key=self.api_key, max_items=self.receiver_max_items
+            )
+            self.receiver.start()
+            self.env = local_env(endpoint, self.receiver.url, self.names)
         if self.source:
             set_local_source(self.env, self.source)
             self.env["CATALOG_SOURCE"] = self.source
@@ -104,6 +112,8 @@ class LocalStack:
     def stop(self) -> None:
         if self.receiver is not None:
             self.receiver.stop()
+        if self.aco is not None:
+            self.aco.stop()
         if self._moto is not None:
             self._moto.stop()
 

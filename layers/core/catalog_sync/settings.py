@@ -73,6 +73,32 @@ class Settings(BaseModel):
     def currency_pairs(self) -> list[tuple[str, str]]:
         return _pairs(self.website_currencies)
 
+    # --- Adobe Commerce Optimizer target: wire, IMS auth, pacing (sinks/aco/) -------------
+    aco_tenant_id: str | None = None
+    aco_region: Literal["na1", "eu1", "uk1", "au1", "in1", "sg1"] = "na1"
+    aco_environment: Literal["sandbox", "production"] = "production"
+    aco_base_url: str | None = None  # override (emulator, tests); default from region/tenant
+    aco_ims_url: str = "https://ims-na1.adobelogin.com/ims/token/v3"
+    aco_credentials_secret_id: str | None = None  # JSON {"clientId", "clientSecret"}
+    aco_batch_size: int = Field(default=100, ge=1)  # metadata, categories, products
+    aco_price_batch_size: int = Field(default=500, ge=1)  # price books, prices
+    aco_max_requests_per_second: int = Field(default=2, ge=1)  # per tenant, all invocations
+    aco_max_products_per_minute: int | None = Field(default=None, ge=1)  # license; base 1000
+    aco_pacing_max_wait_seconds: float = Field(default=5.0, ge=0)
+
+    def aco_url(self) -> str:
+        """ACO_BASE_URL, else Adobe's URL for the region, environment and tenant."""
+        if self.aco_base_url:
+            return self.aco_base_url.rstrip("/")
+        if not self.aco_tenant_id:
+            raise ConfigError("set ACO_TENANT_ID (or ACO_BASE_URL) for the aco target")
+        if self.aco_environment == "sandbox" and self.aco_region != "na1":
+            raise ConfigError("ACO sandboxes exist in na1 only: set ACO_REGION=na1")
+        host = self.aco_region + ("-sandbox" if self.aco_environment == "sandbox" else "")
+        return f"https://{host}.api.commerce.adobe.com/{self.aco_tenant_id}"
+
+    # --- end of the ACO group ---------------------------------------------------------------
+
     @field_validator("store_views")
     @classmethod
     def _check_store_views(cls, v: str) -> str:

@@ -86,3 +86,41 @@ def api_key_provider(
         return _extract(raw, what)
 
     return api_key
+
+
+# -- JSON secrets (the ACO target's IMS credentials) ------------------------------------------
+
+
+def json_secret_provider(
+    *, secret_id: str, fields: tuple[str, ...], max_age: int, secrets_client: Any = None, name: str
+) -> Callable[[], dict[str, str]]:
+    """A function returning the string `fields` of a JSON secret (Powertools' cache,
+    `max_age` seconds). Errors name the secret and the field, never a value."""
+    secrets = SecretsProvider(boto3_client=secrets_client)
+    what = f"secret {secret_id!r}"
+
+    def read() -> dict[str, str]:
+        try:
+            raw = secrets.get(secret_id, max_age=max_age)
+        except Exception as exc:  # Powertools wraps every failure in GetParameterError
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise ConfigError(
+                f"cannot read the {name} from {what}: {type(cause).__name__}: {cause}"
+            ) from None
+        if isinstance(raw, bytes):
+            raw = raw.decode(errors="replace")
+        try:
+            doc = orjson.loads(raw) if isinstance(raw, str) else None
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"the {name} in {what} must be a JSON object with {list(fields)}")
+        out = {}
+        for field in fields:
+            value = doc.get(field)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"the {name} in {what} has no non-empty string {field!r}")
+            out[field] = value.strip()
+        return out
+
+    return read

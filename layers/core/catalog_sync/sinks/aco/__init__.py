@@ -1,0 +1,1 @@
+"""The Adobe Commerce Optimizer target: wire models, IMS auth, pacing, the sink."""

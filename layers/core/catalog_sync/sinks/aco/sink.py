@@ -1,0 +1,310 @@
+"""`AcoSink`: the ACO Data Ingestion API as a `FeedSink`.
+
+`send(feed, items)` names the entity by the feed (`wire.entity`: "products",
+"aco-products", ...). Each item's JSON is sent as it is: an item that is exactly the
+entity's delete keys goes to the `/delete` endpoint, any other is an upsert (POST,
+never PATCH). Deletions are sent before upserts, in batches of the entity's size,
+gzip-compressed, with `Authorization: Bearer <IMS token>`. Outcomes, one per item:
+
+- a product upsert over `wire.PRODUCT_MAX_BYTES` is `failed` with its size, never sent;
+- 200: `sent`;
+- 400 (the whole request rejected): the items named by `itemIndex` are `failed` with
+  ACO's code, message and value; the rest of the batch is sent again in the same call
+  (a 400 naming no item fails the batch);
+- 401: the token is dropped and fetched again, once per call; a second 401, or 403:
+  `AuthError` (nothing of that call counts as sent);
+- 429: waits `retry-after` (at most `backoff_cap`, else the items come back `retry`);
+- 5xx, timeouts, dropped connections: backoff with full jitter, at most `max_tries`
+  tries, then `retry` for that batch and the rest of the call (left pending);
+- pacing (`Pacer`): before each request the sink takes a request slot and, for
+  product upserts, the batch's share of the products-per-minute budget. When the
+  pacer says no (the budget is out), the rest of the call comes back `retry` with a
+  reason starting "paced:", without waiting past the invocation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from catalog_sync.errors import AuthError, ConfigError, RetryableError
+from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.sinks.aco import wire
+from catalog_sync.sinks.feed_api import retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({408, 425, 500, 502, 503, 504})
+PACED = "paced:"
+
+
+class Tokens(Protocol):
+    def token(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
+
+
+class Pacer(Protocol):
+    """Shared pacing for one tenant. `acquire` returns False when the budget is out
+    (the caller hands the items back instead of waiting)."""
+
+    def acquire(self, products: int = 0) -> bool: ...
+
+
+class _GiveUp(Exception):
+    """Stop this call: the remaining items come back `retry` with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tried:
+    """What one HTTP try gave: a response, or a transport problem."""
+
+    response: requests.Response | None
+    problem: str = ""
+
+
+def post_once(
+    session: requests.Session, url: str, body: bytes, headers: dict[str, str], timeout: Any
+) -> Tried:
+    """One POST; transport failures become a `problem`. (The one spot to swap for the
+    shared HTTP policy of `catalog_sync/http.py` when it lands.)"""
+    try:
+        return Tried(
+            session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+        )
+    except requests.Timeout:
+        return Tried(None, "timeout")
+    except requests.ConnectionError as exc:
+        return Tried(None, f"connection error ({type(exc).__name__})")
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+        raise ConfigError(f"the ACO URL {url} is not valid: {exc}") from None
+    except requests.RequestException as exc:
+        return Tried(None, f"request failed ({type(exc).__name__})")
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class AcoSink:
+    def __init__(
+        self,
+        base_url: str,
+        tokens: Tokens,
+        *,
+        batch_sizes: dict[str, int] | None = None,
+        pacer: Pacer | None = None,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (5, 30),
+        max_tries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        compresslevel: int = 1,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"ACO_BASE_URL must be an http(s) URL, got {base_url!r}")
+        if max_tries < 1:
+            raise ConfigError("max_tries must be positive")
+        self.base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self.batch_sizes = {e.name: e.batch_size for e in wire.ENTITIES.values()}
+        for name, size in (batch_sizes or {}).items():
+            if size < 1:
+                raise ConfigError(f"the ACO batch size of {name} must be positive")
+            self.batch_sizes[wire.entity(name).name] = size
+        self._pacer = pacer
+        self._session = session if session is not None else new_session()
+        self.timeout = timeout
+        self.max_tries = max_tries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._rng = rng
+        self.compresslevel = compresslevel
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- FeedSink -------------------------------------------------------------------------
+
+    def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
+        ent = wire.entity(feed)
+        outcomes: list[ItemOutcome | None] = [None] * len(items)
+        deletes: list[int] = []
+        upserts: list[int] = []
+        for i, item in enumerate(items):
+            try:
+                doc = orjson.loads(item.body)
+            except orjson.JSONDecodeError:
+                outcomes[i] = ItemOutcome("failed", "the item is not JSON")
+                continue
+            if not isinstance(doc, dict):
+                outcomes[i] = ItemOutcome("failed", "the item is not a JSON object")
+            elif wire.is_delete(ent, doc):
+                deletes.append(i)
+            elif ent is wire.PRODUCTS and len(item.body) > wire.PRODUCT_MAX_BYTES:
+                outcomes[i] = ItemOutcome(
+                    "failed",
+                    f"product is {len(item.body)} bytes of JSON, over ACO's "
+                    f"{wire.PRODUCT_MAX_BYTES}-byte limit per product; not sent",
+                )
+            else:
+                upserts.append(i)
+        size = self.batch_sizes[ent.name]
+        batches = [
+            (ent.delete_path, False, deletes[k : k + size]) for k in range(0, len(deletes), size)
+        ]
+        batches += [
+            (ent.upsert_path, ent is wire.PRODUCTS, upserts[k : k + size])
+            for k in range(0, len(upserts), size)
+        ]
+        state = {"refreshed": False}
+        for number, (path, counts_products, batch) in enumerate(batches):
+            try:
+                self._send_batch(ent, path, counts_products, items, batch, outcomes, state)
+            except _GiveUp as stop:
+                reason = str(stop)
+                for _, _, rest in batches[number:]:
+                    for i in rest:
+                        if outcomes[i] is None:
+                            outcomes[i] = ItemOutcome("retry", reason)
+                log.warning("ACO: items left for a later run: %s", reason, extra={"feed": feed})
+                break
+        return [o if o is not None else ItemOutcome("retry", "not sent") for o in outcomes]
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def _send_batch(
+        self,
+        ent: wire.Entity,
+        path: str,
+        counts_products: bool,
+        items: Sequence[OutgoingItem],
+        batch: list[int],
+        outcomes: list[ItemOutcome | None],
+        state: dict[str, bool],
+    ) -> None:
+        url = self.base_url + path
+        attempt = 0
+        while batch:
+            if self._pacer is not None and not self._pacer.acquire(
+                len(batch) if counts_products else 0
+            ):
+                raise _GiveUp(f"{PACED} the ACO request or product budget is used up for now")
+            attempt += 1
+            raw = b"[" + b",".join(items[i].body for i in batch) + b"]"
+            body = gzip.compress(raw, compresslevel=self.compresslevel, mtime=0)
+            try:
+                token = self._tokens.token()
+            except RetryableError as exc:  # IMS unreachable or 5xx: left pending
+                raise _GiveUp(str(exc)) from None
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+            }
+            tried = post_once(self._session, url, body, headers, self.timeout)
+            resp = tried.response
+            retry_after: float | None = None
+            if resp is not None:
+                status = resp.status_code
+                if status == 200:
+                    for i in batch:
+                        outcomes[i] = ItemOutcome("sent")
+                    return
+                if status == 400:
+                    batch = self._rejected(resp, batch, outcomes, path)
+                    attempt = 0
+                    continue
+                if status == 401 and not state["refreshed"]:
+                    state["refreshed"] = True
+                    self._tokens.invalidate(token)
+                    log.info("ACO answered 401; fetching a new IMS token once")
+                    attempt -= 1
+                    continue
+                if status in (401, 403):
+                    log.error("ACO refused the IMS token (HTTP %d)", status)
+                    raise AuthError(
+                        f"Adobe Commerce Optimizer refused the access token (HTTP {status}: "
+                        f"{_auth_message(resp)}) at {url}; check the tenant id and the "
+                        "Developer Console credentials"
+                    )
+                if status != 429 and status not in RETRYABLE and status < 500:
+                    raise _GiveUp(f"unexpected HTTP {status} from {url}: {resp.text[:200]}")
+                problem = f"HTTP {status}"
+                retry_after = retry_after_seconds(resp.headers.get("retry-after"))
+            else:
+                problem = tried.problem
+            self._wait(problem, retry_after, attempt)
+
+    def _wait(self, problem: str, retry_after: float | None, attempt: int) -> None:
+        if attempt >= self.max_tries:
+            raise _GiveUp(f"{problem} after {attempt} tries")
+        if retry_after is not None and retry_after > self.backoff_cap:
+            raise _GiveUp(f"{problem} with retry-after {retry_after:g}s (over the cap)")
+        delay = (
+            retry_after
+            if retry_after is not None
+            else self._rng() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        )
+        log.info(
+            "ACO try %d/%d failed (%s); retrying in %.2fs", attempt, self.max_tries, problem, delay
+        )
+        self._sleep(delay)
+
+    def _rejected(
+        self,
+        resp: requests.Response,
+        batch: list[int],
+        outcomes: list[ItemOutcome | None],
+        path: str,
+    ) -> list[int]:
+        """Fail the items a 400 names; return the rest, to send again."""
+        try:
+            doc = wire.Failed.model_validate_json(resp.content)
+        except ValueError:
+            doc = wire.Failed(message=resp.text[:300] or "HTTP 400")
+        bad: dict[int, list[wire.ItemError]] = {}
+        for err in doc.errors:
+            if 0 <= err.itemIndex < len(batch):
+                bad.setdefault(err.itemIndex, []).append(err)
+        if not bad:
+            for i in batch:
+                outcomes[i] = ItemOutcome("failed", f"request rejected: {doc.message}")
+            log.warning("ACO rejected a request naming no item: %s", doc.message)
+            return []
+        for index, errs in bad.items():
+            reason = "; ".join(f"{e.code}: {e.message} (value {e.value!r})" for e in errs)
+            outcomes[batch[index]] = ItemOutcome("failed", reason)
+        log.warning(
+            "ACO rejected %d of %d items at %s; sending the rest again",
+            len(bad),
+            len(batch),
+            path,
+        )
+        return [i for n, i in enumerate(batch) if n not in bad]
+
+
+def _auth_message(resp: requests.Response) -> str:
+    try:
+        doc = wire.AuthFailure.model_validate_json(resp.content)
+    except ValueError:
+        return resp.text[:200] or "no message"
+    return f"{doc.title} {doc.error_code}: {doc.message}"
