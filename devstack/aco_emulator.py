@@ -39,7 +39,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from catalog_sync.sinks.aco import wire
-from devstack.receiver import FaultPlanError, _Plan, parse_fault_plan
+from devstack.receiver_rules import FaultPlanError, QueuedFault, parse_fault_plan
 
 LOCAL_CLIENT_ID = "local-aco-client"
 LOCAL_CLIENT_SECRET = "local-aco-secret-0123456789"
@@ -75,7 +75,7 @@ class AcoEmulator:
         self.token_seconds = token_seconds
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
-        self._faults: deque[_Plan] = deque()
+        self._faults: deque[QueuedFault] = deque()
         self.reset()
         self._server = make_server(host, port, self._wsgi, threaded=True)
         self._thread: threading.Thread | None = None

@@ -157,7 +157,7 @@ class AcoSink:
                 continue
             if not isinstance(doc, dict):
                 outcomes[i] = ItemOutcome("failed", "the item is not a JSON object")
-            elif wire.is_delete(ent, doc):
+            elif item.deleted or wire.is_delete(ent, doc):
                 deletes.append(i)
             elif ent is wire.PRODUCTS and len(item.body) > wire.PRODUCT_MAX_BYTES:
                 outcomes[i] = ItemOutcome(

@@ -400,9 +400,20 @@ _BY_PATH: dict[str, tuple[Entity, bool]] = {
 }
 
 
+# The ACO target's feeds (catalog_sync.feeds.aco) by the entity they send.
+_FEED_ENTITIES = {
+    "acoProductMetadata": "metadata",
+    "acoCategories": "categories",
+    "acoProducts": "products",
+    "acoPriceBooks": "price-books",
+    "acoPrices": "prices",
+}
+
+
 def entity(name: str) -> Entity:
     """The entity called `name` ("products", ...); a feed called `aco-products` or
     `aco_products` names the same entity."""
+    name = _FEED_ENTITIES.get(name, name)
     for prefix in ("aco-", "aco_"):
         if name.startswith(prefix):
             name = name[len(prefix) :]
