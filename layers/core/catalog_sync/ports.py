@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
-from catalog_sync.records import ReadReport
+from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
 from catalog_sync.sync.state import StateBucket
@@ -28,9 +29,55 @@ class CatalogSource(Protocol):
 
     def describe(self) -> str: ...
 
-    # A source that reads only what changed since a watermark sets `incremental`;
-    # such a read is never complete (no deletions) and aggregate feeds skip it.
-    # `high_water_mark` is where the next incremental read starts.
+
+# What a source may offer besides `read`: the engine asks with isinstance, so what a
+# source must offer is written here, not probed for.
+
+
+class SourceSplit(Protocol):
+    """A partitioned read: what pass 1 rejected, the partitions to compile (picklable,
+    for worker processes), and `merge` to count the workers' records and warnings
+    into the source's report."""
+
+    rejected: list[Any]
+    partitions: list[Any]
+
+    def merge(self, records: int, warnings: Collection[SourceIssue] = ()) -> None: ...
+
+
+@runtime_checkable
+class PartitionedSource(CatalogSource, Protocol):
+    """A source whose read splits into independent partitions (the export CSV)."""
+
+    def split(
+        self, *, skus: Collection[str] | None = None
+    ) -> AbstractContextManager[SourceSplit]: ...
+
+
+@runtime_checkable
+class IncrementalSource(CatalogSource, Protocol):
+    """A source that can read only what changed since a watermark (the REST API).
+    An incremental read is never complete (no deletions; aggregate feeds skip it);
+    `high_water_mark` is where the next one starts, and a `failed` read (a page could
+    not be read) must not move it."""
+
+    @property
+    def incremental(self) -> bool: ...
+
+    @property
+    def failed(self) -> bool: ...
+
+    high_water_mark: datetime | None
+
+
+@runtime_checkable
+class ProductIdSource(CatalogSource, Protocol):
+    """A source that knows Magento's product ids (`resync --by-ids --id-type productId`);
+    `note` carries an issue found before the read (an unknown id) into its report."""
+
+    def skus_for_ids(self, ids: Collection[int]) -> dict[int, str]: ...
+
+    def note(self, issue: SourceIssue) -> None: ...
 
 
 class BlobStore(Protocol):
