@@ -18,6 +18,7 @@ Clock = Callable[[], datetime]
 IdGenerator = Callable[[], str]
 
 
+@runtime_checkable
 class CatalogSource(Protocol):
     """Reads a catalog. `read` yields source records (for products:
     `catalog.CatalogProduct`) and `records.Rejected` for records that could not be
