@@ -12,7 +12,7 @@ SAM_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(SAM_REGION)
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast lint format demo bench bench-large soak build validate checkov lock clean
+.PHONY: help venv test test-fast lint format demo bench bench-large soak build validate checkov lock clean dashboard-assets
 
 help:
 	@echo "make demo   - run a real sync end to end on the embedded local stack"
@@ -31,7 +31,18 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# The dashboard's chart library (uPlot), from the npm registry by its lock, served by the app.
+DASH := catalogctl/dashboard
+$(DASH)/static/vendor/uPlot.iife.min.js: $(DASH)/package-lock.json
+	cd $(DASH) && npm ci --ignore-scripts --no-audit --no-fund --silent
+	mkdir -p $(DASH)/static/vendor
+	cp $(DASH)/node_modules/uplot/dist/uPlot.iife.min.js $(DASH)/node_modules/uplot/dist/uPlot.min.css $(DASH)/static/vendor/
+
+dashboard-assets: $(DASH)/static/vendor/uPlot.iife.min.js
+
 test: $(STAMP)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory dashboard-assets; fi
+	@test -x "$${CATALOG_SYNC_CHROMIUM:-/usr/bin/chromium}" || echo "make test: no chromium: the browser tests of the dashboard are SKIPPED (apt-get install chromium)"
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

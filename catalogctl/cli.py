@@ -91,13 +91,19 @@ def _issue_text(issue: dict[str, Any]) -> str:
 
 
 def do_run(
-    target: Target, event: dict[str, Any], echo: Callable[[str], None] = click.echo
+    target: Target,
+    event: dict[str, Any],
+    echo: Callable[[str], None] = click.echo,
+    *,
+    runner: Any = None,
 ) -> dict[str, Any]:
-    """Run a reindex event, then (locally) deliver the export messages."""
+    """Run a reindex event, then (locally) deliver the export messages. `runner`: one
+    already made for the target (the dashboard keeps one), else a new one."""
     if target.local:
         from devstack.local import LocalRunner, default_local_env
 
-        runner = LocalRunner(default_local_env(), progress=_progress_printer(echo))
+        if runner is None:
+            runner = LocalRunner(default_local_env(), progress=_progress_printer(echo))
         result = runner.reindex(event)
         for run in result["runs"]:
             _summarise_run(run, echo)
@@ -123,7 +129,7 @@ def do_run(
             )
             result["export"] = totals
         return result
-    return do_remote_run(_runner(target), event, echo)
+    return do_remote_run(runner or _runner(target), event, echo)
 
 
 # --- a deployed stack: invoke, follow the run, Ctrl-C leaves it going ---------------
@@ -383,8 +389,10 @@ def redrive_messages(sqs: Any, queue_url: str, dlq_url: str) -> int:
         moved += len(msgs)
 
 
-def do_redrive(target: Target, echo: Callable[[str], None] = click.echo) -> int:
-    runner = _runner(target)
+def do_redrive(
+    target: Target, echo: Callable[[str], None] = click.echo, *, runner: Any = None
+) -> int:
+    runner = runner or _runner(target)
     sqs, queue_url, dlq_url = _queues(target, runner)
     if not dlq_url:
         raise UserError("no dead-letter queue configured (EXPORT_DLQ_URL)")
@@ -612,6 +620,27 @@ def _tune_gc() -> None:
 def local_up(source: str | None, aws_port: int, receiver_port: int, target: str) -> None:
     """Run moto + the feed receiver (or the ACO emulator) in the foreground; print the environment."""
     _guard(lambda: do_local_up(source, aws_port, receiver_port, target=target))
+
+
+# --- dashboard ---------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--port", default=8088, show_default=True, type=int, help="0: any free port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.pass_obj
+def dashboard(target: Target, port: int, host: str) -> None:
+    """Serve the dashboard (overview, runs, items, failures, actions) on this machine."""
+    from catalogctl.dashboard.server import serve
+
+    server, _ = _guard(lambda: serve(target, host, port, click.echo))
+    click.echo("open the address above (it carries the access token); Ctrl-C stops", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _guard(fn: Callable[[], Any]) -> Any:

@@ -150,6 +150,9 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     say("Demo complete")
+    print(
+        "  open the dashboard on this stack: catalogctl local up, then catalogctl --local dashboard"
+    )
 
 
 if __name__ == "__main__":

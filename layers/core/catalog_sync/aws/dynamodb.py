@@ -36,7 +36,7 @@ from catalog_sync.errors import (
 )
 from catalog_sync.ports import BlobStore
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
-from catalog_sync.sync.state import StateBucket
+from catalog_sync.sync.state import BucketCounts, StateBucket
 
 # A DynamoDB item holds at most 400 KB; keep room for the other attributes.
 MAX_INLINE_BYTES = 350_000
@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 BATCH_GET_TRIES = 8
 # An expired lease item stays readable this long (for `status`), then TTL removes it.
 LEASE_KEEP_SECONDS = 86_400
+
+
+_BUCKET_PROJECTION = ("pk, #d, #v, overflow", {"#d": "data", "#v": "version"})
+_COUNTS_PROJECTION = ("pk, #c, #i, updated_at", {"#c": "counts", "#i": "items"})
 
 
 def bucket_pk(feed: str, bucket: int) -> str:
@@ -115,13 +119,35 @@ class DynamoFeedState:
                 found[item["pk"]["S"]] = item
         return [self._decode_bucket(feed, b, found.get(bucket_pk(feed, b))) for b in buckets]
 
-    def _batch_get(self, keys: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def read_counts(self, feed: str, buckets: Sequence[int]) -> dict[int, BucketCounts]:
+        """Status counts of buckets, without their records: the `counts` and `items`
+        written with each bucket (one small read per bucket, whatever its size).
+        Buckets never written are left out."""
+        wanted = list(dict.fromkeys(buckets))
+        out: dict[int, BucketCounts] = {}
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            chunk = wanted[start : start + BATCH_GET_LIMIT]
+            keys = [{"pk": {"S": bucket_pk(feed, b)}, "sk": {"S": "bucket"}} for b in chunk]
+            for item in self._batch_get(keys, projection=_COUNTS_PROJECTION):
+                number = int(item["pk"]["S"].rsplit("#", 1)[1])
+                out[number] = BucketCounts(
+                    bucket=number,
+                    items=int(item.get("items", {}).get("N", 0)),
+                    counts={k: int(v["N"]) for k, v in item.get("counts", {}).get("M", {}).items()},
+                    updated_at=item.get("updated_at", {}).get("S", ""),
+                )
+        return out
+
+    def _batch_get(
+        self, keys: list[dict[str, Any]], projection: tuple[str, dict[str, str]] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        expression, names = projection or _BUCKET_PROJECTION
         request: dict[str, Any] = {
             self.table: {
                 "Keys": keys,
                 "ConsistentRead": True,
-                "ProjectionExpression": "pk, #d, #v, overflow",
-                "ExpressionAttributeNames": {"#d": "data", "#v": "version"},
+                "ProjectionExpression": expression,
+                "ExpressionAttributeNames": names,
             }
         }
         for attempt in range(BATCH_GET_TRIES):

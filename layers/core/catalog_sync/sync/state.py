@@ -140,3 +140,14 @@ class StateBucket:
             if rec.deleted:
                 out["deleted"] += 1
         return out
+
+
+@dataclass(slots=True)
+class BucketCounts:
+    """What `StateBucket.counts()` gave when the bucket was last written, stored
+    beside it: status counts of a feed without reading its records."""
+
+    bucket: int
+    items: int
+    counts: dict[str, int]
+    updated_at: str = ""
