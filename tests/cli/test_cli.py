@@ -66,7 +66,7 @@ def test_cli_unknown_feed_is_one_clear_line(local):
     assert code != 0
     lines = out.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("Error: unknown feed 'nope' (known feeds: categories, ")
+    assert lines[0].startswith("Error: unknown feed 'nope' (known feeds: acoCategories, ")
     assert "products" in lines[0]
 
 
