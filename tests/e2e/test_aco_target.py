@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +135,12 @@ def test_e2e_aco_product_leaving_a_website_is_deleted_in_that_locale_only(
 def test_e2e_aco_csv_and_rest_sources_give_the_same_aco_state(make_stack) -> None:
     via_csv = aco_stack(make_stack, SMALL)
     via_csv.sync()
+    secret = f"magento-token-{uuid.uuid4().hex[:8]}"  # one moto server for every test
     with MagentoApiServer(SMALL, token=TOKEN, store_views=("default", "fr", "eu_en")) as shop:
         via_rest = aco_stack(
-            make_stack, None, CATALOG_SOURCE=shop.url, MAGENTO_TOKEN_SECRET_ID="magento-token"
+            make_stack, None, CATALOG_SOURCE=shop.url, MAGENTO_TOKEN_SECRET_ID=secret
         )
-        via_rest.runner.app.client("secretsmanager").create_secret(
-            Name="magento-token", SecretString=TOKEN
-        )
+        via_rest.runner.app.client("secretsmanager").create_secret(Name=secret, SecretString=TOKEN)
         via_rest.sync()
     for feed in ACO_FEED_NAMES:
         assert via_csv.aco.held[feed], feed
