@@ -7,8 +7,8 @@
 - `columns`, `cells`: what each column means and how one cell is parsed.
 """
 
-from catalog_sync.sources.magento_csv.cells import parse_date
 from catalog_sync.sources.magento_csv.partitions import CsvPartition, CsvSplit
 from catalog_sync.sources.magento_csv.source import MagentoCsvSource
+from catalog_sync.sources.values import parse_date
 
 __all__ = ["CsvPartition", "CsvSplit", "MagentoCsvSource", "parse_date"]

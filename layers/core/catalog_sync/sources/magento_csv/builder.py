@@ -22,7 +22,6 @@ from catalog_sync.sources.magento_csv.cells import (
     _NO_CLEARS,
     _additional_attributes,
     _categories,
-    _DateError,
     _enabled,
     _first,
     _flag,
@@ -32,7 +31,6 @@ from catalog_sync.sources.magento_csv.cells import (
     _RowError,
     _split_list,
     _visibility,
-    parse_date,
 )
 from catalog_sync.sources.magento_csv.columns import (
     _ENABLED,
@@ -47,6 +45,7 @@ from catalog_sync.sources.magento_csv.columns import (
     _Columns,
 )
 from catalog_sync.sources.magento_csv.stream import _printable
+from catalog_sync.sources.values import DateError, parse_date
 
 
 class _Builder:
@@ -218,7 +217,7 @@ class _Builder:
                     kw[fname] = b if b is not None else _enabled(cell)
                 else:
                     kw[fname] = parse_date(cell)
-            except _DateError:
+            except DateError:
                 self.warn(
                     SourceIssue(
                         f"unrecognised date {cell!r}: ignored",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
-from datetime import UTC, datetime
 from functools import lru_cache
 
 from catalog_sync.catalog import (
@@ -84,56 +82,6 @@ def _visibility(cell: str) -> str:
             f"unknown visibility {cell!r} (expected one of: {'; '.join(VISIBILITIES)})"
         )
     return v
-
-
-class _DateError(ValueError):
-    pass
-
-
-_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
-_US_DATE = re.compile(
-    r"(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})(?:,?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?"
-)
-_DOT_DATE = re.compile(
-    r"(\d{1,2})\.(\d{1,2})\.(\d{2}|\d{4})(?:,?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
-)
-
-
-@lru_cache(maxsize=4096)
-def parse_date(cell: str) -> datetime:
-    """A Magento export date, leniently: `2015-10-23 00:35:03`, `3/6/24`,
-    `3/6/24, 8:59 PM` (U+202F before PM in newer ICU), `16.03.15, 17:08`. Naive
-    times are taken as UTC (the export does not say the zone)."""
-    s = cell.strip().replace("\u202f", " ").replace("\u00a0", " ")
-    try:
-        m = _ISO_DATE.fullmatch(s)
-        if m:
-            y, mo, d, hh, mm, ss = m.groups()
-            return _dt(int(y), int(mo), int(d), hh, mm, ss)
-        m = _US_DATE.fullmatch(s)
-        if m:
-            mo, d, y, hh, mm, ss, ampm = m.groups()
-            hour = int(hh) if hh else 0
-            if ampm:
-                if not 1 <= hour <= 12:
-                    raise ValueError(hour)
-                hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
-            return _dt(_year(y), int(mo), int(d), str(hour), mm, ss)
-        m = _DOT_DATE.fullmatch(s)
-        if m:
-            d, mo, y, hh, mm, ss = m.groups()
-            return _dt(_year(y), int(mo), int(d), hh, mm, ss)
-    except ValueError:
-        pass
-    raise _DateError(cell)
-
-
-def _year(y: str) -> int:
-    return int(y) + 2000 if len(y) == 2 else int(y)
-
-
-def _dt(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None) -> datetime:
-    return datetime(y, mo, d, int(hh or 0), int(mm or 0), int(ss or 0), tzinfo=UTC)
 
 
 @lru_cache(maxsize=4096)

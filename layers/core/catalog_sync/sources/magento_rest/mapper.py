@@ -28,13 +28,13 @@ from catalog_sync.catalog import (
     Variant,
 )
 from catalog_sync.records import Rejected, SourceIssue
-from catalog_sync.sources.magento_csv.cells import parse_date
 from catalog_sync.sources.magento_rest.client import (
     _FetchFailedError,
     _Page,
     _quote,
     search_criteria,
 )
+from catalog_sync.sources.values import parse_date
 
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 ALL_GROUPS_ID = 32000
