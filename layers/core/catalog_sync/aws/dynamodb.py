@@ -13,7 +13,6 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import uuid
@@ -31,6 +30,7 @@ from catalog_sync.errors import (
     LeaseHeldError,
     RetryableError,
 )
+from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.state import StateBucket
@@ -38,7 +38,7 @@ from catalog_sync.sync.state import StateBucket
 # A DynamoDB item holds at most 400 KB; keep room for the other attributes.
 MAX_INLINE_BYTES = 350_000
 BATCH_GET_LIMIT = 100
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 BATCH_GET_TRIES = 8
 # An expired lease item stays readable this long (for `status`), then TTL removes it.
 LEASE_KEEP_SECONDS = 86_400

@@ -27,7 +27,6 @@ from __future__ import annotations
 import email.utils
 import gzip
 import hashlib
-import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -40,9 +39,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from catalog_sync.errors import AuthError, ConfigError
+from catalog_sync.observability import get_logger
 from catalog_sync.ports import ItemOutcome, OutgoingItem
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ARRAY_OVERHEAD = 2  # "[" and "]"
