@@ -14,6 +14,7 @@ nothing to publish.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -52,10 +53,8 @@ class _Stderr:
         return sys.stderr.write(text)
 
     def flush(self) -> None:
-        try:
+        with contextlib.suppress(ValueError):  # closed by whoever swapped it in
             sys.stderr.flush()
-        except ValueError:  # closed by whoever swapped it in
-            pass
 
 
 F = TypeVar("F", bound=Callable[..., Any])
