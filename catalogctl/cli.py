@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from catalog_sync.errors import CatalogSyncError
 from catalog_sync.feeds.registry import all_feeds, get_feed
 from catalog_sync.ports import FeedState
+from catalog_sync.sync.requests import ReindexEvent
 from catalog_sync.sync.state import Status
 
 
@@ -515,10 +516,6 @@ def resync(
 ) -> None:
     """Reindex a feed treating every item as changed, and send it."""
     event: dict[str, Any] = {"action": "resync", "feed": _check_feed(feed)}
-    if sum((no_reindex, failed_only, continue_resync, cleanup_feed, bool(by_ids))) > 1:
-        raise UserError(
-            "choose one of --no-reindex, --failed-only, --continue-resync, --cleanup-feed, --by-ids"
-        )
     for flag, name in (
         (failed_only, "failedOnly"),
         (continue_resync, "continueResync"),
@@ -536,7 +533,14 @@ def resync(
         event["idType"] = id_type
     if source:
         event["source"] = source
-    _guard(lambda: do_run(target, event))
+    _guard(lambda: do_run(target, _checked(event)))
+
+
+def _checked(event: dict[str, Any]) -> dict[str, Any]:
+    """The event, if its options make one run mode (the event model decides, as the
+    handler does); else the model's one-line error."""
+    ReindexEvent.parse(event)
+    return event
 
 
 @cli.command()

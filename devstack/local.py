@@ -26,7 +26,7 @@ import boto3
 
 from catalog_sync.app import App, use_app
 from catalog_sync.errors import AuthError, ConfigError
-from catalog_sync.observability import logger
+from catalog_sync.observability import log_to_terminal
 from catalog_sync.settings import Settings
 from catalog_sync.sync.reindex import Progress
 from devstack.localaws import ResourceNames, aws_env, provision, start_moto_server
@@ -194,7 +194,7 @@ class LocalRunner:
         # A terminal wants the CLI's own lines, not the handlers' JSON logs and EMF
         # metrics: those stay off unless asked for (CATALOG_SYNC_LOG_LEVEL=INFO).
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        logger.setLevel(self.env.get("CATALOG_SYNC_LOG_LEVEL", "WARNING"))
+        log_to_terminal(self.env.get("CATALOG_SYNC_LOG_LEVEL", "WARNING"))
         self.session = _session(self.env)
         self.endpoint = self.env["AWS_ENDPOINT_URL"]
         self.app = App(

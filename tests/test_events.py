@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from catalog_sync.sync.requests import ReindexEvent
 from catalog_sync.sync.snapshot import ExportMessage, manifest_key, part_key
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -97,7 +98,5 @@ def test_events_export_body_is_an_export_message() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EVENTS.glob("reindex_*.json")))
 def test_events_reindex_events_parse_as_the_handler_reads_them(name: str) -> None:
-    from catalog_sync.app import ReindexEvent
-
     event = ReindexEvent.parse(_load(name))
     assert event.action in ("sync", "resync", "resend")

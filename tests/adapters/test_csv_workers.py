@@ -64,7 +64,7 @@ def _sync(catalog: Path, workers: int, work: Path) -> dict[str, Any]:
         workdir=work,
         workers=workers,
     )
-    results = reindex_feed(ReindexRequest(feeds=FEEDS, kind="resync"), deps)
+    results = reindex_feed(ReindexRequest(feeds=FEEDS, mode="resync"), deps)
     out: dict[str, Any] = {"messages": len(queue.drain())}
     for r in results:
         feed = r.run.feed

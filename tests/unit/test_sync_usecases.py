@@ -141,14 +141,14 @@ def test_reindex_rejected_record_keeps_its_items_and_is_reported():
     assert result.run.counts["kept"] == 2
     assert result.run.issues[0]["field"] == "price"
     # the kept items are still in the compiled snapshot: a no-reindex resend includes them
-    w.sync([], no_reindex=True, kind="resync-no-reindex")
+    w.sync([], mode="resync-no-reindex")
     assert "SKU-001\x1fdefault" in w.sink.received
 
 
 def test_reindex_force_resync_resends_everything():
     w = World()
     w.sync(catalog(5))
-    result = w.sync(catalog(5), force=True, kind="resync")
+    result = w.sync(catalog(5), mode="resync")
     assert result.run.counts["requeued"] == 10
     assert len(w.sent_keys()) == 10
 
@@ -158,7 +158,7 @@ def test_reindex_no_reindex_resends_compiled_feed_without_source():
     w.sync(catalog(5))
     w.sink.received.clear()
 
-    result = w.sync([], no_reindex=True, kind="resync-no-reindex")
+    result = w.sync([], mode="resync-no-reindex")
 
     assert result.run.counts["requeued"] == 10
     assert result.run.counts["deleted"] == 0
@@ -240,7 +240,7 @@ def test_reindex_dry_run_writes_nothing():
 def test_reindex_by_ids_touches_only_those_skus():
     w = World()
     w.sync(catalog(5))
-    result = w.sync(catalog(5), by_ids=frozenset({"sku-001"}), force=True, kind="resync-by-ids")
+    result = w.sync(catalog(5), by_ids=frozenset({"sku-001"}), mode="resync-by-ids")
     assert result.run.counts["deleted"] == 0
     assert w.sent_keys() == ["SKU-001\x1fdefault", "SKU-001\x1ffr"]
 
@@ -270,7 +270,7 @@ def test_reindex_prunes_parts_nothing_can_read_any_more():
         assert _parts(w) == live | previous
     assert result.run.counts["parts_pruned"] > 0
     # nothing was lost: a resend of the whole feed still finds every item's content
-    w.reindex([], no_reindex=True, kind="resync-no-reindex")
+    w.reindex([], mode="resync-no-reindex")
     results = w.export()
     assert sum(r.counts["sent"] for r in results) == 80
     assert sum(r.counts["missing"] for r in results) == 0

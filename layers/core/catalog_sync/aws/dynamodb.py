@@ -16,7 +16,6 @@ written finished): DynamoDB's TTL removes them. Buckets and feed meta never expi
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import uuid
@@ -34,6 +33,7 @@ from catalog_sync.errors import (
     LeaseHeldError,
     RetryableError,
 )
+from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.state import BucketCounts, StateBucket
@@ -41,7 +41,7 @@ from catalog_sync.sync.state import BucketCounts, StateBucket
 # A DynamoDB item holds at most 400 KB; keep room for the other attributes.
 MAX_INLINE_BYTES = 350_000
 BATCH_GET_LIMIT = 100
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 BATCH_GET_TRIES = 8
 # An expired lease item stays readable this long (for `status`), then TTL removes it.
 LEASE_KEEP_SECONDS = 86_400

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +37,10 @@ import requests
 
 from catalog_sync.errors import AuthError, ConfigError
 from catalog_sync.http import RetryPolicy, new_session, retry_after_seconds, root_cause
+from catalog_sync.observability import get_logger
 from catalog_sync.ports import ItemOutcome, OutgoingItem
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ARRAY_OVERHEAD = 2  # "[" and "]"

@@ -5,17 +5,17 @@ processes over partitions of the source (`workers.compile_partitions`).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from catalog_sync.feeds.spec import BuildContext, BuildError, FeedItem, FeedSpec, bucket_of
 from catalog_sync.infra.spill import BucketSpill
+from catalog_sync.observability import get_logger
 from catalog_sync.records import Rejected, SourceIssue
 from catalog_sync.sync.canonical import encode, item_json
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

@@ -11,7 +11,6 @@ a version that is no longer current only updates what the SaaS side holds.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ import orjson
 from catalog_sync.errors import ConflictError, RetryableError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import FeedSpec
+from catalog_sync.observability import get_logger
 from catalog_sync.ports import (
     BlobStore,
     Clock,
@@ -33,7 +33,7 @@ from catalog_sync.sync.runs import PartResult
 from catalog_sync.sync.snapshot import ExportMessage, read_part
 from catalog_sync.sync.state import ItemState, StateBucket, Status
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SEND_CHUNK = 5_000  # items handed to the sink at a time (it batches further)
 MAX_FAILURES_IN_RESULT = 50

@@ -1,79 +1,48 @@
 """The reindex use-case: source → feed items → hash → diff with the state →
 snapshot parts + state + export messages.
 
-Order of writes, per bucket, so that a crash anywhere loses nothing:
-1. the bucket's new snapshot part (an immutable object; an orphan is harmless),
-2. the bucket's state together with the pointer to that part (one conditional write),
-then, after all buckets, the manifest, the feed meta and the export messages. A crash
-before the messages leaves items `pending` in the state; the next run queues every
-bucket that has items to send, so it converges.
+Order of writes, so that a crash anywhere loses nothing: per bucket, its snapshot
+part then its state (see `diff`); after all buckets, the manifest, the feed meta
+(latest manifest, last run, source watermark: one write, under the lease) and the
+export messages. A crash before the messages leaves items `pending` in the state;
+the next run queues every bucket that has items to send, so it converges.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 
-from catalog_sync.errors import ConflictError, NotFoundError
+from catalog_sync.errors import NotFoundError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import AcoContext, BuildContext, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.infra.workers import compile_partitions
+from catalog_sync.observability import get_logger, logger
 from catalog_sync.ports import BlobStore, CatalogSource, Clock, ExportQueue, FeedState
 from catalog_sync.records import ReadReport, SourceIssue
-from catalog_sync.sync.canonical import EncodedItem, encode
 from catalog_sync.sync.compile import Collector, compile_record
-from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunKind, RunRecord
-from catalog_sync.sync.snapshot import (
-    ExportMessage,
-    Manifest,
-    PartInfo,
-    PartWriter,
-    manifest_key,
-    part_key,
-    read_part,
-)
-from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
+from catalog_sync.sync.diff import Differ, run_id_of
+from catalog_sync.sync.requests import ReindexRequest
+from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
+from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
+from catalog_sync.sync.snapshot import ExportMessage, Manifest, PartInfo, manifest_key
+from catalog_sync.sync.watermark import advance_watermark
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_ISSUES_IN_RUN = 100
-PREVIEW = 20
-STATE_READ_CHUNK = 4  # buckets per state read (decoded state of a large bucket is MBs)
 CHECKPOINT_EVERY = 16  # buckets between checkpoints of a run
-CONFLICT_TRIES = 8
+
+__all__ = ["ReindexDeps", "ReindexRequest", "ReindexResult", "new_run_id", "reindex_feed"]
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
-
-
-@dataclass(frozen=True)
-class ReindexRequest:
-    feeds: tuple[str, ...]  # reindexed together, from one read of the source
-    kind: RunKind = "sync"
-    force: bool = False  # resync: queue every item, changed or not
-    no_reindex: bool = False  # resend the compiled feed without reading the source
-    by_ids: frozenset[str] | None = None  # only these groups (SKUs), lower-cased
-    dry_run: bool = False
-    # Resend what waits (items whose export ran out of retries, items queued by a run
-    # whose messages never went out) without reading the source.
-    resend_only: bool = False
-    # Rebuild the state from scratch: forget everything but what the SaaS side still
-    # holds (so items gone from the catalog are still sent as deletions).
-    cleanup: bool = False
-    # Continue an interrupted resync (`resumed_from`): buckets below `resume_from` were
-    # done by it.
-    resume_from: int = 0
-    resumed_from: str | None = None
-
-    @property
-    def reads_source(self) -> bool:
-        return not (self.no_reindex or self.resend_only)
 
 
 @dataclass
@@ -103,13 +72,8 @@ class ReindexResult:
     preview: dict[str, list[str]] = field(default_factory=dict)  # dry run: keys by change kind
 
 
-def _run_id_of(now: datetime) -> str:
-    """The time part of a run id: run ids sort by time."""
-    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
-
-
 def new_run_id(now: datetime, new_id: Callable[[], str]) -> str:
-    return f"{_run_id_of(now)}-{new_id()[:8]}"
+    return f"{run_id_of(now)}-{new_id()[:8]}"
 
 
 @dataclass
@@ -133,34 +97,57 @@ def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResu
     specs = [get_feed(name) for name in request.feeds]
     now = deps.clock()
     run_id = new_run_id(now, deps.new_id)
+    if request.product_ids and request.reads_source and deps.source is not None:
+        skus = skus_of_product_ids(deps.source, request.product_ids)
+        request = dataclasses.replace(request, by_ids=skus, product_ids=None)
+    logger.append_keys(run_id=run_id, feed=",".join(request.feeds))
+    try:
+        if request.dry_run:
+            return _run(_feed_runs(specs, request, deps, run_id, now), request, deps, now)
+        return _leased(specs, request, deps, run_id, now)
+    finally:
+        logger.remove_keys(["run_id", "feed"])
+
+
+def _feed_runs(
+    specs: list[FeedSpec],
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    run_id: str,
+    now: datetime,
+) -> list[_FeedRun]:
+    # The meta (latest manifest, bucket count) is read under the lease: read
+    # earlier, a run finishing meanwhile would make it stale.
     source_name = deps.source.describe() if request.reads_source and deps.source else None
+    out = []
+    for spec in specs:
+        meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
+        run = RunRecord(
+            feed=spec.name,
+            run_id=run_id,
+            kind=request.kind,
+            started_at=now.isoformat(),
+            status="dry-run" if request.dry_run else "running",
+            source=source_name,
+            resumed_from=request.resumed_from,
+        )
+        out.append(_FeedRun(spec, meta, run))
+    return out
 
-    def feed_runs_now() -> list[_FeedRun]:
-        # The meta (latest manifest, bucket count) is read under the lease: read
-        # earlier, a run finishing meanwhile would make it stale.
-        out = []
-        for spec in specs:
-            meta = deps.state.read_meta(spec.name) or FeedMeta(feed=spec.name, buckets=deps.buckets)
-            run = RunRecord(
-                feed=spec.name,
-                run_id=run_id,
-                kind=request.kind,
-                started_at=now.isoformat(),
-                status="dry-run" if request.dry_run else "running",
-                source=source_name,
-                resumed_from=request.resumed_from,
-            )
-            out.append(_FeedRun(spec, meta, run))
-        return out
 
-    if request.dry_run:
-        return _run(feed_runs_now(), request, deps, now)
+def _leased(
+    specs: list[FeedSpec], request: ReindexRequest, deps: ReindexDeps, run_id: str, now: datetime
+) -> list[ReindexResult]:
+    """The run under the feeds' leases: every feed-meta write happens in here."""
     leased: list[str] = []
     try:
         for spec in specs:
             deps.state.acquire_lease(spec.name, run_id, now, deps.lease_seconds)
             leased.append(spec.name)
-        feed_runs = feed_runs_now()
+        if request.mode == "resync-continue":
+            resume_from, resumed = find_checkpoint(deps.state, specs[0].name)
+            request = dataclasses.replace(request, resume_from=resume_from, resumed_from=resumed)
+        feed_runs = _feed_runs(specs, request, deps, run_id, now)
         for fr in feed_runs:
             deps.state.put_run(fr.run)
         try:
@@ -195,18 +182,52 @@ def _run(
             report = _read_source(feed_runs, request, deps, now)
         for fr in feed_runs:
             fr.c.spill.finish()
-            # An aggregate item (a category, an attribute) may have been referenced only
-            # by a rejected record: no deletions for such a feed then.
-            complete = report.complete and not (fr.spec.aggregate and fr.c.rejected)
-            differ = _Differ(fr.spec, request, deps, fr.run.run_id, now, complete=complete)
-            _diff_buckets(differ, fr, deps, workdir / fr.spec.name)
+            differ = _diff(fr, request, deps, now, report, workdir / fr.spec.name)
             results.append(_finish(fr, differ, report, request, deps, now))
     return results
 
 
+def _diff(
+    fr: _FeedRun,
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    now: datetime,
+    report: ReadReport,
+    workdir: Path,
+) -> Differ:
+    # An aggregate item (a category, an attribute) may have been referenced only
+    # by a rejected record: no deletions for such a feed then.
+    complete = report.complete and not (fr.spec.aggregate and fr.c.rejected)
+    differ = Differ(
+        fr.spec,
+        request,
+        fr.run.run_id,
+        now,
+        state=deps.state,
+        blobs=deps.blobs,
+        complete=complete,
+        stale_pending_seconds=deps.stale_pending_seconds,
+    )
+
+    def checkpoint(done: int) -> None:
+        fr.run.buckets_done = done  # the checkpoint `--continue-resync` resumes from
+        fr.run.counts = dict(differ.counts)
+        deps.state.put_run(fr.run)
+
+    differ.run(
+        fr.c.spill if request.reads_source else None,
+        fr.meta.buckets,
+        workdir,
+        checkpoint=None if request.dry_run else checkpoint,
+        checkpoint_every=CHECKPOINT_EVERY,
+        progress=deps.progress,
+    )
+    return differ
+
+
 def _finish(
     fr: _FeedRun,
-    differ: _Differ,
+    differ: Differ,
     report: ReadReport,
     request: ReindexRequest,
     deps: ReindexDeps,
@@ -246,7 +267,9 @@ def _finish(
     previous_manifest = meta.latest_manifest
     meta.latest_manifest = mkey
     meta.last_run_id = run.run_id
-    deps.state.write_meta(meta)
+    if request.reads_source and deps.source is not None:
+        advance_watermark(meta, deps.source, deps.clock())
+    deps.state.write_meta(meta)  # under the lease, read under it: nothing is lost
     result.messages = [
         ExportMessage(
             feed=spec.name,
@@ -366,246 +389,3 @@ def _read_source(
 
 def _by_line(issue: SourceIssue) -> tuple[bool, int]:
     return issue.line is None, issue.line or 0
-
-
-class _Differ:
-    """Diffs one bucket's compiled items against its state (a pure function of the
-    inputs, so a lost conditional write is simply re-applied to the fresh state)."""
-
-    def __init__(
-        self,
-        spec: FeedSpec,
-        request: ReindexRequest,
-        deps: ReindexDeps,
-        run_id: str,
-        now: datetime,
-        *,
-        complete: bool,
-    ) -> None:
-        self.spec = spec
-        self.request = request
-        self.run_id = run_id
-        self.now = now
-        self.now_iso = now.isoformat()
-        self.complete = complete
-        self.counts: dict[str, int] = dict.fromkeys(
-            (
-                "new",
-                "changed",
-                "deleted",
-                "unchanged",
-                "requeued",
-                "kept",
-                "deletions_withheld",
-                "parts_written",
-                "parts_reused",
-                "duplicates",
-                "stuck",
-                "pruned",
-            ),
-            0,
-        )
-        self.preview: dict[str, list[str]] = {"new": [], "changed": [], "deleted": []}
-        self.stale_before = _run_id_of(now - timedelta(seconds=deps.stale_pending_seconds))
-        self.parts: dict[int, PartRef] = {}
-        self.to_export: set[int] = set()
-
-    def _note(self, kind: str, key: str, counts: dict[str, int]) -> None:
-        counts[kind] += 1
-        if self.request.dry_run and kind in self.preview and len(self.preview[kind]) < PREVIEW:
-            self.preview[kind].append(key.replace("\x1f", " / "))
-
-    def _queue(self, rec: ItemState) -> None:
-        rec.status = Status.PENDING
-        rec.reason = None
-        rec.attempts = 0
-        rec.run_id = self.run_id
-
-    def apply(
-        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str]
-    ) -> tuple[dict[str, int], bool]:
-        """Apply the diff to `bucket.records`; return its counts and whether the
-        bucket's live content changed (so its snapshot part must be rewritten)."""
-        counts = dict.fromkeys(self.counts, 0)
-        records = bucket.records
-        request = self.request
-        if request.no_reindex:  # nothing was read: resend what is compiled
-            for rec in records.values():
-                if not rec.deleted or rec.held_by_saas:
-                    self._queue(rec)
-                    counts["requeued"] += 1
-            return counts, False
-        if request.resend_only:
-            for rec in records.values():
-                if rec.status is Status.RETRY:
-                    self._queue(rec)
-                    counts["requeued"] += 1
-                elif rec.status is Status.PENDING and rec.run_id < self.stale_before:
-                    counts["stuck"] += 1  # its message never came: queue its bucket again
-            return counts, False
-        if request.cleanup:
-            for key in [k for k, r in records.items() if not r.held_by_saas]:
-                del records[key]
-                counts["pruned"] += 1
-            for rec in records.values():
-                rec.hash = ""  # unknown: whatever the catalog has now is sent
-        content_changed = counts["pruned"] > 0
-        force = request.force and bucket.bucket >= request.resume_from
-        for key, item in items.items():
-            found = records.get(key)
-            if found is None:
-                records[key] = ItemState(
-                    item.hash, Status.PENDING, changed_at=self.now_iso, run_id=self.run_id
-                )
-                self._note("new", key, counts)
-                content_changed = True
-                continue
-            rec = found
-            if rec.hash != item.hash or rec.deleted:
-                rec.hash = item.hash
-                rec.deleted = False
-                rec.changed_at = self.now_iso
-                self._queue(rec)
-                self._note("changed", key, counts)
-                content_changed = True
-            elif force or rec.status is Status.RETRY:
-                self._queue(rec)
-                counts["requeued"] += 1
-            else:
-                counts["unchanged"] += 1
-        by_ids = self.request.by_ids
-        for key, rec in records.items():
-            if key in items:
-                continue
-            group = self.spec.group_of_key(key).lower()
-            if by_ids is not None and group not in by_ids:
-                continue  # outside this run's scope
-            if group in keep:
-                if not rec.deleted:
-                    counts["kept"] += 1
-                continue
-            if rec.deleted:
-                if force and rec.held_by_saas:
-                    self._queue(rec)
-                    counts["requeued"] += 1
-                continue
-            if not self.complete:
-                counts["deletions_withheld"] += 1
-                continue
-            rec.deleted = True
-            rec.hash = encode(self.spec, self.spec.tombstone(key, self.now)).hash
-            rec.changed_at = self.now_iso
-            self._queue(rec)
-            self._note("deleted", key, counts)
-            content_changed = True
-        return counts, content_changed
-
-
-def _diff_buckets(differ: _Differ, fr: _FeedRun, deps: ReindexDeps, workdir: Path) -> None:
-    feed = differ.spec.name
-    spill = fr.c.spill
-    total = fr.meta.buckets
-    for start in range(0, total, STATE_READ_CHUNK):
-        numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
-        for bucket in deps.state.read_buckets(feed, numbers):
-            if differ.request.reads_source:
-                items, keep, duplicates = spill.read(bucket.bucket)
-                differ.counts["duplicates"] += len(duplicates)
-            else:
-                items, keep = {}, set()
-            _diff_one(differ, deps, bucket, items, keep, workdir)
-        done = numbers[-1] + 1
-        if not differ.request.dry_run and (done % CHECKPOINT_EVERY == 0 or done == total):
-            fr.run.buckets_done = done  # the checkpoint `--continue-resync` resumes from
-            fr.run.counts = dict(differ.counts)
-            deps.state.put_run(fr.run)
-        if deps.progress:
-            deps.progress("diff", done, total)
-
-
-def _diff_one(
-    differ: _Differ,
-    deps: ReindexDeps,
-    bucket: StateBucket,
-    items: dict[str, EncodedItem],
-    keep: set[str],
-    workdir: Path,
-) -> None:
-    new_part: PartRef | None = None  # the content does not depend on the attempt
-    for attempt in range(CONFLICT_TRIES):
-        counts, content_changed = differ.apply(bucket, items, keep)
-        if differ.request.dry_run:
-            break
-        if content_changed:
-            if new_part is None:
-                new_part = _write_part(differ, deps, bucket, items, workdir)
-            bucket.part = new_part
-        if not bucket.records and bucket.version == 0:
-            break  # an empty bucket that never existed: nothing to store
-        if not (content_changed or counts["requeued"]):
-            break  # nothing changed: no write
-        try:
-            deps.state.write_bucket(bucket)
-            break
-        except ConflictError:
-            log.info("bucket %s/%d changed under us; re-applying", bucket.feed, bucket.bucket)
-            if attempt == CONFLICT_TRIES - 1:
-                raise
-            bucket = deps.state.read_buckets(bucket.feed, [bucket.bucket])[0]
-    for k, v in counts.items():
-        differ.counts[k] += v
-    if bucket.part is not None:
-        differ.parts[bucket.bucket] = bucket.part
-        if content_changed:
-            differ.counts["parts_written"] += 1
-        else:
-            differ.counts["parts_reused"] += 1
-    if differ.request.resend_only:
-        if counts["requeued"] or counts["stuck"]:
-            differ.to_export.add(bucket.bucket)
-    elif any(r.needs_send for r in bucket.records.values()):
-        differ.to_export.add(bucket.bucket)
-
-
-def _write_part(
-    differ: _Differ,
-    deps: ReindexDeps,
-    bucket: StateBucket,
-    items: dict[str, EncodedItem],
-    workdir: Path,
-) -> PartRef:
-    """Write the bucket's live content: this run's items plus, from the previous
-    part, the live items this run did not read (rejected records, partial reads)."""
-    feed = differ.spec.name
-    path = workdir / f"part-{bucket.bucket:04d}.jsonl.gz"
-    writer = PartWriter(path)
-    for item in items.values():
-        writer.write(item)
-    for item in _carried_over(deps, bucket, items):
-        writer.write(item)
-    size, sha = writer.close()
-    key = part_key(feed, differ.run_id, bucket.bucket)
-    if writer.items == 0:
-        path.unlink()
-        return PartRef(key="", items=0, bytes=0, sha256="", run_id=differ.run_id)
-    deps.blobs.put_file(key, path)
-    path.unlink()
-    return PartRef(key=key, items=writer.items, bytes=size, sha256=sha, run_id=differ.run_id)
-
-
-def _carried_over(
-    deps: ReindexDeps, bucket: StateBucket, items: dict[str, EncodedItem]
-) -> Iterator[EncodedItem]:
-    prev = bucket.part
-    if prev is None or not prev.key:
-        return
-    records = bucket.records
-    if all(rec.deleted or key in items for key, rec in records.items()):
-        return  # this run read every live item: nothing to carry over
-    with deps.blobs.open(prev.key) as stream:
-        for key, h, body in read_part(stream):
-            if key in items:
-                continue
-            rec = records.get(key)
-            if rec is not None and not rec.deleted and rec.hash == h:
-                yield EncodedItem(key=key, group="", hash=h, body=body)

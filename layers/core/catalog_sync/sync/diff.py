@@ -1,0 +1,309 @@
+"""The diff step of a reindex: each bucket's compiled items against its state.
+
+Per bucket, in this order (a crash anywhere loses nothing): the bucket's new
+snapshot part (an immutable object; an orphan is harmless), then the bucket's
+state together with the pointer to that part, in one conditional write. A lost
+write is re-applied to the fresh state (the diff is a pure function of its inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from catalog_sync.errors import ConflictError
+from catalog_sync.feeds.spec import FeedSpec
+from catalog_sync.infra.spill import BucketSpill
+from catalog_sync.observability import get_logger
+from catalog_sync.ports import BlobStore, FeedState
+from catalog_sync.sync.canonical import EncodedItem, encode
+from catalog_sync.sync.requests import ReindexRequest
+from catalog_sync.sync.snapshot import PartWriter, part_key, read_part
+from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
+
+log = get_logger(__name__)
+
+PREVIEW = 20
+STATE_READ_CHUNK = 4  # buckets per state read (decoded state of a large bucket is MBs)
+CONFLICT_TRIES = 8
+COUNTS = (
+    "new",
+    "changed",
+    "deleted",
+    "unchanged",
+    "requeued",
+    "kept",
+    "deletions_withheld",
+    "parts_written",
+    "parts_reused",
+    "duplicates",
+    "stuck",
+    "pruned",
+)
+
+
+def run_id_of(now: datetime) -> str:
+    """The time part of a run id: run ids sort by time."""
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
+
+
+class Differ:
+    """Diffs one feed's buckets against their state and writes what changed."""
+
+    def __init__(
+        self,
+        spec: FeedSpec,
+        request: ReindexRequest,
+        run_id: str,
+        now: datetime,
+        *,
+        state: FeedState,
+        blobs: BlobStore,
+        complete: bool,
+        stale_pending_seconds: int = 1800,
+    ) -> None:
+        self.spec = spec
+        self.request = request
+        self.run_id = run_id
+        self.now = now
+        self.now_iso = now.isoformat()
+        self.state = state
+        self.blobs = blobs
+        self.complete = complete
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
+        self.preview: dict[str, list[str]] = {"new": [], "changed": [], "deleted": []}
+        self.stale_before = run_id_of(now - timedelta(seconds=stale_pending_seconds))
+        self.parts: dict[int, PartRef] = {}
+        self.to_export: set[int] = set()
+
+    def _note(self, kind: str, key: str, counts: dict[str, int]) -> None:
+        counts[kind] += 1
+        if self.request.dry_run and kind in self.preview and len(self.preview[kind]) < PREVIEW:
+            self.preview[kind].append(key.replace("\x1f", " / "))
+
+    def _queue(self, rec: ItemState) -> None:
+        rec.status = Status.PENDING
+        rec.reason = None
+        rec.attempts = 0
+        rec.run_id = self.run_id
+
+    # --- the diff of one bucket (pure: records in, records and counts out) ---------
+
+    def apply(
+        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str]
+    ) -> tuple[dict[str, int], bool]:
+        """Apply the diff to `bucket.records`; return its counts and whether the
+        bucket's live content changed (so its snapshot part must be rewritten)."""
+        counts = dict.fromkeys(self.counts, 0)
+        records = bucket.records
+        request = self.request
+        if request.no_reindex:  # nothing was read: resend what is compiled
+            self._requeue_compiled(records, counts)
+            return counts, False
+        if request.resend_only:
+            self._requeue_waiting(records, counts)
+            return counts, False
+        if request.cleanup:
+            self._forget(records, counts)
+        force = request.force and bucket.bucket >= request.resume_from
+        read_changed = self._apply_read(records, items, force, counts)
+        absent_changed = self._apply_absent(records, items, keep, force, counts)
+        return counts, counts["pruned"] > 0 or read_changed or absent_changed
+
+    def _requeue_compiled(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
+        for rec in records.values():
+            if not rec.deleted or rec.held_by_saas:
+                self._queue(rec)
+                counts["requeued"] += 1
+
+    def _requeue_waiting(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
+        for rec in records.values():
+            if rec.status is Status.RETRY:
+                self._queue(rec)
+                counts["requeued"] += 1
+            elif rec.status is Status.PENDING and rec.run_id < self.stale_before:
+                counts["stuck"] += 1  # its message never came: queue its bucket again
+
+    def _forget(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
+        for key in [k for k, r in records.items() if not r.held_by_saas]:
+            del records[key]
+            counts["pruned"] += 1
+        for rec in records.values():
+            rec.hash = ""  # unknown: whatever the catalog has now is sent
+
+    def _apply_read(
+        self,
+        records: dict[str, ItemState],
+        items: dict[str, EncodedItem],
+        force: bool,
+        counts: dict[str, int],
+    ) -> bool:
+        """The items this run read: new, changed, requeued or unchanged."""
+        changed = False
+        for key, item in items.items():
+            rec = records.get(key)
+            if rec is None:
+                records[key] = ItemState(
+                    item.hash, Status.PENDING, changed_at=self.now_iso, run_id=self.run_id
+                )
+                self._note("new", key, counts)
+                changed = True
+            elif rec.hash != item.hash or rec.deleted:
+                rec.hash = item.hash
+                rec.deleted = False
+                rec.changed_at = self.now_iso
+                self._queue(rec)
+                self._note("changed", key, counts)
+                changed = True
+            elif force or rec.status is Status.RETRY:
+                self._queue(rec)
+                counts["requeued"] += 1
+            else:
+                counts["unchanged"] += 1
+        return changed
+
+    def _apply_absent(
+        self,
+        records: dict[str, ItemState],
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        force: bool,
+        counts: dict[str, int],
+    ) -> bool:
+        """The items in the state this run did not read: deleted when the read was
+        complete and covered them, kept otherwise."""
+        changed = False
+        by_ids = self.request.by_ids
+        for key, rec in records.items():
+            if key in items:
+                continue
+            group = self.spec.group_of_key(key).lower()
+            if by_ids is not None and group not in by_ids:
+                continue  # outside this run's scope
+            if group in keep:
+                if not rec.deleted:
+                    counts["kept"] += 1
+                continue
+            if rec.deleted:
+                if force and rec.held_by_saas:
+                    self._queue(rec)
+                    counts["requeued"] += 1
+                continue
+            if not self.complete:
+                counts["deletions_withheld"] += 1
+                continue
+            rec.deleted = True
+            rec.hash = encode(self.spec, self.spec.tombstone(key, self.now)).hash
+            rec.changed_at = self.now_iso
+            self._queue(rec)
+            self._note("deleted", key, counts)
+            changed = True
+        return changed
+
+    # --- the buckets, read and written -------------------------------------------
+
+    def run(
+        self,
+        spill: BucketSpill | None,
+        total: int,
+        workdir: Path,
+        *,
+        checkpoint: Callable[[int], None] | None = None,
+        checkpoint_every: int = 16,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> None:
+        """Diff buckets 0..total-1 (`spill`: what the read compiled; None when the
+        source is not read), calling `checkpoint(done)` every few buckets."""
+        for start in range(0, total, STATE_READ_CHUNK):
+            numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
+            for bucket in self.state.read_buckets(self.spec.name, numbers):
+                if spill is not None:
+                    items, keep, duplicates = spill.read(bucket.bucket)
+                    self.counts["duplicates"] += len(duplicates)
+                else:
+                    items, keep = {}, set()
+                self._diff_one(bucket, items, keep, workdir)
+            done = numbers[-1] + 1
+            if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
+                checkpoint(done)
+            if progress:
+                progress("diff", done, total)
+
+    def _diff_one(
+        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str], workdir: Path
+    ) -> None:
+        new_part: PartRef | None = None  # the content does not depend on the attempt
+        for attempt in range(CONFLICT_TRIES):
+            counts, content_changed = self.apply(bucket, items, keep)
+            if self.request.dry_run:
+                break
+            if content_changed:
+                if new_part is None:
+                    new_part = self._write_part(bucket, items, workdir)
+                bucket.part = new_part
+            if not bucket.records and bucket.version == 0:
+                break  # an empty bucket that never existed: nothing to store
+            if not (content_changed or counts["requeued"]):
+                break  # nothing changed: no write
+            try:
+                self.state.write_bucket(bucket)
+                break
+            except ConflictError:
+                log.info("bucket %s/%d changed under us; re-applying", bucket.feed, bucket.bucket)
+                if attempt == CONFLICT_TRIES - 1:
+                    raise
+                bucket = self.state.read_buckets(bucket.feed, [bucket.bucket])[0]
+        self._account(bucket, counts, content_changed)
+
+    def _account(self, bucket: StateBucket, counts: dict[str, int], content_changed: bool) -> None:
+        for k, v in counts.items():
+            self.counts[k] += v
+        if bucket.part is not None:
+            self.parts[bucket.bucket] = bucket.part
+            if content_changed:
+                self.counts["parts_written"] += 1
+            else:
+                self.counts["parts_reused"] += 1
+        if self.request.resend_only:
+            if counts["requeued"] or counts["stuck"]:
+                self.to_export.add(bucket.bucket)
+        elif any(r.needs_send for r in bucket.records.values()):
+            self.to_export.add(bucket.bucket)
+
+    def _write_part(
+        self, bucket: StateBucket, items: dict[str, EncodedItem], workdir: Path
+    ) -> PartRef:
+        """Write the bucket's live content: this run's items plus, from the previous
+        part, the live items this run did not read (rejected records, partial reads)."""
+        path = workdir / f"part-{bucket.bucket:04d}.jsonl.gz"
+        writer = PartWriter(path)
+        for item in items.values():
+            writer.write(item)
+        for item in self._carried_over(bucket, items):
+            writer.write(item)
+        size, sha = writer.close()
+        key = part_key(self.spec.name, self.run_id, bucket.bucket)
+        if writer.items == 0:
+            path.unlink()
+            return PartRef(key="", items=0, bytes=0, sha256="", run_id=self.run_id)
+        self.blobs.put_file(key, path)
+        path.unlink()
+        return PartRef(key=key, items=writer.items, bytes=size, sha256=sha, run_id=self.run_id)
+
+    def _carried_over(
+        self, bucket: StateBucket, items: dict[str, EncodedItem]
+    ) -> Iterator[EncodedItem]:
+        prev = bucket.part
+        if prev is None or not prev.key:
+            return
+        records = bucket.records
+        if all(rec.deleted or key in items for key, rec in records.items()):
+            return  # this run read every live item: nothing to carry over
+        with self.blobs.open(prev.key) as stream:
+            for key, h, body in read_part(stream):
+                if key in items:
+                    continue
+                rec = records.get(key)
+                if rec is not None and not rec.deleted and rec.hash == h:
+                    yield EncodedItem(key=key, group="", hash=h, body=body)
