@@ -45,6 +45,8 @@ class SourceSplit(Protocol):
 
     def merge(self, records: int, warnings: Collection[SourceIssue] = ()) -> None: ...
 
+    def warn(self, issue: SourceIssue) -> None: ...
+
 
 @runtime_checkable
 class PartitionedSource(CatalogSource, Protocol):

@@ -29,7 +29,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import orjson
@@ -253,7 +253,7 @@ class HttpFeedSink:
 
     def _give_up(
         self, batch: list[int], outcomes: list[ItemOutcome | None], reason: str, ctx: dict[str, Any]
-    ) -> None:
+    ) -> NoReturn:
         for i in batch:
             outcomes[i] = ItemOutcome("retry", reason)
         log.warning("batch left for a later run: %s", reason, extra=ctx)

@@ -25,7 +25,15 @@ from catalog_sync.feeds.spec import AcoContext, BuildContext, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.infra.workers import compile_partitions
 from catalog_sync.observability import get_logger, logger
-from catalog_sync.ports import BlobStore, CatalogSource, Clock, ExportQueue, FeedState
+from catalog_sync.ports import (
+    BlobStore,
+    CatalogSource,
+    Clock,
+    ExportQueue,
+    FeedState,
+    IncrementalSource,
+    PartitionedSource,
+)
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.diff import Differ, run_id_of
@@ -327,7 +335,9 @@ def _read_source(
     # An aggregate item (a category, an attribute's options) is the union over every
     # product: a partial read (incremental, by ids) cannot rebuild it, so such feeds
     # leave it alone until the next full read.
-    partial = request.by_ids is not None or bool(getattr(source, "incremental", False))
+    partial = request.by_ids is not None or (
+        isinstance(source, IncrementalSource) and source.incremental
+    )
     building = [fr.c for fr in feed_runs if not (partial and fr.spec.aggregate)]
     n = 0
 
@@ -337,13 +347,12 @@ def _read_source(
         if deps.progress and n // 10_000 != before // 10_000:
             deps.progress("read", n, None)
 
-    split = getattr(source, "split", None)
-    if split is None:  # a source read as one stream (the REST API)
+    if not isinstance(source, PartitionedSource):  # read as one stream (the REST API)
         for entry in source.read(skus=request.by_ids):
             if compile_record(entry, building, ctx):
                 advance(1)
     else:
-        with split(skus=request.by_ids) as parts:
+        with source.split(skus=request.by_ids) as parts:
             for entry in parts.rejected:
                 compile_record(entry, building, ctx)
             workers = min(deps.workers, len(parts.partitions))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from catalog_sync.errors import ConfigError
-from catalog_sync.ports import CatalogSource, FeedState
+from catalog_sync.ports import CatalogSource, FeedState, ProductIdSource
 from catalog_sync.records import SourceIssue
 
 RESUMABLE = ("resync", "resync-continue", "resync-cleanup")
@@ -14,20 +14,19 @@ def skus_of_product_ids(source: CatalogSource, ids: tuple[int, ...]) -> frozense
     """`--by-ids ... --id-type productId`: Magento product ids to (lower-cased) SKUs,
     through the source (only the REST API knows ids). Unknown ids are reported in
     the run; none known is an error."""
-    resolve = getattr(source, "skus_for_ids", None)
-    if resolve is None:
+    if not isinstance(source, ProductIdSource):
         raise ConfigError(
             "the Magento export CSV carries no product ids: use --id-type sku with this "
             "source, or the Magento REST API as the source"
         )
-    found: dict[int, str] = resolve(list(ids))
+    found = source.skus_for_ids(list(ids))
     missing = [i for i in ids if i not in found]
     if not found:
         raise ConfigError(
             f"no product with id {', '.join(map(str, missing))} in Magento: nothing to resync"
         )
     for number in missing:
-        source.note(  # type: ignore[attr-defined]
+        source.note(
             SourceIssue(
                 f"product id {number} is not in Magento: skipped (a deleted product is "
                 "sent as deleted by the next full read)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from catalog_sync.ports import CatalogSource
+from catalog_sync.ports import CatalogSource, IncrementalSource
 from catalog_sync.sync.runs import FeedMeta
 
 
@@ -34,10 +34,12 @@ def incremental_since(
 def advance_watermark(meta: FeedMeta, source: CatalogSource, now: datetime) -> None:
     """After a read: the next incremental read starts at the source's high-water
     mark; a complete, full read is remembered as the last full read."""
-    mark = getattr(source, "high_water_mark", None)
-    if mark is None or getattr(source, "failed", False):
+    if not isinstance(source, IncrementalSource):
+        return  # a source without a watermark (the export CSV is read whole)
+    mark = source.high_water_mark
+    if mark is None or source.failed:
         return  # a failed read does not move the watermark
-    full = source.report().complete and not getattr(source, "incremental", False)
+    full = source.report().complete and not source.incremental
     meta.source_watermark = mark.isoformat()
     if full:
         meta.last_full_read = now.isoformat()
