@@ -205,14 +205,13 @@ def test_aco_engine_resync_options_work_for_the_aco_feeds() -> None:
     w = World()
     w.sync(catalog())
     # --dry-run: nothing queued or written
-    dry = w.reindex(catalog(), feeds=("acoProducts",), dry_run=True, force=True, kind="resync")
+    dry = w.reindex(catalog(), feeds=("acoProducts",), dry_run=True, mode="resync")
     assert dry[0].messages == [] and w.queue.messages == []
     # --by-ids: only that SKU, every locale
     w.sync(
         catalog(),
         feeds=("acoProducts",),
-        force=True,
-        kind="resync-by-ids",
+        mode="resync-by-ids",
         by_ids=frozenset({"24-mb01"}),
     )
     assert sorted(k for k, _, _ in w.sink.sent("acoProducts")) == [
@@ -221,10 +220,10 @@ def test_aco_engine_resync_options_work_for_the_aco_feeds() -> None:
         "24-MB01\x1ffr-FR",
     ]
     # --no-reindex: the compiled feed again, without the source
-    w.sync([], feeds=("acoProducts",), no_reindex=True, kind="resync-no-reindex")
+    w.sync([], feeds=("acoProducts",), mode="resync-no-reindex")
     assert len(w.sink.sent("acoProducts")) == 11
     # --cleanup-feed: rebuilt from scratch, a product gone from the catalog still deleted
-    w.sync(catalog()[:4], feeds=("acoProducts",), force=True, cleanup=True, kind="resync-cleanup")
+    w.sync(catalog()[:4], feeds=("acoProducts",), mode="resync-cleanup")
     deletes = [(k, b) for k, d, b in w.sink.sent("acoProducts") if d]
     assert deletes == [
         (f"24-WG080\x1f{loc}", {"sku": "24-WG080", "source": {"locale": loc}})
