@@ -170,6 +170,9 @@ class CatalogProduct:
     links: Links = field(default_factory=Links)
     grouped: tuple[GroupedLink, ...] = ()  # grouped product's associated products
     tier_prices: tuple[TierPrice, ...] = ()
+    # The fingerprint of the record's raw rows (`sync.fingerprints`); None: the source
+    # gives none, or the record must be built every run (it was built with warnings)
+    fingerprint: int | None = field(default=None, compare=False)
 
     def values_for(self, store_view: str) -> StoreValues:
         """The values as `store_view` sees them: global overlaid with its overrides."""

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from catalog_sync.errors import ConflictError
-from catalog_sync.feeds.spec import FeedSpec
+from catalog_sync.feeds.spec import KEY_SEPARATOR, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore, FeedState
@@ -41,6 +41,14 @@ COUNTS = (
     "stuck",
     "pruned",
 )
+
+
+def _group_getter(spec: FeedSpec) -> Callable[[str], str]:
+    """The group of an identity key (a fast path for flat identities)."""
+    if spec.flat_identity:
+        at = spec.identity.index(spec.group_field)
+        return lambda key: key.split(KEY_SEPARATOR)[at]
+    return spec.group_of_key
 
 
 def run_id_of(now: datetime) -> str:
@@ -91,10 +99,16 @@ class Differ:
     # --- the diff of one bucket (pure: records in, records and counts out) ---------
 
     def apply(
-        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str]
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        same: set[str] | None = None,
     ) -> tuple[dict[str, int], bool]:
         """Apply the diff to `bucket.records`; return its counts and whether the
-        bucket's live content changed (so its snapshot part must be rewritten)."""
+        bucket's live content changed (so its snapshot part must be rewritten).
+        `same`: groups whose record was not built, its fingerprint being known: their
+        live items count as read with the hash the state has (the part keeps their body)."""
         counts = dict.fromkeys(self.counts, 0)
         records = bucket.records
         request = self.request
@@ -107,9 +121,23 @@ class Differ:
         if request.cleanup:
             self._forget(records, counts)
         force = request.force and bucket.bucket >= request.resume_from
+        if same:
+            items = self._with_unchanged(records, items, same)
         read_changed = self._apply_read(records, items, force, counts)
         absent_changed = self._apply_absent(records, items, keep, force, counts)
         return counts, counts["pruned"] > 0 or read_changed or absent_changed
+
+    def _with_unchanged(
+        self, records: dict[str, ItemState], items: dict[str, EncodedItem], same: set[str]
+    ) -> dict[str, EncodedItem]:
+        """`items` plus, for each live item of a `same` group, its state's hash (no
+        body: `_write_part` carries the previous part's over for items not in `items`)."""
+        out = dict(items)
+        group_of = _group_getter(self.spec)
+        for key, rec in records.items():
+            if not rec.deleted and key not in out and group_of(key).lower() in same:
+                out[key] = EncodedItem(key, "", rec.hash, b"")
+        return out
 
     def _requeue_compiled(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
         for rec in records.values():
@@ -218,12 +246,13 @@ class Differ:
         for start in range(0, total, STATE_READ_CHUNK):
             numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
             for bucket in self.state.read_buckets(self.spec.name, numbers):
+                same: set[str] = set()
                 if spill is not None:
-                    items, keep, duplicates = spill.read(bucket.bucket)
+                    items, keep, same, duplicates = spill.read(bucket.bucket)
                     self.counts["duplicates"] += len(duplicates)
                 else:
                     items, keep = {}, set()
-                self._diff_one(bucket, items, keep, workdir)
+                self._diff_one(bucket, items, keep, workdir, same)
             done = numbers[-1] + 1
             if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
                 checkpoint(done)
@@ -231,11 +260,16 @@ class Differ:
                 progress("diff", done, total)
 
     def _diff_one(
-        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str], workdir: Path
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        workdir: Path,
+        same: set[str] | None = None,
     ) -> None:
         new_part: PartRef | None = None  # the content does not depend on the attempt
         for attempt in range(CONFLICT_TRIES):
-            counts, content_changed = self.apply(bucket, items, keep)
+            counts, content_changed = self.apply(bucket, items, keep, same)
             if self.request.dry_run:
                 break
             if content_changed:

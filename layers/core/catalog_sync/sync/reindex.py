@@ -37,6 +37,8 @@ from catalog_sync.ports import (
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.diff import Differ, run_id_of
+from catalog_sync.sync.fingerprints import arm as arm_fingerprints
+from catalog_sync.sync.fingerprints import publish as publish_fingerprints
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
@@ -217,6 +219,10 @@ def _diff(
         stale_pending_seconds=deps.stale_pending_seconds,
     )
 
+    if request.reads_source and fr.meta.fingerprints and not request.dry_run:
+        fr.meta.fingerprints = None  # until this run completes: see sync.fingerprints
+        deps.state.write_meta(fr.meta)
+
     def checkpoint(done: int) -> None:
         fr.run.buckets_done = done  # the checkpoint `--continue-resync` resumes from
         fr.run.counts = dict(differ.counts)
@@ -247,6 +253,7 @@ def _finish(
     counts["records"] = report.records
     counts["rows"] = report.rows
     counts["rejected"] = fr.c.rejected
+    counts["records_unchanged"] = fr.c.unchanged_records  # not built: fingerprint known
     run.complete = differ.complete
     run.counts = dict(counts)
     run.issues_total = len(issues)
@@ -272,6 +279,10 @@ def _finish(
             b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in issues),
         )
     deps.blobs.put_bytes(mkey, manifest.model_dump_json(indent=1).encode())
+    if fr.c.found is not None:
+        meta.fingerprints = publish_fingerprints(
+            deps.blobs, spec.name, run.run_id, fr.c.found, fr.c.digest
+        )
     previous_manifest = meta.latest_manifest
     meta.latest_manifest = mkey
     meta.last_run_id = run.run_id
@@ -355,6 +366,14 @@ def _read_source(
         with source.split(skus=request.by_ids) as parts:
             for entry in parts.rejected:
                 compile_record(entry, building, ctx)
+            skip = arm_fingerprints(
+                building,
+                [fr.meta.fingerprints for fr in feed_runs if any(fr.c is c for c in building)],
+                ctx,
+                None if partial else parts.fingerprint_context,
+                use=not (request.force or request.cleanup),
+                blobs=deps.blobs,
+            )
             workers = min(deps.workers, len(parts.partitions))
             if workers > 1 and building:
                 n = compile_partitions(
@@ -364,10 +383,12 @@ def _read_source(
                     workers,
                     merge=parts.merge,
                     progress=advance,
+                    fingerprints=skip is not None,
                 )
             else:
                 for part in parts.partitions:
-                    for entry in part.records(parts.warn):
+                    records = part.records(parts.warn, skip) if skip else part.records(parts.warn)
+                    for entry in records:
                         if compile_record(entry, building, ctx):
                             advance(1)
                     parts.merge(part.built)
