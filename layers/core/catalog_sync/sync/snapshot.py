@@ -13,12 +13,16 @@ import gzip
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 from pydantic import BaseModel, Field
 
 from catalog_sync.sync.canonical import EncodedItem
+from catalog_sync.sync.state import PartRef
+
+if TYPE_CHECKING:
+    from catalog_sync.ports import BlobStore
 
 
 class PartInfo(BaseModel):
@@ -122,3 +126,13 @@ def read_part(stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
             if not line.strip():
                 continue
             yield split_line(line)
+
+
+def read_bucket_items(blobs: BlobStore, part: PartRef) -> Iterator[tuple[str, str, bytes]]:
+    """(key, hash, item JSON) of every line of a bucket's current snapshot content
+    (what the state's `part` points at). A reader keeps the lines whose hash is the
+    one its state records for the key."""
+    if not part.key:
+        return
+    with blobs.open(part.key) as stream:
+        yield from read_part(stream)
