@@ -8,7 +8,8 @@ write is re-applied to the fresh state (the diff is a pure function of its input
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore, FeedState
 from catalog_sync.sync.canonical import EncodedItem, encode
 from catalog_sync.sync.requests import ReindexRequest
-from catalog_sync.sync.snapshot import PartWriter, part_key, read_part
+from catalog_sync.sync.snapshot import MAX_DELTAS, PartWriter, part_key, read_bucket_items
 from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
 
 log = get_logger(__name__)
@@ -40,6 +41,7 @@ COUNTS = (
     "duplicates",
     "stuck",
     "pruned",
+    "deltas_written",
 )
 
 
@@ -308,13 +310,53 @@ class Differ:
     def _write_part(
         self, bucket: StateBucket, items: dict[str, EncodedItem], workdir: Path
     ) -> PartRef:
-        """Write the bucket's live content: this run's items plus, from the previous
-        part, the live items this run did not read (rejected records, partial reads)."""
+        """Write the bucket's live content: a delta part on the previous content when
+        few items are new or changed (none: the previous content stands, the state
+        tells what of it is live), else a full part (compaction): this run's items
+        plus, from the previous content, the live items this run did not read
+        (rejected or unchanged records, partial reads)."""
+        prev = bucket.part
+        delta = self._delta(bucket, items) if prev is not None and prev.key else None
+        if delta is not None:
+            assert prev is not None
+            if not delta:
+                return prev
+            part = self._put_part(bucket, delta, workdir)
+            self.counts["deltas_written"] += 1
+            return PartRef(
+                prev.key, prev.items, prev.bytes, prev.sha256, prev.run_id, [*prev.deltas, part]
+            )
+        return self._put_part(
+            bucket, itertools.chain(items.values(), self._carried_over(bucket, items)), workdir
+        )
+
+    def _delta(
+        self, bucket: StateBucket, items: dict[str, EncodedItem]
+    ) -> list[EncodedItem] | None:
+        """The items this run made new or changed, if they go in a delta part (None:
+        write a full part; see `snapshot.MAX_DELTAS`)."""
+        prev = bucket.part
+        assert prev is not None
+        if len(prev.deltas) >= MAX_DELTAS:
+            return None
+        records, now = bucket.records, self.now_iso
+        delta = [
+            item
+            for key, item in items.items()
+            if (rec := records.get(key)) is not None and rec.changed_at == now and not rec.deleted
+        ]
+        if not delta:
+            return delta
+        live = sum(1 for rec in records.values() if not rec.deleted)
+        lines = len(delta) + sum(d.items for d in prev.deltas)
+        return delta if lines * 4 <= live else None
+
+    def _put_part(
+        self, bucket: StateBucket, lines: Iterable[EncodedItem], workdir: Path
+    ) -> PartRef:
         path = workdir / f"part-{bucket.bucket:04d}.jsonl.gz"
         writer = PartWriter(path)
-        for item in items.values():
-            writer.write(item)
-        for item in self._carried_over(bucket, items):
+        for item in lines:
             writer.write(item)
         size, sha = writer.close()
         key = part_key(self.spec.name, self.run_id, bucket.bucket)
@@ -334,10 +376,9 @@ class Differ:
         records = bucket.records
         if all(rec.deleted or key in items for key, rec in records.items()):
             return  # this run read every live item: nothing to carry over
-        with self.blobs.open(prev.key) as stream:
-            for key, h, body in read_part(stream):
-                if key in items:
-                    continue
-                rec = records.get(key)
-                if rec is not None and not rec.deleted and rec.hash == h:
-                    yield EncodedItem(key=key, group="", hash=h, body=body)
+        for key, h, body in read_bucket_items(self.blobs, prev):
+            if key in items:
+                continue
+            rec = records.get(key)
+            if rec is not None and not rec.deleted and rec.hash == h:
+                yield EncodedItem(key=key, group="", hash=h, body=body)

@@ -30,7 +30,7 @@ from catalog_sync.ports import (
     OutgoingItem,
 )
 from catalog_sync.sync.runs import PartResult
-from catalog_sync.sync.snapshot import ExportMessage, read_part
+from catalog_sync.sync.snapshot import ExportMessage, read_bucket_items
 from catalog_sync.sync.state import ItemState, StateBucket, Status
 
 log = get_logger(__name__)
@@ -149,14 +149,13 @@ def _outgoing(
     if not pending:
         return
     live = {k for k, r in pending.items() if not r.deleted}
-    if live and bucket.part is not None and bucket.part.key:
-        with deps.blobs.open(bucket.part.key) as stream:
-            for key, h, body in read_part(stream):
-                rec = pending.get(key)
-                if rec is not None and not rec.deleted and rec.hash == h:
-                    live.discard(key)
-                    item = OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
-                    yield item, False
+    if live and bucket.part is not None:
+        for key, h, body in read_bucket_items(deps.blobs, bucket.part):
+            rec = pending.get(key)
+            if rec is not None and not rec.deleted and rec.hash == h:
+                live.discard(key)
+                item = OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
+                yield item, False
     missing.extend(sorted(live))
     for key, rec in pending.items():
         if rec.deleted:

@@ -300,7 +300,7 @@ def _finish(
         for b in sorted(differ.to_export)
     ]
     deps.queue.send(result.messages)
-    live = {ref.key for ref in differ.parts.values() if ref.key}
+    live = {key for ref in differ.parts.values() for key in ref.objects()}
     run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
     run.parts_enqueued = len(result.messages)
@@ -323,7 +323,7 @@ def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | N
                 prior = Manifest.model_validate_json(deps.blobs.get_bytes(previous))
             except NotFoundError:
                 return 0  # cannot tell what a running export may read: keep everything
-            keep.update(p.key for p in prior.parts if p.key)
+            keep.update(key for p in prior.parts for key in p.objects())
         prefix = f"snapshots/{feed}/"
         garbage = [
             k for k in deps.blobs.list_keys(prefix) if k.endswith(".jsonl.gz") and k not in keep
