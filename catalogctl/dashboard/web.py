@@ -23,7 +23,7 @@ import orjson
 from flask import Flask, Response, abort, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
-from catalogctl.cli import Target, UserError
+from catalogctl.common import Target, UserError
 from catalogctl.dashboard import actions, data
 from catalogctl.dashboard.jobs import Busy, Jobs
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogctl.cli import Target
+from catalogctl.common import Target
 from catalogctl.dashboard.server import serve
 from tests.e2e.faults import Product, state_records, write_catalog
 
