@@ -11,7 +11,7 @@ a time from a cursor until a page is full.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -372,6 +372,25 @@ def failures(
                         continue
                     ident = spec.identity_of(key)
                     yield ItemRow(feed, key, bucket.bucket, ident, ident[spec.group_field], rec)
+
+
+FAILURE_COLUMNS = ("feed", "item", "status", "reason", "attempts", "since")
+_FAILURE_SORT: dict[str, Callable[[ItemRow], Any]] = {
+    "feed": lambda r: r.feed,
+    "item": lambda r: r.label,
+    "status": lambda r: r.state.status.value,
+    "reason": lambda r: r.state.reason or "",
+    "attempts": lambda r: r.state.attempts,
+    "since": lambda r: r.state.changed_at or "",
+}
+
+
+def sort_failures(rows: list[ItemRow], column: str, descending: bool = False) -> None:
+    """Sort every failing item (not one page) by a column; stable, so ties keep the
+    feed and key order the read gave. An unknown column leaves the order alone."""
+    key = _FAILURE_SORT.get(column)
+    if key is not None:
+        rows.sort(key=key, reverse=descending)
 
 
 def last_issues(backend: Backend, feeds: list[str]) -> list[tuple[RunRecord, list[dict[str, Any]]]]:
