@@ -28,6 +28,7 @@ from catalog_sync.sync.state import BucketCounts, FailingIndex, ItemState, State
 
 STATUSES = ("sent", "pending", "retry", "failed", "deleted")
 PAGE_SIZE = 50
+BROWSE_READ_AHEAD = 4  # buckets per read when a prefix filters them
 RUNS_SHOWN = 30
 # The hourly schedule: no successful sync for longer than this is worth a look.
 DEFAULT_STALE_SECONDS = 3 * 3600
@@ -301,8 +302,14 @@ def browse(
     wanted = prefix.lower()
     rows: list[ItemRow] = []
     read = 0
+    ahead: list[StateBucket] = []  # read a few buckets at a time: fewer round trips
     while number < meta.buckets:
-        bucket = backend.state.read_buckets(feed, [number])[0]
+        if not ahead:
+            chunk = 1 if not wanted else BROWSE_READ_AHEAD  # no prefix: one fills a page
+            ahead = backend.state.read_buckets(
+                feed, list(range(number, min(number + chunk, meta.buckets)))
+            )
+        bucket = ahead.pop(0)
         read += 1
         keys = sorted(k for k in bucket.records if spec.group_of_key(k).lower().startswith(wanted))
         take = keys[offset : offset + size - len(rows)]
