@@ -85,6 +85,7 @@ class World:
         feeds: tuple[str, ...] = ("products",),
         views: tuple[tuple[str, str], ...] = VIEWS,
         columns: list[str] = COLUMNS,
+        partition_bytes: int = 1 << 23,
         **deps: Any,
     ) -> dict[str, int]:
         write(self.path, rows, columns)
@@ -102,7 +103,7 @@ class World:
                 queue=self.queue,
                 clock=self.clock,
                 new_id=Ids(),
-                source=MagentoCsvSource(str(self.path)),
+                source=MagentoCsvSource(str(self.path), partition_bytes=partition_bytes),
                 store_views=views,
                 buckets=4,
                 **deps,
@@ -185,6 +186,20 @@ def test_a_store_view_row_added_or_a_product_deleted_is_seen(worlds):
     assert counts["records_unchanged"] == 10
     assert counts["changed"] == 1 and counts["deleted"] == 2
     assert worlds.sent() == ["SKU-3\x1ffr", "SKU-4\x1fdefault", "SKU-4\x1ffr"]
+
+
+def test_worker_processes_skip_and_store_fingerprints_as_one_process_does(worlds):
+    rows = [product(f"W-{i:03d}") for i in range(120)]
+    split = {"partition_bytes": 2_000, "workers": 2}  # several partitions, two workers
+    worlds.both(rows, **split)
+    assert worlds.both(rows, **split)["records_unchanged"] == 120
+
+    rows[42] = product("W-042", "Renamed")
+    counts = worlds.both(rows, **split)
+
+    assert counts["records_unchanged"] == 119 and counts["changed"] == 2
+    assert worlds.sent() == ["W-042\x1fdefault", "W-042\x1ffr"]
+    assert worlds.both(rows)["records_unchanged"] == 120  # read in one process: the same
 
 
 def _renamed(product: Any, ctx: BuildContext) -> list[dict[str, Any]]:
