@@ -42,6 +42,7 @@ COUNTS = (
     "stuck",
     "pruned",
     "deltas_written",
+    "items_not_built",  # items of records not built (their fingerprint was known)
 )
 
 
@@ -124,7 +125,9 @@ class Differ:
             self._forget(records, counts)
         force = request.force and bucket.bucket >= request.resume_from
         if same:
+            read = len(items)
             items = self._with_unchanged(records, items, same)
+            counts["items_not_built"] = len(items) - read
         read_changed = self._apply_read(records, items, force, counts)
         absent_changed = self._apply_absent(records, items, keep, force, counts)
         return counts, counts["pruned"] > 0 or read_changed or absent_changed
