@@ -118,7 +118,7 @@ class FingerprintSet:
         self.timed.update(other.timed)
 
     def to_bytes(self, digest: str) -> bytes:
-        stable = array("Q", sorted(set(self.stable)))
+        stable = array("Q", sorted(self.stable))  # one per record: no duplicates
         timed = sorted(self.timed.items())
         head = {"format": FORMAT, "digest": digest, "stable": len(stable), "timed": len(timed)}
         if stable.itemsize != 8:  # pragma: no cover - every supported platform
