@@ -25,6 +25,7 @@ from catalog_sync.feeds.registry import all_feeds, get_feed
 from catalog_sync.ports import FeedState
 from catalog_sync.sync.requests import ReindexEvent
 from catalog_sync.sync.state import Status
+from catalogctl.held import held_lines, held_run
 
 
 class UserError(click.ClickException):
@@ -65,6 +66,9 @@ def _summarise_run(run: dict[str, Any], echo: Callable[[str], None]) -> None:
         f"unchanged {c.get('unchanged', 0):,}, resent {c.get('requeued', 0):,}; "
         f"{run.get('parts_enqueued', 0)} parts queued"
     )
+    if run.get("status") == "held" or (run.get("status") == "dry-run" and run.get("held")):
+        for line in held_lines(run):
+            echo(line)
     if c.get("deletions_withheld"):
         echo(
             f"  the source was not read completely: {c['deletions_withheld']:,} deletions withheld"
@@ -106,6 +110,7 @@ def do_run(
         if runner is None:
             runner = LocalRunner(default_local_env(), progress=_progress_printer(echo))
         result = runner.reindex(event)
+        _refusal(result)
         for run in result["runs"]:
             _summarise_run(run, echo)
         queued = sum(r.get("parts_enqueued", 0) for r in result["runs"])
@@ -131,6 +136,12 @@ def do_run(
             result["export"] = totals
         return result
     return do_remote_run(runner or _runner(target), event, echo)
+
+
+def _refusal(result: dict[str, Any]) -> None:
+    """A refused request (the function's answer, not an error): one line, exit 1."""
+    if result.get("status") == "refused":
+        raise UserError(f"refused: {result.get('reason')}")
 
 
 # --- a deployed stack: invoke, follow the run, Ctrl-C leaves it going ---------------
@@ -174,6 +185,7 @@ def do_remote_run(
     except Interrupted as exc:
         _follow_hint(exc.runs, echo)
         raise SystemExit(130) from None
+    _refusal(result)
     for run in result["runs"]:
         _summarise_run(run, echo)
     if "export" in result:
@@ -289,6 +301,10 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
             f"  dead-letter queue: {status['dead_letter_messages']} export message(s) gave up; "
             "`catalogctl redrive` puts them back"
         )
+    held = held_run(status["runs"])
+    if held is not None:
+        for line in held_lines(held):
+            echo(line)
     if status["failed_items"]:
         echo("  failed items:")
         for f in status["failed_items"]:
@@ -501,6 +517,11 @@ def cli(ctx: click.Context, local: bool, stack: str, region: str | None) -> None
 @click.option(
     "--cleanup-feed", is_flag=True, help="Rebuild the feed state from scratch (deletes still sent)."
 )
+@click.option(
+    "--confirm-deletions",
+    is_flag=True,
+    help="Apply deletions the mass-deletion guard would hold (MAX_DELETE_FRACTION, MAX_DELETES).",
+)
 @click.pass_obj
 def resync(
     target: Target,
@@ -513,6 +534,7 @@ def resync(
     failed_only: bool,
     continue_resync: bool,
     cleanup_feed: bool,
+    confirm_deletions: bool,
 ) -> None:
     """Reindex a feed treating every item as changed, and send it."""
     event: dict[str, Any] = {"action": "resync", "feed": _check_feed(feed)}
@@ -520,6 +542,7 @@ def resync(
         (failed_only, "failedOnly"),
         (continue_resync, "continueResync"),
         (cleanup_feed, "cleanupFeed"),
+        (confirm_deletions, "confirmDeletions"),
     ):
         if flag:
             event[name] = True

@@ -55,6 +55,7 @@ class App:
         None  # AWS endpoint override (the local stack); else AWS_ENDPOINT_URL
     )
     clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep  # a sync waiting for a resend's lease
     new_id: Callable[[], str] = field(default_factory=lambda: lambda: uuid.uuid4().hex)
     progress: Progress | None = None  # long-running stages report here (the CLI's progress bar)
     _clients: dict[str, Any] = field(default_factory=dict)
@@ -236,6 +237,7 @@ def _reindex_deps(app: App, source: CatalogSource | None) -> ReindexDeps:
         aco=aco_context(settings),
         guard=DeletionGuard(settings.max_delete_fraction, settings.max_deletes),
         lease_wait_seconds=settings.lease_wait_seconds,
+        sleep=app.sleep,
     )
 
 
