@@ -265,8 +265,8 @@ class Differ:
         assert self.guard is not None
         total = sum(self.deferred.values())
         self.held = self.guard.verdict(total, self.live)
-        if self.held:
-            log.warning(
+        if self.held:  # app.py logs the held run as a warning, with its release command
+            log.info(
                 "%s: %d deletions held: %s; to apply them: %s",
                 self.spec.name,
                 total,
