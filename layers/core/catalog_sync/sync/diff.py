@@ -277,7 +277,8 @@ class Differ:
         for start in range(0, len(numbers), STATE_READ_CHUNK):
             chunk = numbers[start : start + STATE_READ_CHUNK]
             for bucket in self.state.read_buckets(self.spec.name, chunk):
-                items, keep = {}, set()
+                items: dict[str, EncodedItem] = {}
+                keep: set[str] = set()
                 if spill is not None:
                     items, keep, _ = spill.read(bucket.bucket)
                 self._diff_one(bucket, items, keep, workdir)
