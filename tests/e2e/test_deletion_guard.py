@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from catalogctl.cli import collect_status, print_status
+from catalogctl.status import collect_status, print_status
 from devstack import synth
 from devstack.local import LocalRunner, LocalStack
 from devstack.localaws import ResourceNames
