@@ -9,10 +9,12 @@ import orjson
 import pytest
 
 from catalog_sync.errors import RequestError
-from catalog_sync.sync.export import ExportDeps, export_part
+from catalog_sync.feeds.registry import get_feed
+from catalog_sync.sync.export import ExportDeps, export_part, prerequisites_pending
 from catalog_sync.sync.guard import DeletionGuard
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.sync.requests import ReindexEvent
+from catalog_sync.sync.runs import PartResult, RunRecord
 from catalog_sync.sync.snapshot import read_part
 from catalog_sync.sync.state import Status
 from tests.fakes import Clock, Ids, ListSource, MemoryBlobs, MemoryQueue, MemoryState, ScriptedSink
@@ -214,3 +216,23 @@ def test_a_dry_run_says_it_would_hold_and_lists_each_change_once() -> None:
     assert run_result.preview["changed"] == ["SKU-001 / default", "SKU-001 / fr"]
     assert run_result.preview["deleted"] == []
     assert w.state.writes == writes
+
+
+@pytest.mark.parametrize("status", ["completed", "held"])
+def test_a_held_prerequisite_run_still_holds_its_dependents_back(status: str) -> None:
+    """A held run queued its messages like a completed one: an ACO products part
+    waits until that run's metadata parts are exported."""
+    w = World()
+    now = w.clock()
+    run = RunRecord(
+        feed="acoProductMetadata", run_id="r1", kind="sync", status=status,
+        started_at=now.isoformat(), parts_enqueued=1,
+    )  # fmt: skip
+    w.state.put_run(run)
+    deps = ExportDeps(state=w.state, blobs=w.blobs, sink=w.sink, clock=w.clock)
+    spec = get_feed("acoProducts")
+    assert prerequisites_pending(spec, deps) == "acoProductMetadata"
+    w.state.put_part_result(
+        PartResult(feed="acoProductMetadata", run_id="r1", bucket=0, finished_at=now.isoformat())
+    )
+    assert prerequisites_pending(spec, deps) is None
