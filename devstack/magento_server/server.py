@@ -33,11 +33,12 @@ CLI: `python -m devstack.magento_server CSV --port 8788 --token T`.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 import re
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,12 +55,21 @@ from catalog_sync.sources.magento_csv import MagentoCsvSource
 from devstack.magento_server.catalog import (
     _INDEXED,
     CUSTOMER_GROUPS,
+    DEFAULT_DECIMAL_ATTRIBUTES,
     DEFAULT_TEXT_ATTRIBUTES,
     DEFAULT_TOKEN,
     TS_FORMAT,
     _Catalog,
     _HttpError,
     _Rec,
+)
+from devstack.magento_server.inventory import ALL_RESOURCES, Inventory, resource_of
+from devstack.magento_server.routes import (
+    attribute_sets,
+    inventory_routes,
+    store_configs,
+    store_views,
+    websites,
 )
 from devstack.magento_server.criteria import (
     Criteria,
@@ -70,6 +80,10 @@ from devstack.magento_server.criteria import (
     _rec_field,
     parse_query,
 )
+
+
+DEFAULT_PAGE_SIZE = 20  # with the web API input limits on
+MAX_PAGE_SIZE = 300
 
 
 class MagentoApiServer:
@@ -84,12 +98,26 @@ class MagentoApiServer:
         token: str = DEFAULT_TOKEN,
         store_views: Sequence[str] = ("default",),
         text_attributes: Iterable[str] = DEFAULT_TEXT_ATTRIBUTES,
+        decimal_attributes: Iterable[str] = DEFAULT_DECIMAL_ATTRIBUTES,
         clock: Callable[[], datetime] | None = None,
+        view_websites: Mapping[str, str] | None = None,
+        inactive_views: Collection[str] = (),
+        inventory: Inventory | None = None,
+        acl: Collection[str] | None = None,
     ) -> None:
         self.token = token
         self.store_views = tuple(store_views)
         self.text_attributes = frozenset(text_attributes)
+        self.decimal_attributes = frozenset(decimal_attributes)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.view_websites = dict(view_websites or {})
+        self.inactive_views = frozenset(inactive_views)
+        self.inventory = inventory  # None: single-source (stock 1, source `default`)
+        self.msi = True  # False: the MSI modules are disabled (/V1/inventory/... 404)
+        self.acl = ALL_RESOURCES if acl is None else frozenset(acl)  # the token's resources
+        self.bearer_integration = True  # False: 2.4.4+ with the bearer setting off
+        self.input_limits = False  # web API input limits: page size 20 by default, max 300
+        self.null_qty: set[str] = set()  # SKUs (lowercase) whose stock item qty is NULL
         self.repeat_last_page = False
         self.requests: deque[str] = deque(maxlen=100_000)  # request targets, for tests
         self._lock = threading.Lock()
@@ -133,6 +161,7 @@ class MagentoApiServer:
         catalog = _Catalog(
             products(), self._catalog, self.store_views, self.text_attributes, self._now()
         )
+        catalog.decimal_attributes = self.decimal_attributes
         catalog.rejected = rejected
         with self._lock:
             self._catalog = catalog
@@ -161,6 +190,12 @@ class MagentoApiServer:
         with self._lock:
             for _ in range(times):
                 self._faults.append((status, retry_after, path_contains))
+
+    def delete_option(self, code: str, label: str) -> None:
+        """Delete an option of a select / multiselect attribute; products keep its id
+        (as in Magento, where the leftover id stays in the product's value)."""
+        with self._lock:
+            self.catalog.deleted_options.setdefault(code, set()).add(label)
 
     def corrupt(self, sku: str, field: str, value: Any) -> None:
         """Serve `field` (a top-level item field) of `sku` as `value` in every scope."""
@@ -223,15 +258,6 @@ class MagentoApiServer:
             status, retry_after = fault
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             return status, {"message": f"injected fault {status}"}, headers
-        if auth != f"Bearer {self.token}":
-            return (
-                401,
-                {
-                    "message": "The consumer isn't authorized to access %resources.",
-                    "parameters": {"resources": "Magento_Catalog::products"},
-                },
-                {},
-            )
         if method != "GET":
             raise _HttpError(405, "Request does not match any route.")
         split = urlsplit(target)
@@ -241,6 +267,14 @@ class MagentoApiServer:
         if not m:
             raise _HttpError(404, "Request does not match any route.")
         scope, route = m.group(1), m.group(2)
+        resource = resource_of(route) or "Magento_Backend::admin"
+        token_ok = auth == f"Bearer {self.token}" and self.bearer_integration
+        if not token_ok or resource not in self.acl:  # Magento answers both with a 401
+            raise _HttpError(
+                401,
+                "The consumer isn't authorized to access %resources.",
+                {"resources": resource},
+            )
         catalog = self.catalog
         view: str | None
         if scope == "all":
@@ -255,67 +289,30 @@ class MagentoApiServer:
 
     def _route(self, catalog: _Catalog, route: str, view: str | None, query: dict[str, Any]) -> Any:
         if route == "products":
-            return self._products(catalog, view, Criteria.parse(query))
+            return self._products(catalog, view, self._criteria(query))
         if route == "products/attributes":
-            c = Criteria.parse(query)
             codes = sorted(catalog.attribute_ids, key=catalog.attribute_ids.__getitem__)
             items = [catalog.attribute(code) for code in ("tax_class_id", *codes)]
-            return self._list(items, c)
+            return self._list(items, self._criteria(query))
         if route.startswith("products/attributes/"):
             return catalog.attribute(route[len("products/attributes/") :])
-        if route.startswith("products/attribute-sets/sets/list"):
-            c = Criteria.parse(query)
-            items = [
-                {
-                    "attribute_set_id": sid,
-                    "attribute_set_name": name,
-                    "sort_order": 0,
-                    "entity_type_id": 4,
-                }
-                for name, sid in sorted(catalog.attribute_sets.items(), key=lambda kv: kv[1])
-            ]
-            return self._list(items, c)
+        if route == "products/attribute-sets/sets/list":
+            return self._list(attribute_sets(catalog), self._criteria(query))
         if route.startswith("products/"):
-            rec = catalog.by_sku.get(route[len("products/") :].lower())
-            if rec is None:
-                raise _HttpError(
-                    404,
-                    "The product that was requested doesn't exist. Verify the product and try again.",
-                )
-            return self._item(catalog, rec, view)
+            return self._item(catalog, self._rec(catalog, route[len("products/") :]), view)
         if route == "categories":
             return catalog.tree if view is None else catalog.tree["children_data"][0]
         if route == "store/websites":
-            return [{"id": 0, "code": "admin", "name": "Admin", "default_group_id": 0}] + [
-                {"id": wid, "code": code, "name": code.title(), "default_group_id": wid}
-                for code, wid in sorted(catalog.websites.items(), key=lambda kv: kv[1])
-            ]
+            return websites(catalog)
         if route == "store/storeViews":
-            return [
-                {
-                    "id": 0,
-                    "code": "admin",
-                    "name": "Admin",
-                    "website_id": 0,
-                    "store_group_id": 0,
-                    "is_active": 1,
-                }
-            ] + [
-                {
-                    "id": sid,
-                    "code": code,
-                    "name": code,
-                    "website_id": 1,
-                    "store_group_id": 1,
-                    "is_active": 1,
-                }
-                for code, sid in sorted(catalog.views.items(), key=lambda kv: kv[1])
-            ]
+            return store_views(catalog, self.view_websites, self.inactive_views)
+        if route == "store/storeConfigs":
+            return store_configs(catalog, self.view_websites)
         if route == "stockItems/lowStock":
             return self._low_stock(catalog, query)
         if route.startswith("stockItems/"):
             rec = catalog.by_sku.get(route[len("stockItems/") :].lower())
-            item = catalog.stock_item(rec, rec.product()) if rec else None
+            item = self._stock_item(catalog, rec) if rec else None
             if item is None:
                 raise _HttpError(404, 'The Product with the "%1" SKU doesn\'t exist.', [route[11:]])
             return item
@@ -324,7 +321,38 @@ class MagentoApiServer:
             if gid.isdigit() and int(gid) in CUSTOMER_GROUPS:
                 return {"id": int(gid), "code": CUSTOMER_GROUPS[int(gid)], "tax_class_id": 3}
             raise _HttpError(404, "No such entity with id = %1", [gid])
+        if route.startswith("inventory/") and self.msi:
+            lists = inventory_routes(catalog, self.inventory, self._stock_item)
+            if route in lists:
+                return self._list(lists[route], self._criteria(query))
         raise _HttpError(404, "Request does not match any route.")
+
+    def _rec(self, catalog: _Catalog, sku: str) -> _Rec:
+        rec = catalog.by_sku.get(sku.lower())
+        if rec is None:
+            raise _HttpError(
+                404, "The product that was requested doesn't exist. Verify the product and try again."
+            )
+        return rec
+
+    def _criteria(self, query: dict[str, Any]) -> Criteria:
+        """searchCriteria, with the web API input limits when they are on."""
+        c = Criteria.parse(query)
+        if not self.input_limits:
+            return c
+        if c.page_size is None:
+            return replace(c, page_size=DEFAULT_PAGE_SIZE)
+        if c.page_size > MAX_PAGE_SIZE:
+            raise _HttpError(
+                400, "Maximum SearchCriteria pageSize is %max", {"max": str(MAX_PAGE_SIZE)}
+            )
+        return c
+
+    def _stock_item(self, catalog: _Catalog, rec: _Rec) -> dict[str, Any] | None:
+        item = catalog.stock_item(rec, rec.product())
+        if item is not None and rec.sku.lower() in self.null_qty:
+            item = {**item, "qty": None}
+        return item
 
     def _list(self, items: list[dict[str, Any]], c: Criteria) -> dict[str, Any]:
         groups = [[(f, _predicate(cd, v)) for f, cd, v in g] for g in c.groups]
@@ -406,7 +434,13 @@ class MagentoApiServer:
             page = max(1, int(query.get("currentPage") or 1))
         except ValueError:
             raise _HttpError(400, "qty, pageSize and currentPage must be numbers.") from None
-        items = [item for item in catalog.stock_items() if item["qty"] < limit]
+        if self.input_limits:
+            size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        items = [
+            item
+            for rec, item in catalog.stock_items()
+            if rec.sku.lower() not in self.null_qty and item["qty"] < limit  # NULL <= N: false
+        ]
         c = Criteria((), (), size, page)
         return {
             "items": _page(items, c, self.repeat_last_page),

@@ -45,7 +45,7 @@ from catalog_sync.sources.magento_csv.columns import (
     _Columns,
 )
 from catalog_sync.sources.magento_csv.stream import _printable
-from catalog_sync.sources.values import DateError, parse_date
+from catalog_sync.sources.values import DateError, attribute_value, parse_date
 
 
 class _Builder:
@@ -271,7 +271,7 @@ class _Builder:
                         if not is_global:
                             attributes[code] = ()
                         continue
-                    vals = _multi(value)
+                    vals = tuple(map(attribute_value, _multi(value)))
                     if vals or not is_global:
                         attributes[code] = vals
         for i, code, _col in c.attributes:
@@ -281,7 +281,7 @@ class _Builder:
                     if not is_global:
                         attributes[code] = ()
                 else:
-                    attributes[code] = _multi(cell)
+                    attributes[code] = tuple(map(attribute_value, _multi(cell)))
         return attributes
 
     def _stock(self, row: list[str]) -> Stock | None:
