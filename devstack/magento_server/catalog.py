@@ -432,7 +432,6 @@ class _Catalog:
         }
 
 
-
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 

@@ -119,7 +119,9 @@ class Inventory:
         }
 
 
-def single_source(websites: Sequence[str], stock_items: list[tuple[str, str, dict[str, Any]]]) -> Inventory:
+def single_source(
+    websites: Sequence[str], stock_items: list[tuple[str, str, dict[str, Any]]]
+) -> Inventory:
     """A fresh 2.4 shop: source `default`, stock 1 on every website; the source items
     follow the legacy stock items of the simple products (sku, type, stock item)."""
     items = [
@@ -132,4 +134,6 @@ def single_source(websites: Sequence[str], stock_items: list[tuple[str, str, dic
         for sku, ptype, item in stock_items
         if ptype not in COMPOSITE
     ]
-    return Inventory({"default": True}, [Stock(1, "Default Stock", ("default",), tuple(websites))], items)
+    return Inventory(
+        {"default": True}, [Stock(1, "Default Stock", ("default",), tuple(websites))], items
+    )

@@ -331,7 +331,8 @@ class MagentoApiServer:
         rec = catalog.by_sku.get(sku.lower())
         if rec is None:
             raise _HttpError(
-                404, "The product that was requested doesn't exist. Verify the product and try again."
+                404,
+                "The product that was requested doesn't exist. Verify the product and try again.",
             )
         return rec
 

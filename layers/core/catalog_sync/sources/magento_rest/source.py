@@ -43,14 +43,14 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from catalog_sync.catalog import (
-    CatalogProduct,
-)
+from catalog_sync.catalog import CatalogProduct, Stock
 from catalog_sync.errors import SourceError
 from catalog_sync.http import RetryPolicy, new_session
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.sources.magento_rest.client import (
     CHILD_FIELDS,
+    _FetchFailedError,
+    _quote,
     PARENT_FIELDS,
     VIEW_FIELDS,
     Filter,
@@ -58,6 +58,7 @@ from catalog_sync.sources.magento_rest.client import (
     _Page,
     search_criteria,
 )
+from catalog_sync.sources.magento_rest.inventory import read_inventory
 from catalog_sync.sources.magento_rest.mapper import (
     LOW_STOCK_QTY,
     SKU_CHUNK,
@@ -197,9 +198,11 @@ class MagentoRestSource(MagentoHttp):
 
     def _prepare(self, pool: ThreadPoolExecutor) -> _Mapper:
         views_json = self._meta("store views", "/rest/all/V1/store/storeViews")
-        all_views = [v["code"] for v in views_json if v.get("code") and v.get("code") != "admin"]
+        listed = [v for v in views_json if v.get("code") and v.get("code") != "admin"]
+        all_views = [str(v["code"]) for v in listed]
+        inactive = {str(v["code"]) for v in listed if str(v.get("is_active", 1)) == "0"}
         if self.store_views is None:
-            views = all_views
+            views = [v for v in all_views if v not in inactive]
         else:
             unknown = [v for v in self.store_views if v not in all_views]
             if unknown:
@@ -208,22 +211,30 @@ class MagentoRestSource(MagentoHttp):
                     f"(it has: {', '.join(all_views) or 'none'})"
                 )
             views = list(self.store_views)
+            for view in views:
+                if view in inactive:
+                    self._report.issues.append(
+                        SourceIssue(
+                            f"store view {view!r} is inactive in Magento (read as configured)",
+                            field="store_view",
+                            severity="warning",
+                        )
+                    )
         websites = {
             int(w["id"]): str(w["code"])
             for w in self._meta("websites", "/rest/all/V1/store/websites")
         }
-        sets_json = self._meta(
-            "attribute sets", "/rest/all/V1/products/attribute-sets/sets/list", search_criteria(())
+        sets_json = self._list_all(
+            pool, "/rest/all/V1/products/attribute-sets/sets/list", "attribute sets"
         )
-        sets = {
-            int(s["attribute_set_id"]): str(s["attribute_set_name"]) for s in sets_json["items"]
-        }
+        sets = {int(s["attribute_set_id"]): str(s["attribute_set_name"]) for s in sets_json}
         tree = self._meta("categories", "/rest/all/V1/categories")
         categories: dict[int, tuple[str, ...]] = {}
         _walk(tree, (), categories)
         mapper = _Mapper(self, views, websites, sets, categories)
         self._read_parents(pool, mapper)
         self._read_stock(pool, mapper)
+        read_inventory(self, pool, mapper)
         return mapper
 
     def _read_parents(self, pool: ThreadPoolExecutor, mapper: _Mapper) -> None:
@@ -276,6 +287,19 @@ class MagentoRestSource(MagentoHttp):
                         f"stock item {s.get('item_id')!r} cannot be read: {exc}"
                     ) from exc
 
+    def _stock_item(self, sku: str) -> Stock | None:
+        """One product's legacy stock item (`/V1/stockItems/{sku}`), None if it has none."""
+        try:
+            data = self._get(f"/rest/all/V1/stockItems/{_quote(sku)}")
+        except _FetchFailedError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            return _stock(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"the stock item of {sku!r} cannot be read: {exc}") from exc
+
     def _read_query(
         self,
         pool: ThreadPoolExecutor,
@@ -309,6 +333,8 @@ class MagentoRestSource(MagentoHttp):
             page.children = self._by_ids("/rest/all/V1/products", children, CHILD_FIELDS)
             for it in page.items:
                 page.children[int(it["id"])] = it
+                if int(it["id"]) not in mapper.stock:  # lowStock skips a NULL qty
+                    page.stock[int(it["id"])] = self._stock_item(str(it.get("sku")))
             return page
 
         seen: set[int] = set()
