@@ -33,12 +33,12 @@ CLI: `python -m devstack.magento_server CSV --port 8788 --token T`.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 import re
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -63,14 +63,6 @@ from devstack.magento_server.catalog import (
     _HttpError,
     _Rec,
 )
-from devstack.magento_server.inventory import ALL_RESOURCES, Inventory, resource_of
-from devstack.magento_server.routes import (
-    attribute_sets,
-    inventory_routes,
-    store_configs,
-    store_views,
-    websites,
-)
 from devstack.magento_server.criteria import (
     Criteria,
     _cmp_key,
@@ -80,7 +72,14 @@ from devstack.magento_server.criteria import (
     _rec_field,
     parse_query,
 )
-
+from devstack.magento_server.inventory import ALL_RESOURCES, Inventory, resource_of
+from devstack.magento_server.routes import (
+    attribute_sets,
+    inventory_routes,
+    store_configs,
+    store_views,
+    websites,
+)
 
 DEFAULT_PAGE_SIZE = 20  # with the web API input limits on
 MAX_PAGE_SIZE = 300

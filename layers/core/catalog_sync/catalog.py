@@ -112,7 +112,7 @@ class StockLevel:
     in-stock source items on the stock's sources, for the stock's websites."""
 
     stock_id: str
-    websites: tuple[str, ...]  # the stock's sales channels (website codes)
+    websites: tuple[str, ...]  # the stock's sales channels (website codes; "*": every one)
     stock: Stock
 
 
@@ -192,7 +192,7 @@ class CatalogProduct:
     def stock_for(self, website: str) -> Stock | None:
         """The stock that sells on `website`: its MSI stock's level, else `stock`."""
         for level in self.stocks:
-            if website in level.websites:
+            if website in level.websites or "*" in level.websites:
                 return level.stock
         return self.stock
 

@@ -25,6 +25,10 @@ class Settings(BaseModel):
     saas_api_key_secret_id: str | None = None  # Secrets Manager secret name or ARN
     saas_api_key_parameter: str | None = None  # or an SSM SecureString parameter name
     catalog_source: str | None = None  # path, s3://bucket/key (export CSV), https://shop (REST)
+    # the "Stock Sources" export (MSI) of an export-CSV source: path or s3://bucket/key;
+    # unset: `stock_sources.csv` beside a local catalog file, if there is one
+    catalog_stock_sources: str | None = None
+    inventory_stocks: str = ""  # MSI stocks: 1=default:base;2=eu_a+eu_b:eu (export CSV only)
     magento_token_secret_id: str | None = None  # REST source: bearer token in Secrets Manager
     magento_token_parameter: str | None = None  # or in an SSM SecureString parameter
     magento_page_size: int = Field(default=100, ge=1, le=1000)

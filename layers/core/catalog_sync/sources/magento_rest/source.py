@@ -49,13 +49,13 @@ from catalog_sync.http import RetryPolicy, new_session
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.sources.magento_rest.client import (
     CHILD_FIELDS,
-    _FetchFailedError,
-    _quote,
     PARENT_FIELDS,
     VIEW_FIELDS,
     Filter,
     MagentoHttp,
+    _FetchFailedError,
     _Page,
+    _quote,
     search_criteria,
 )
 from catalog_sync.sources.magento_rest.inventory import read_inventory
