@@ -73,7 +73,7 @@ class Inventory:
         disabled: Sequence[str] = (),
     ) -> Inventory:
         """A setup from a "Stock Sources" export file and the stocks' layout."""
-        items = []
+        items: list[dict[str, Any]] = []
         with open(path, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 items.append(
@@ -84,7 +84,7 @@ class Inventory:
                         "status": int(row["status"] or 0),
                     }
                 )
-        codes = {i["source_code"] for i in items} | {c for s in stocks for c in s.sources}
+        codes = {str(i["source_code"]) for i in items} | {c for s in stocks for c in s.sources}
         return cls({c: c not in disabled for c in sorted(codes)}, list(stocks), items)
 
     def routes(self) -> dict[str, list[dict[str, Any]]]:

@@ -23,6 +23,7 @@ from catalog_sync.catalog import (
     GroupedLink,
     Links,
     Stock,
+    StockLevel,
     StoreValues,
     TierPrice,
     Variant,
@@ -284,7 +285,7 @@ class _Mapper:
                 categories[path] = None
         variants, variant_labels = self._variants(sku, item, page)
         stock = page.stock.get(pid, self.stock.get(pid))
-        levels = ()
+        levels: tuple[StockLevel, ...] = ()
         if self.stock_defs:
             levels = stock_levels(self.source_items.get(sku.lower(), ()), self.stock_defs, stock)
         return CatalogProduct(
