@@ -18,13 +18,26 @@ default view) the values as the view sees them. Entity, option, category and att
 are assigned in file order and kept across `load()`s. `updated_at` is the load time; a
 reload bumps it only for products whose data changed, `touch(sku)` bumps one.
 
+- `/V1/store/storeConfigs`, `/V1/inventory/{sources,stocks,stock-source-links,source-items}`
+  (MSI: `inventory=Inventory(...)`, default single-source; `msi = False`: not a route).
+
+Real 2.4 behaviour (checked against the published schema, AdobeDocs/commerce-webapi
+`admin-schema-2.4.7.yaml`): `price: 0` for a configurable or bundle without a price
+(a bundle without one is dynamic, `price_type` "0"); text attributes of decimal type
+with six places, dates as `YYYY-MM-DD HH:MM:SS`; store views with their website and
+`is_active` (`view_websites`, `inactive_views`); `delete_option(code, label)` leaves
+the id in products' values but not in the option list; `null_qty` SKUs have a NULL
+stock qty (never matched by lowStock's `qty <= N`); `input_limits = True`: Magento's
+web API input limits (page size 20 by default, more than 300 refused); `acl`: the
+token's ACL resources (a route needing another is a 401 naming it, as Magento does),
+`bearer_integration = False`: every call refused (2.4.4+ with the bearer setting off).
+
 Faults: `fail_next(status=503, times=2)` answers the next requests with an error
 (`status=0` drops the connection); `repeat_last_page = True` answers a page past the end
 with the last page again, as old Magento releases do.
 
 What the CSV cannot carry is not invented: select attributes given as labels are served
-with option ids; text attributes (`text_attributes`) and dates in attributes are passed
-through as the CSV has them. The server keeps its catalog in memory, one compressed
+with option ids; text attributes (`text_attributes`) as REST gives them. The server keeps its catalog in memory, one compressed
 record per product.
 
 CLI: `python -m devstack.magento_server CSV --port 8788 --token T`.

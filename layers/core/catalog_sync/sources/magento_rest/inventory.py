@@ -15,7 +15,7 @@ from catalog_sync.errors import SourceError
 from catalog_sync.records import SourceIssue
 from catalog_sync.sources.inventory import SourceItem, StockDef
 from catalog_sync.sources.magento_rest.client import LIST_PAGE_SIZE, RefusedError, _FetchFailedError
-from catalog_sync.sources.magento_rest.mapper import _number
+from catalog_sync.sources.magento_rest.parts import _number
 
 if TYPE_CHECKING:
     from catalog_sync.sources.magento_rest.mapper import _Mapper

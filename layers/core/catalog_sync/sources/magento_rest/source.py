@@ -14,6 +14,15 @@ Yields the same `catalog.CatalogProduct`s as `MagentoCsvSource` does for the sam
 - stock from the paged `/V1/stockItems/lowStock?qty=<big>` (list results lack
   `stock_item`, magento2#36533), read once before the products into a product id ->
   `Stock` map (the one structure that grows with the catalog, besides the parent map);
+  a stock item whose qty is NULL never matches `qty <= N`: such products are read one by
+  one from `/V1/stockItems/{sku}` (NULL: qty 0, as the export's empty cell);
+- MSI (multi-source shops): sources, stocks, links and source items from
+  `/V1/inventory/...` (`inventory.py`), one `StockLevel` per stock;
+- every list is paged (with Magento's web API input limits on, an unpaged list gives
+  20 items, a page at most 300); store views that are inactive are not read;
+- a configurable's or dynamic bundle's `price: 0` is no price (Magento derives it from
+  the children / selections); an option id not in the attribute's option list is kept
+  as its raw value with one warning (SKU, attribute, id);
 - configurable children from `configurable_product_links` (the children's SKUs and option
   values are fetched per page with `entity_id in (...)`); `parent_skus` from a first light
   pass over the configurables (`type_id eq configurable`, `fields=` trimmed).
@@ -25,8 +34,11 @@ page that still fails makes the read incomplete with an issue naming the page, a
 other pages are still yielded. A catalog that shrinks or grows during a full read (the
 `total_count` changes) makes the read incomplete too: offset pages may have shifted. A
 metadata read that fails (categories, websites, stock, the parent pass) raises
-`SourceError`: no product would be right without it. 401 / 403 raise `SourceError`
-(the token is never shown).
+`SourceError`: no product would be right without it. A 401 / 403 (a missing ACL
+resource, or a token Magento does not accept) raises `client.RefusedError` naming the
+resource and the 2.4.4+ bearer setting (the token is never shown), except on the
+optional endpoints: customer groups (tier prices fall back to the default group codes)
+and MSI (the legacy stock item), which degrade with a warning.
 
 With `since`, only products with `updated_at >= since - overlap` are read (sorted by
 `updated_at`, de-duplicated); such a read is never complete (it cannot see deletions).
@@ -59,15 +71,8 @@ from catalog_sync.sources.magento_rest.client import (
     search_criteria,
 )
 from catalog_sync.sources.magento_rest.inventory import read_inventory
-from catalog_sync.sources.magento_rest.mapper import (
-    LOW_STOCK_QTY,
-    SKU_CHUNK,
-    TS_FORMAT,
-    _Mapper,
-    _stock,
-    _timestamp,
-    _walk,
-)
+from catalog_sync.sources.magento_rest.mapper import LOW_STOCK_QTY, SKU_CHUNK, _Mapper
+from catalog_sync.sources.magento_rest.parts import TS_FORMAT, _stock, _timestamp, _walk
 
 
 class MagentoRestSource(MagentoHttp):
