@@ -271,6 +271,21 @@ class _Catalog:
             "notify_stock_qty": 1 if s.notify_qty is None else s.notify_qty,
             "use_config_notify_stock_qty": s.notify_qty is None,
             "low_stock_date": None,
+            "show_default_notification_message": False,
+            "use_config_min_qty": True,
+            "min_qty": 0,
+            "use_config_min_sale_qty": 1,
+            "min_sale_qty": 1,
+            "use_config_max_sale_qty": True,
+            "max_sale_qty": 10000,
+            "use_config_backorders": True,
+            "backorders": 0,
+            "use_config_qty_increments": True,
+            "qty_increments": 1,
+            "use_config_enable_qty_inc": True,
+            "enable_qty_increments": False,
+            "is_decimal_divided": False,
+            "stock_status_changed_auto": 0,
         }
 
     def item(self, rec: _Rec, p: CatalogProduct, view: str | None) -> dict[str, Any]:

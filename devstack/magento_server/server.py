@@ -278,7 +278,7 @@ class MagentoApiServer:
         m = re.fullmatch(r"/rest(?:/([^/]+))?/V1/(.+)", path)
         if not m:
             raise _HttpError(404, "Request does not match any route.")
-        scope, route = m.group(1), m.group(2)
+        scope, route = m.group(1), m.group(2).rstrip("/")  # the schema has `lowStock/`
         resource = resource_of(route) or "Magento_Backend::admin"
         token_ok = auth == f"Bearer {self.token}" and self.bearer_integration
         if not token_ok or resource not in self.acl:  # Magento answers both with a 401
