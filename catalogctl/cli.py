@@ -191,7 +191,7 @@ def check_source(url: str, token: str) -> None:
     """Probe the Magento REST endpoints the source reads; report missing permissions."""
     from catalogctl.check_source import run_check
 
-    sys.exit(_guard(lambda: run_check(url, token, click.echo)))
+    raise SystemExit(_guard(lambda: run_check(url, token, click.echo)))
 
 
 # --- dashboard ---------------------------------------------------------------
