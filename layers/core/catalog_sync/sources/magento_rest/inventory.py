@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 from catalog_sync.errors import SourceError
 from catalog_sync.records import SourceIssue
 from catalog_sync.sources.inventory import SourceItem, StockDef
-from catalog_sync.sources.magento_rest.client import LIST_PAGE_SIZE, RefusedError, _FetchFailedError
+from catalog_sync.sources.magento_rest.client import (
+    LIST_PAGE_SIZE,
+    RefusedError,
+    _FetchFailedError,
+    search_criteria,
+)
 from catalog_sync.sources.magento_rest.parts import _number
 
 if TYPE_CHECKING:
@@ -30,7 +35,7 @@ SOURCE_ITEMS = "/rest/all/V1/inventory/source-items"
 def read_inventory(src: MagentoRestSource, pool: ThreadPoolExecutor, mapper: _Mapper) -> None:
     """Fill `mapper.stock_defs` and `mapper.source_items` on a multi-source shop."""
     try:
-        src._get(SOURCES, [("searchCriteria[pageSize]", "1")])
+        first = src._get(SOURCES, search_criteria((), (), LIST_PAGE_SIZE, 1))
     except _FetchFailedError as exc:
         if exc.status == 404:
             return  # no MSI: the legacy stock item is the stock
@@ -47,7 +52,9 @@ def read_inventory(src: MagentoRestSource, pool: ThreadPoolExecutor, mapper: _Ma
             ),
         )
         return
-    sources = src._list_all(pool, SOURCES, "inventory sources")
+    sources = first.get("items") or []
+    if int(first.get("total_count") or 0) > len(sources):
+        sources = src._list_all(pool, SOURCES, "inventory sources")
     enabled = {str(s["source_code"]) for s in sources if _enabled(s.get("enabled"))}
     stocks = src._list_all(pool, STOCKS, "inventory stocks")
     if len(enabled) <= 1 and len(stocks) <= 1:
