@@ -130,7 +130,8 @@ class App:
         # value there must not reject the product.
         stock_sources, optional = s.catalog_stock_sources, False
         if not stock_sources and s3 is None:  # a local catalog: its folder's Stock Sources file
-            stock_sources, optional = str(Path(uri).with_name("stock_sources.csv")), True
+            local = Path(uri.removeprefix("file://"))
+            stock_sources, optional = str(local.with_name("stock_sources.csv")), True
         return MagentoCsvSource(
             uri, s3_client=s3, workdir=workdir, store_views=views,
             stock_sources=stock_sources, stock_sources_optional=optional,

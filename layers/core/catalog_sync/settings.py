@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from catalog_sync.errors import ConfigError
+from catalog_sync.sources.inventory import parse_stocks
 
 
 class Settings(BaseModel):
@@ -61,6 +62,15 @@ class Settings(BaseModel):
     media_base_url: str | None = None  # ACO image URLs: prefix of the exported image paths
     # a part whose prerequisite feed is still exporting goes back to the queue this late
     export_requeue_delay_seconds: int = Field(default=10, ge=0, le=900)
+
+    @field_validator("inventory_stocks")
+    @classmethod
+    def _check_stocks(cls, v: str) -> str:
+        try:
+            parse_stocks(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
     @field_validator("store_view_locales", "website_currencies")
     @classmethod
