@@ -302,8 +302,16 @@ class MagentoRestSource(MagentoHttp):
             raise
         try:
             return _stock(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SourceError(f"the stock item of {sku!r} cannot be read: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._report.issues.append(  # from a page's thread: list.append is atomic
+                SourceIssue(
+                    f"the stock item cannot be read ({exc}): the product has no stock data",
+                    sku=sku,
+                    field="stock_item",
+                    severity="warning",
+                )
+            )
+            return None
 
     def _read_query(
         self,
