@@ -40,7 +40,8 @@ What the CSV cannot carry is not invented: select attributes given as labels are
 with option ids; text attributes (`text_attributes`) as REST gives them. The server keeps its catalog in memory, one compressed
 record per product.
 
-CLI: `python -m devstack.magento_server CSV --port 8788 --token T`.
+CLI: `python -m devstack.magento_server CSV --port 8788 --token T [--input-limits]
+[--stock-sources stock_sources.csv --stocks "1=default:base;2=eu_a+eu_b:eu"]`.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ import click
 import orjson
 
 from catalog_sync.catalog import CatalogProduct
-from catalog_sync.errors import SourceError
+from catalog_sync.errors import CatalogSyncError
 from catalog_sync.records import Rejected
+from catalog_sync.sources.inventory import parse_stocks
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from devstack.magento_server.catalog import (
     _INDEXED,
@@ -85,7 +87,7 @@ from devstack.magento_server.criteria import (
     _rec_field,
     parse_query,
 )
-from devstack.magento_server.inventory import ALL_RESOURCES, Inventory, resource_of
+from devstack.magento_server.inventory import ALL_RESOURCES, Inventory, Stock, resource_of
 from devstack.magento_server.routes import (
     attribute_sets,
     inventory_routes,
@@ -536,14 +538,38 @@ class _Handler(BaseHTTPRequestHandler):
 @click.option("--port", default=8788, show_default=True, type=int)
 @click.option("--token", default=DEFAULT_TOKEN, show_default=True)
 @click.option("--store-view", "store_views", multiple=True, default=("default",), show_default=True)
-def main(csv_path: str, host: str, port: int, token: str, store_views: tuple[str, ...]) -> None:
+@click.option(
+    "--stock-sources", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="A Stock Sources export: serve a multi-source shop (with --stocks).",
+)  # fmt: skip
+@click.option("--stocks", default="", help="The stocks: 1=default:base;2=eu_a+eu_b:eu.")
+@click.option("--input-limits", is_flag=True, help="Web API input limits on (page size 20/300).")
+def main(
+    csv_path: str,
+    host: str,
+    port: int,
+    token: str,
+    store_views: tuple[str, ...],
+    stock_sources: str | None,
+    stocks: str,
+    input_limits: bool,
+) -> None:
     """Serve CSV_PATH (a Magento product export) as a Magento REST API."""
     try:
+        inventory = None
+        if stock_sources:
+            layout = [
+                Stock(int(d.stock_id), f"Stock {d.stock_id}", d.sources, d.websites)
+                for d in parse_stocks(stocks or "1=default:base")
+            ]
+            inventory = Inventory.from_csv(stock_sources, layout)
         server = MagentoApiServer(
-            csv_path, host=host, port=port, token=token, store_views=store_views
-        )
-    except SourceError as exc:
+            csv_path, host=host, port=port, token=token, store_views=store_views,
+            inventory=inventory,
+        )  # fmt: skip
+    except CatalogSyncError as exc:
         raise click.ClickException(str(exc)) from exc
+    server.input_limits = input_limits
     click.echo(
         orjson.dumps({"url": server.url, "products": len(server.catalog.recs)}).decode(), nl=True
     )
