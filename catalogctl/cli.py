@@ -191,6 +191,16 @@ def local_up(source: str | None, aws_port: int, receiver_port: int, target: str)
     _guard(lambda: do_local_up(source, aws_port, receiver_port, target=target))
 
 
+@cli.command("check-source")
+@click.argument("url")
+@click.option("--token", envvar="MAGENTO_TOKEN", default="", help="The token (or MAGENTO_TOKEN).")
+def check_source(url: str, token: str) -> None:
+    """Probe the Magento REST endpoints the source reads; report missing permissions."""
+    from catalogctl.check_source import run_check
+
+    raise SystemExit(_guard(lambda: run_check(url, token, click.echo)))
+
+
 # --- dashboard ---------------------------------------------------------------
 
 

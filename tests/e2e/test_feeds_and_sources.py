@@ -12,6 +12,7 @@ import requests
 
 from devstack.magento_server import MagentoApiServer
 from tests.e2e.conftest import FIXTURES
+from tests.fixtures.featured import STOCKS, featured_server, write_featured
 
 SMALL = FIXTURES / "catalogs" / "small.csv"
 ALL_FEEDS = "products,prices,variants,inventoryStockStatus,categories,productAttributes"
@@ -158,3 +159,31 @@ def test_e2e_rows_of_unconfigured_store_views_are_not_built(make_stack, tmp_path
     assert run["counts"]["rejected"] == 0
     assert ("24-MB01", "default") in s.held()
     assert any("store view 'xx' ignored" in i["message"] for i in run["issues"])
+
+
+def test_e2e_csv_and_rest_agree_on_a_featured_multi_source_catalog(make_stack, tmp_path: Path):
+    """Configurable and dynamic bundle without a price, 25 attribute sets under the web
+    API input limits, decimal and date text attributes, a NULL quantity, an inactive
+    store view, and MSI (two stocks): the same items in every feed from both sources
+    (the export CSV with its Stock Sources file beside it)."""
+    catalog, sources = write_featured(tmp_path)
+    views = "default:base,fr:base,eu_en:eu"
+    via_csv = make_stack(catalog, FEEDS=ALL_FEEDS, STORE_VIEWS=views, INVENTORY_STOCKS=STOCKS)
+    via_csv.sync()
+    secret = f"magento-token-{uuid.uuid4().hex[:8]}"
+    with featured_server(catalog, sources, TOKEN) as shop:
+        via_rest = make_stack(
+            None, FEEDS=ALL_FEEDS, STORE_VIEWS=views, CATALOG_SOURCE=shop.url,
+            MAGENTO_TOKEN_SECRET_ID=secret,
+        )  # fmt: skip
+        via_rest.runner.app.client("secretsmanager").create_secret(Name=secret, SecretString=TOKEN)
+        result = via_rest.sync()
+        assert all(r["counts"]["rejected"] == 0 for r in result["runs"])
+
+    csv_items, rest_items = _all_held(via_csv), _all_held(via_rest)
+    for feed in ALL_FEEDS.split(","):
+        assert csv_items[feed], feed
+        assert rest_items[feed] == csv_items[feed], feed
+    stock = {(i["sku"], i["stockId"]) for i in rest_items["inventoryStockStatus"]}
+    assert {("SYN-01", "1"), ("SYN-01", "2"), ("SYN-CFG", "1")} <= stock
+    assert not any(i["sku"] in ("SYN-CFG", "SYN-BDL") for i in rest_items["prices"])

@@ -29,6 +29,7 @@ from catalog_sync.ports import CatalogSource, FeedSink
 from catalog_sync.settings import Settings
 from catalog_sync.sinks.feed_api import HttpFeedSink
 from catalog_sync.source_policy import allowed_source
+from catalog_sync.sources.inventory import parse_stocks
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
 from catalog_sync.sync.export import ExportDeps, export_part
@@ -129,7 +130,15 @@ class App:
         s3 = self.client("s3") if uri.startswith("s3://") else None
         # Rows of other store views are skipped (and reported), never built: a bad
         # value there must not reject the product.
-        return MagentoCsvSource(uri, s3_client=s3, workdir=workdir, store_views=views)
+        stock_sources, optional = s.catalog_stock_sources, False
+        if not stock_sources and s3 is None:  # a local catalog: its folder's Stock Sources file
+            local = Path(uri.removeprefix("file://"))
+            stock_sources, optional = str(local.with_name("stock_sources.csv")), True
+        return MagentoCsvSource(
+            uri, s3_client=s3, workdir=workdir, store_views=views,
+            stock_sources=stock_sources, stock_sources_optional=optional,
+            stocks=parse_stocks(s.inventory_stocks),
+        )  # fmt: skip
 
     def _secret(self, secret_id: str | None, parameter: str | None, name: str) -> Callable[[], str]:
         return api_key_provider(
