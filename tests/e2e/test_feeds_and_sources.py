@@ -8,10 +8,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-import pytest
 import requests
 
-from catalog_sync.errors import ConfigError
 from devstack.magento_server import MagentoApiServer
 from tests.e2e.conftest import FIXTURES
 from tests.fixtures.featured import STOCKS, featured_server, write_featured
@@ -130,16 +128,18 @@ def test_e2e_resync_by_product_ids_through_the_rest_source(make_stack):
         [note] = [i for i in run["issues"] if i["field"] == "productId"]
         assert "product id 999999 is not in Magento" in note["message"]
 
-        with pytest.raises(ConfigError, match="'abc' is not a product id"):
-            s.resync(byIds=["abc"], idType="productId")
-        with pytest.raises(ConfigError, match="no product with id 999998"):
-            s.resync(byIds=["999998"], idType="productId")
+        # refusals: the handler's answer, not a function error
+        refused = s.resync(byIds=["abc"], idType="productId")
+        assert refused["status"] == "refused" and "'abc' is not a product id" in refused["reason"]
+        refused = s.resync(byIds=["999998"], idType="productId")
+        assert refused["status"] == "refused" and "no product with id 999998" in refused["reason"]
 
 
 def test_e2e_product_ids_need_the_rest_source(make_stack):
     s = make_stack(SMALL, STORE_VIEWS=VIEWS)
-    with pytest.raises(ConfigError, match="export CSV carries no product ids"):
-        s.resync(byIds=["1"], idType="productId")
+    refused = s.resync(byIds=["1"], idType="productId")
+    assert refused["status"] == "refused"
+    assert "export CSV carries no product ids" in refused["reason"]
 
 
 def test_e2e_rows_of_unconfigured_store_views_are_not_built(make_stack, tmp_path: Path):

@@ -52,6 +52,11 @@ class Settings(BaseModel):
     # --- sources an event may name (issue 10: the source is fixed at deploy time) ---
     # comma-separated s3://bucket/prefix/ or folder entries; empty: CATALOG_SOURCE's folder
     catalog_source_allow: str | None = None
+    # --- the mass-deletion guard (sync/guard.py): more deletions than this are held ---
+    max_delete_fraction: float = Field(default=0.1, ge=0, le=1)  # of a feed's live items
+    max_deletes: int | None = Field(default=None, ge=0)  # and at most this many (None: no bound)
+    # a sync that meets the lease of a resend (seconds long) waits this long for it
+    lease_wait_seconds: float = Field(default=120, ge=0, le=600)
     # finished run records and part results expire (DynamoDB TTL) after this many days
     run_retention_days: int = Field(default=90, ge=1)
 
@@ -112,6 +117,11 @@ class Settings(BaseModel):
         return f"https://{host}.api.commerce.adobe.com/{self.aco_tenant_id}"
 
     # --- end of the ACO group ---------------------------------------------------------------
+
+    @field_validator("max_deletes", mode="before")
+    @classmethod
+    def _no_bound(cls, v: object) -> object:
+        return None if v == "" else v  # MAX_DELETES="" is no absolute bound
 
     @field_validator("store_views")
     @classmethod
