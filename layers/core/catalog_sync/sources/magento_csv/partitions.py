@@ -21,6 +21,7 @@ from typing import IO, Any, overload
 from catalog_sync.catalog import (
     CatalogProduct,
 )
+from catalog_sync.sources.inventory import StockDef
 from catalog_sync.sources.magento_csv.builder import _Builder
 from catalog_sync.sources.magento_csv.columns import _FRAME, _Columns
 
@@ -129,9 +130,11 @@ def record_fingerprint(key: str, frames: _Frames) -> int:
     return xxh3_64_intdigest(b"".join(parts))
 
 
-def fingerprint_context(header: list[str]) -> str:
-    """What else than a SKU's rows decides its record: the mapping and the header."""
-    digest = xxhash.xxh3_128_hexdigest("\x1f".join(header).encode("utf-8", "surrogateescape"))
+def fingerprint_context(header: list[str], stocks: tuple[Any, ...] = ()) -> str:
+    """What else than a SKU's frames (its rows, parent links, stock source rows)
+    decides its record: the mapping, the header and the stock layout."""
+    text = "\x1f".join(header) + "\x1e" + repr(stocks)
+    digest = xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogateescape"))
     return f"magento-csv/{RECORD_VERSION}/{digest}"
 
 
@@ -145,8 +148,10 @@ class CsvPartition:
         wanted: frozenset[str] | None,
         path: Path | None,
         memory: list[tuple[str, bytes, int, bytes]] | None,
+        stocks: tuple[StockDef, ...] = (),
     ) -> None:
         self.header = header
+        self.stocks = stocks
         self.wanted = wanted
         self.path = path
         self.memory = memory
@@ -155,10 +160,17 @@ class CsvPartition:
     def __getstate__(self) -> dict[str, Any]:
         if self.path is None:
             raise TypeError("an in-memory partition cannot leave its process")
-        return {"header": self.header, "wanted": self.wanted, "path": self.path}
+        return {
+            "header": self.header,
+            "wanted": self.wanted,
+            "path": self.path,
+            "stocks": self.stocks,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["header"], state["wanted"], state["path"], None)  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["header"], state["wanted"], state["path"], None, state.get("stocks", ())
+        )
 
     @overload
     def records(
@@ -181,7 +193,7 @@ class CsvPartition:
             warned += 1
             warn(issue)
 
-        builder = _Builder(_Columns(self.header), counted)
+        builder = _Builder(_Columns(self.header), counted, self.stocks)
         wanted = self.wanted
         if self.path is not None:
             groups = _file_groups(self.path) if self.path.exists() else iter(())
@@ -219,7 +231,9 @@ class CsvSplit:
         self.partitions = partitions
         self._source = source
         # what decides a record besides its rows (`sync.fingerprints`)
-        self.fingerprint_context = fingerprint_context(partitions[0].header) if partitions else None
+        self.fingerprint_context = (
+            fingerprint_context(partitions[0].header, partitions[0].stocks) if partitions else None
+        )
 
     def warn(self, issue: SourceIssue) -> None:
         self._source._issue(issue)
