@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catalog_sync.sync.snapshot import MAX_DELTAS
+from catalog_sync.sync.snapshot import MAX_DELTAS, read_bucket_items
 from tests.unit.test_fingerprints import World, product
 
 CATALOG = [product(f"SKU-{i:02d}") for i in range(40)]
@@ -63,14 +63,18 @@ def test_deltas_are_compacted_when_they_pile_up(tmp_path):
     assert live <= set(w.blobs.objects)
 
 
-def test_a_deletion_writes_no_part(tmp_path):
+def test_a_deletion_writes_a_delta_of_removal_lines(tmp_path):
     w = World(tmp_path, fingerprints=True)
     w.sync(CATALOG)
     before = parts_of(w)
 
     counts = w.sync([r for r in CATALOG if r["sku"] != "SKU-05"])
 
-    assert counts["deleted"] == 2 and counts["deltas_written"] == 0
-    assert parts_of(w) == before
+    assert counts["deleted"] == 2 and counts["deltas_written"] == 1
+    after = parts_of(w)
+    (bucket,) = [b for b in after if after[b] != before[b]]
+    assert after[bucket].deltas[0].items == 2
+    keys = {k for k, _, _ in read_bucket_items(w.blobs, after[bucket])}  # without the state
+    assert keys and not keys & {"SKU-05\x1fdefault", "SKU-05\x1ffr"}
     assert w.sent() == ["SKU-05\x1fdefault", "SKU-05\x1ffr"]
     assert bodies(w) == bodies(fresh(tmp_path, [r for r in CATALOG if r["sku"] != "SKU-05"], "f"))

@@ -29,7 +29,13 @@ from catalog_sync.ports import BlobStore, FeedState
 from catalog_sync.sync.canonical import EncodedItem, encode
 from catalog_sync.sync.guard import DeletionGuard, release_command
 from catalog_sync.sync.requests import ReindexRequest
-from catalog_sync.sync.snapshot import MAX_DELTAS, PartWriter, part_key, read_bucket_items
+from catalog_sync.sync.snapshot import (
+    MAX_DELTAS,
+    PartWriter,
+    part_key,
+    read_bucket_items,
+    removal,
+)
 from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
 
 log = get_logger(__name__)
@@ -381,12 +387,13 @@ class Differ:
         self, bucket: StateBucket, items: dict[str, EncodedItem], workdir: Path
     ) -> PartRef:
         """Write the bucket's live content: a delta part on the previous content when
-        few items are new or changed (none: the previous content stands, the state
-        tells what of it is live), else a full part (compaction): this run's items
+        few items are new, changed or deleted (none: the previous content stands), else
+        a full part (compaction): this run's items
         plus, from the previous content, the live items this run did not read
         (rejected or unchanged records, partial reads)."""
         prev = bucket.part
-        delta = self._delta(bucket, items) if prev is not None and prev.key else None
+        full = prev is None or not prev.key or self.request.cleanup  # cleanup: forgets keys
+        delta = None if full else self._delta(bucket, items)
         if delta is not None:
             assert prev is not None
             if not delta:
@@ -403,8 +410,9 @@ class Differ:
     def _delta(
         self, bucket: StateBucket, items: dict[str, EncodedItem]
     ) -> list[EncodedItem] | None:
-        """The items this run made new or changed, if they go in a delta part (None:
-        write a full part; see `snapshot.MAX_DELTAS`)."""
+        """The items this run made new or changed, and a removal line for each item it
+        deleted, if they go in a delta part (None: write a full part; see
+        `snapshot.MAX_DELTAS`)."""
         prev = bucket.part
         assert prev is not None
         if len(prev.deltas) >= MAX_DELTAS:
@@ -414,6 +422,9 @@ class Differ:
             item
             for key, item in items.items()
             if (rec := records.get(key)) is not None and rec.changed_at == now and not rec.deleted
+        ]
+        delta += [
+            removal(key) for key, rec in records.items() if rec.deleted and rec.changed_at == now
         ]
         if not delta:
             return delta

@@ -5,7 +5,7 @@ full part and the delta parts written after it, each line `{"k": key, "h": hash,
 "i": item}`. Parts are immutable; a part whose bucket did not change is not
 written again, the manifest points at the earlier run's object. A run that changes
 a few items of a bucket writes a delta part with just those (so a 1% change writes
-about 1% of the bytes); when the deltas pile up (`MAX_DELTAS`, or more lines than
+about 1% of the bytes; a deletion, a removal line); when the deltas pile up (`MAX_DELTAS`, or more lines than
 a quarter of the bucket's live items) the next change writes a full part again
 (compaction). Read a bucket's content with `read_bucket_items` only. The manifest
 holds per-part item counts, byte sizes and SHA-256 checksums of the stored
@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 from pydantic import BaseModel, Field
 
 from catalog_sync.sync.canonical import EncodedItem
-from catalog_sync.sync.state import PartRef
 
 if TYPE_CHECKING:
     from catalog_sync.ports import BlobStore
@@ -143,12 +142,27 @@ def read_part(stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
             yield split_line(line)
 
 
-def read_bucket_items(blobs: BlobStore, part: PartRef) -> Iterator[tuple[str, str, bytes]]:
-    """(key, hash, item JSON) of a bucket's current snapshot content (what the
-    state's `part` points at), one line per key: a delta part's line wins over the
-    full part's and older deltas'. The content may still hold items deleted since
-    (and, once a delta exists, versions the state no longer records): a reader keeps
-    the lines whose hash is the one its state records for a live key."""
+_REMOVED = b"null"
+
+
+def removal(key: str) -> EncodedItem:
+    """A delta part's line for an item deleted since the full part: `"h":"","i":null`."""
+    return EncodedItem(key, "", "", _REMOVED)
+
+
+class _Content(Protocol):  # a PartRef (state) or a PartInfo (manifest)
+    key: str
+
+    @property
+    def deltas(self) -> Sequence[Any]: ...
+
+
+def read_bucket_items(blobs: BlobStore, part: _Content) -> Iterator[tuple[str, str, bytes]]:
+    """(key, hash, item JSON) of a bucket's snapshot content (a state's `part`, or a
+    manifest's part), one line per key: a delta part's line wins over the full part's
+    and older deltas', and a delta's removal line takes the item out. An exporter
+    still keeps only the lines whose hash its state records (the state may be newer
+    than the content it read)."""
     newer: dict[str, tuple[str, bytes]] = {}
     for delta in reversed(part.deltas):  # newest first: the first line of a key wins
         with blobs.open(delta.key) as stream:
@@ -160,4 +174,5 @@ def read_bucket_items(blobs: BlobStore, part: PartRef) -> Iterator[tuple[str, st
                 if key not in newer:
                     yield key, h, body
     for key, (h, body) in newer.items():
-        yield key, h, body
+        if h:  # not a removal
+            yield key, h, body
