@@ -159,3 +159,12 @@ class FeedSink(Protocol):
     Raises `AuthError` on 401/403 (nothing in that call counts as sent)."""
 
     def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]: ...
+
+
+@runtime_checkable
+class PacedSink(FeedSink, Protocol):
+    """A sink under a shared budget (ACO's requests per second and products per
+    minute). `take_paced()` says, once, when (epoch seconds) the budget that stopped
+    a `send` since the last call frees up; None when nothing was paced."""
+
+    def take_paced(self) -> float | None: ...
