@@ -137,6 +137,21 @@ def test_magento_rest_incremental_read_returns_changed_products_and_is_never_com
     assert "deletions" in str(report.issues[0])
 
 
+def test_magento_rest_incremental_read_includes_given_skus_once(
+    server: MagentoApiServer, clock: Clock
+) -> None:
+    """`include`: SKUs an incremental read reads whatever their updated_at (a price
+    window that passed); one also updated is yielded once."""
+    src = source(server, since=T0 + timedelta(hours=1), overlap=timedelta(0))
+    server.touch("24-MB04", T0 + timedelta(hours=3))
+    src.include(["24-MB01", "24-MB04"])
+    assert list(products(src)) == ["24-MB04", "24-MB01"]
+    assert src.high_water_mark == T0 + timedelta(hours=3)
+    full = source(server)
+    full.include(["24-MB01"])  # a full read reads everything anyway, each once
+    assert len(products(full)) == 12
+
+
 def test_magento_rest_incremental_overlap_reads_the_window_before_since(
     server: MagentoApiServer,
 ) -> None:

@@ -12,6 +12,7 @@ import io
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,47 @@ def test_e2e_aco_csv_and_rest_sources_give_the_same_aco_state(aco_stack) -> None
         assert via_csv.held(feed), feed
         assert via_rest.held(feed) == via_csv.held(feed), feed
     assert via_csv.refused() == via_rest.refused() == {}
+
+
+def test_e2e_aco_rest_special_price_window_closing_drops_the_discount_at_the_next_sync(
+    aco_stack,
+) -> None:
+    """REST source, incremental syncs: 24-MB01's special price runs 3/1/24 to 3/31/24
+    and the product is never edited. The hourly sync after the window closed reads
+    only what was updated since its watermark, and 24-MB01 too (its window edge was
+    remembered): its discount is dropped then, not at the next full read."""
+    secret = f"magento-token-{uuid.uuid4().hex[:8]}"
+    with MagentoApiServer(SMALL, token=TOKEN, store_views=("default", "fr", "eu_en")) as shop:
+        s = aco_stack(
+            None,
+            CATALOG_SOURCE=shop.url,
+            MAGENTO_TOKEN_SECRET_ID=secret,
+            MAGENTO_FULL_READ_HOURS="100000",
+        )
+        app = s.runner.app
+        app.client("secretsmanager").create_secret(Name=secret, SecretString=TOKEN)
+
+        def sync_at(day: datetime) -> dict[str, Any]:
+            app.clock = lambda: day
+            return s.sync()
+
+        for rec in shop.catalog.recs:  # last edited on 3/1/24
+            shop.touch(rec.sku, at=datetime(2024, 3, 1, 9, tzinfo=UTC))
+        sync_at(datetime(2024, 3, 15, 12, tzinfo=UTC))  # full read: the window is open
+        price = s.held("acoPrices")["24-MB01\x1fbase"]
+        assert [d["code"] for d in price["discounts"]] == ["special_price"]
+        # an edit elsewhere: the watermark moves past 24-MB01
+        shop.touch("24-MB04", at=datetime(2024, 3, 18, 9, tzinfo=UTC))
+        sync_at(datetime(2024, 3, 20, 12, tzinfo=UTC))
+        mark = len(s.requests())
+        result = sync_at(datetime(2024, 4, 2, 12, tzinfo=UTC))  # the window closed
+        prices_run = next(r for r in result["runs"] if r["feed"] == "acoPrices")
+        assert not prices_run["complete"]  # an incremental read
+        assert prices_run["counts"]["records"] == 2  # 24-MB04 (the overlap), 24-MB01 (due)
+        assert s.held("acoPrices")["24-MB01\x1fbase"]["discounts"] == []
+        assert s.held("acoPrices")["24-MB01\x1feu"]["discounts"] == []
+        assert s.requests()[mark:] == [("acoPrices", False, 2)]  # its two prices, nothing else
+        assert s.refused() == {}
 
 
 def test_e2e_aco_resync_by_ids_and_no_reindex(aco_stack) -> None:

@@ -168,3 +168,12 @@ class PacedSink(FeedSink, Protocol):
     a `send` since the last call frees up; None when nothing was paced."""
 
     def take_paced(self) -> float | None: ...
+
+
+@runtime_checkable
+class WindowedSource(IncrementalSource, Protocol):
+    """An incremental source that can also read given SKUs whatever their change
+    time: the products whose special price window opened or closed since the last
+    run (`sync/windows.py`), which an incremental read would not see."""
+
+    def include(self, skus: Collection[str]) -> None: ...

@@ -30,7 +30,10 @@ metadata read that fails (categories, websites, stock, the parent pass) raises
 
 With `since`, only products with `updated_at >= since - overlap` are read (sorted by
 `updated_at`, de-duplicated); such a read is never complete (it cannot see deletions).
-`high_water_mark` is the greatest `updated_at` seen by the last read.
+`high_water_mark` is the greatest `updated_at` seen by the last read. `include(skus)`
+adds products an incremental read reads whatever their `updated_at` (the engine's
+products whose special price window opened or closed since the last run: a window
+that passes is no edit); each product is still yielded once.
 """
 
 from __future__ import annotations
@@ -119,6 +122,11 @@ class MagentoRestSource(MagentoHttp):
         self.high_water_mark: datetime | None = None
         self._report = ReadReport(complete=False)
         self._notes: list[SourceIssue] = []
+        self._include: list[str] = []
+
+    def include(self, skus: Collection[str]) -> None:
+        """Read these SKUs too in an incremental read, whatever their `updated_at`."""
+        self._include = sorted(set(skus))
 
     def describe(self) -> str:
         return f"magento-rest:{self.base_url}"
@@ -167,9 +175,10 @@ class MagentoRestSource(MagentoHttp):
                         severity="warning",
                     )
                 )
+            seen: set[int] = set()  # product ids yielded (an unordered read, across queries)
             for groups, sort in self._queries(skus):
                 yield from self._read_query(
-                    pool, mapper, groups, sort, ordered=sort[0][0] != "updated_at"
+                    pool, mapper, groups, sort, ordered=sort[0][0] != "updated_at", seen=seen
                 )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -185,7 +194,14 @@ class MagentoRestSource(MagentoHttp):
             sort = [("updated_at", "ASC"), ("entity_id", "ASC")]
         if skus is None:
             yield groups, sort
+            if self.since is not None and self._include:  # due whatever their updated_at
+                yield from self._sku_queries([], self._include, sort)
             return
+        yield from self._sku_queries(groups, skus, sort)
+
+    def _sku_queries(
+        self, groups: list[list[Filter]], skus: Collection[str], sort: list[tuple[str, str]]
+    ) -> Iterator[tuple[list[list[Filter]], list[tuple[str, str]]]]:
         wanted = list(dict.fromkeys(s.strip() for s in skus if s.strip()))
         for i in range(0, len(wanted), SKU_CHUNK):
             chunk = wanted[i : i + SKU_CHUNK]
@@ -284,6 +300,7 @@ class MagentoRestSource(MagentoHttp):
         sort: list[tuple[str, str]],
         *,
         ordered: bool,
+        seen: set[int] | None = None,
     ) -> Iterator[CatalogProduct | Rejected]:
         report = self._report
         size = self.page_size
@@ -311,7 +328,7 @@ class MagentoRestSource(MagentoHttp):
                 page.children[int(it["id"])] = it
             return page
 
-        seen: set[int] = set()
+        seen = set() if seen is None else seen
         last = 0
         for page in self._paged(pool, fetch, size, "products", strict=False):
             for item in page.items:
