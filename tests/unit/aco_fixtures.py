@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from catalog_sync.catalog import (
+    BundleOption,
+    BundleSelection,
     CatalogProduct,
     GalleryImage,
     GroupedLink,
@@ -122,6 +124,35 @@ def yoga_set() -> CatalogProduct:
     )
 
 
+def companion_kit() -> CatalogProduct:
+    """Luma's bundle: the Sprite Yoga Companion Kit (a ball, a strap, a brick)."""
+    return CatalogProduct(
+        sku="24-WG080-KIT",
+        product_type="bundle",
+        websites=("base",),
+        values=StoreValues(name="Sprite Yoga Companion Kit", url_key="sprite-kit", enabled=True),
+        bundle=(
+            BundleOption(
+                "Sprite Stasis Ball",
+                required=True,
+                selections=(
+                    BundleSelection("24-WG081-blue", 1.0, default=True),
+                    BundleSelection("24-WG082-pink", 1.0),
+                ),
+            ),
+            BundleOption(
+                "Sprite Yoga Strap",
+                multi=True,
+                selections=(
+                    BundleSelection("24-WG085", 1.0, user_defined_qty=True, default=True),
+                    BundleSelection("24-WG081-blue", 2.0),  # offered twice: kept once
+                ),
+            ),
+        ),
+        product_id=2046,
+    )
+
+
 def catalog() -> list[CatalogProduct]:
     return [
         hoodie(),
@@ -129,4 +160,5 @@ def catalog() -> list[CatalogProduct]:
         child("MH01-S-Gray", "S", "Gray"),
         bag(),
         yoga_set(),
+        companion_kit(),
     ]

@@ -18,6 +18,8 @@ from catalog_sync.catalog import (
     PRODUCT_TYPES,
     SCALAR_VALUES,
     VISIBILITIES,
+    BundleOption,
+    BundleSelection,
     CatalogProduct,
     GalleryImage,
     GroupedLink,
@@ -260,6 +262,8 @@ class _Mapper:
             links=_links(item.get("product_links") or ()),
             grouped=_grouped(item.get("product_links") or ()),
             tier_prices=self._tier_prices(item.get("tier_prices") or ()),
+            bundle=_bundle(ext.get("bundle_product_options") or ()),
+            product_id=pid or None,
         )
 
     def _values(self, sku: str, item: dict[str, Any], issues: list[SourceIssue]) -> StoreValues:
@@ -491,6 +495,38 @@ def _links(links: Sequence[dict[str, Any]]) -> Links:
         return tuple(s for _, s in sorted(by_type.get(kind, []), key=lambda p: p[0]))
 
     return Links(related=skus("related"), crosssell=skus("crosssell"), upsell=skus("upsell"))
+
+
+def _bundle(options: Sequence[dict[str, Any]]) -> tuple[BundleOption, ...]:
+    """`extension_attributes.bundle_product_options` [{title, required, type,
+    position, product_links [{sku, qty, can_change_quantity, is_default, position}]}]."""
+    out = []
+    for opt in sorted(options, key=lambda o: int(o.get("position") or 0)):
+        links = sorted(opt.get("product_links") or (), key=lambda lk: int(lk.get("position") or 0))
+        out.append(
+            BundleOption(
+                title=str(opt.get("title") or ""),
+                required=bool(opt.get("required")),
+                multi=str(opt.get("type") or "").lower() in ("checkbox", "multi"),
+                selections=tuple(
+                    BundleSelection(
+                        sku=str(lk.get("sku")),
+                        qty=_bundle_qty(lk.get("qty")),
+                        user_defined_qty=bool(lk.get("can_change_quantity")),
+                        default=bool(lk.get("is_default")),
+                    )
+                    for lk in links
+                ),
+            )
+        )
+    return tuple(out)
+
+
+def _bundle_qty(value: Any) -> float | None:
+    try:
+        return None if value is None else _number(value)
+    except ValueError as exc:
+        raise _RejectError("bundle_product_options", f"selection qty: {exc}") from None
 
 
 def _grouped(links: Sequence[dict[str, Any]]) -> tuple[GroupedLink, ...]:
