@@ -90,6 +90,24 @@ def test_magento_rest_reads_same_products_as_csv_source(
     assert src.high_water_mark == T0
 
 
+def test_magento_rest_reads_a_bundle_as_the_csv_source_does(tmp_path: Path) -> None:
+    """Its options from `bundle_product_options`, its selections' bundle parents from
+    the parents pass: the same records as the export CSV gives."""
+    from tests.unit.aco_fixtures import write_bundle_catalog
+
+    path = tmp_path / "catalog.csv"
+    write_bundle_catalog(path)
+    csv_records = {
+        p.sku: p for p in MagentoCsvSource(str(path)).read() if isinstance(p, CatalogProduct)
+    }
+    with MagentoApiServer(path) as srv:
+        rest = products(source(srv))
+    assert len(csv_records["KIT-1"].bundle) == 2
+    assert rest["24-MB04"].bundle_parents == ("KIT-1",)
+    diffs = [d for sku in csv_records for d in differences(csv_records[sku], rest[sku])]
+    assert diffs == []
+
+
 def test_magento_rest_maps_option_ids_overrides_children_and_stock(
     server: MagentoApiServer,
 ) -> None:

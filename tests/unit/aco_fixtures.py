@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime
+from pathlib import Path
 
 from catalog_sync.catalog import (
     BundleOption,
@@ -162,3 +164,33 @@ def catalog() -> list[CatalogProduct]:
         yoga_set(),
         companion_kit(),
     ]
+
+
+SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
+KIT_BUNDLE_VALUES = (
+    "name=Bag,type=radio,required=1,sku=24-MB01,price=0.0000,default=1,"
+    "default_qty=1.0000,price_type=fixed,can_change_qty=0|"
+    "name=Bag,type=radio,required=1,sku=24-MB04,price=0.0000,default=0,"
+    "default_qty=1.0000,price_type=fixed,can_change_qty=1|"
+    "name=Extras,type=checkbox,required=0,sku=24-WG085,price=0.0000,default=0,"
+    "default_qty=2.0000,price_type=fixed"
+)
+
+
+def write_bundle_catalog(path: Path, bundle_values: str = KIT_BUNDLE_VALUES) -> None:
+    """The small export CSV plus a bundle `KIT-1` of three of its products."""
+    with SMALL.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    kit = {k: ("" if k.startswith("configurable_") else v) for k, v in rows[0].items()}
+    kit.update(
+        sku="KIT-1",
+        store_view_code="",
+        product_type="bundle",
+        name="Kit",
+        url_key="kit-1",
+        bundle_values=bundle_values,
+    )
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([*rows, kit])

@@ -3,7 +3,6 @@ small export CSV fixture and a synthetic catalog."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -32,6 +31,7 @@ from tests.unit.aco_fixtures import (
     child,
     companion_kit,
     hoodie,
+    write_bundle_catalog,
     yoga_set,
 )
 
@@ -190,23 +190,8 @@ def test_aco_products_bundle_groups_its_options_and_items_link_in_bundle() -> No
 
 def test_aco_products_bundle_from_the_export_csv(tmp_path: Path) -> None:
     """`bundle_values` on the bundle's row: its options; the selections link to it."""
-    rows = list(csv.DictReader(SMALL.open(encoding="utf-8")))
-    kit = dict(rows[0], sku="KIT-1", product_type="bundle", name="Kit", url_key="kit-1")
-    kit = {k: ("" if k.startswith("configurable_") else v) for k, v in kit.items()}
-    kit["store_view_code"] = ""
-    kit["bundle_values"] = (
-        "name=Bag,type=radio,required=1,sku=24-MB01,price=0.0000,default=1,"
-        "default_qty=1.0000,price_type=fixed,can_change_qty=0|"
-        "name=Bag,type=radio,required=1,sku=24-MB04,price=0.0000,default=0,"
-        "default_qty=1.0000,price_type=fixed,can_change_qty=1|"
-        "name=Extras,type=checkbox,required=0,sku=24-WG085,price=0.0000,default=0,"
-        "default_qty=2.0000,price_type=fixed"
-    )
     path = tmp_path / "catalog.csv"
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows([*rows, kit])
+    write_bundle_catalog(path)
     records = {r.sku: r for r in MagentoCsvSource(str(path)).read() if not isinstance(r, Rejected)}
     item = by_locale(build("acoProducts", records["KIT-1"]))["en-US"]
     assert [(b["group"], b["required"], b["multiSelect"]) for b in item["bundles"]] == [
@@ -221,11 +206,7 @@ def test_aco_products_bundle_from_the_export_csv(tmp_path: Path) -> None:
     for sku in ("24-MB01", "24-MB04", "24-WG085"):
         links = by_locale(build("acoProducts", records[sku]))["en-US"]["links"]
         assert {"type": "IN_BUNDLE", "sku": "KIT-1"} in links, sku
-    kit["bundle_values"] = "name=Bag,type=radio,required=1,price=0.0000"  # no sku
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows([*rows, kit])
+    write_bundle_catalog(path, "name=Bag,type=radio,required=1,price=0.0000")  # no sku
     bad = next(r for r in MagentoCsvSource(str(path)).read() if r.sku == "KIT-1")
     assert isinstance(bad, Rejected) and bad.issues[0].field == "bundle_values"
     assert "selection 1 needs name= and sku=" in bad.issues[0].message

@@ -129,6 +129,7 @@ class _Mapper:
         self.sets = sets
         self.categories = categories
         self.parents: dict[int, tuple[str, ...]] = {}
+        self.bundle_parents: dict[str, tuple[str, ...]] = {}  # lower-cased SKU -> bundles
         self.stock: dict[int, Stock] = {}
         self.attributes: dict[str, _Attribute | _FetchFailedError] = {}
         self.attribute_codes: dict[str, str] = {}  # attribute_id -> code
@@ -263,6 +264,7 @@ class _Mapper:
             grouped=_grouped(item.get("product_links") or ()),
             tier_prices=self._tier_prices(item.get("tier_prices") or ()),
             bundle=_bundle(ext.get("bundle_product_options") or ()),
+            bundle_parents=self.bundle_parents.get(sku.lower(), ()),
             product_id=pid or None,
         )
 

@@ -244,7 +244,9 @@ class MagentoRestSource(MagentoHttp):
 
     def _read_parents(self, pool: ThreadPoolExecutor, mapper: _Mapper) -> None:
         size = self.light_page_size
-        base = search_criteria([[("type_id", "eq", "configurable")]], [("entity_id", "ASC")], size)
+        base = search_criteria(
+            [[("type_id", "in", "configurable,bundle")]], [("entity_id", "ASC")], size
+        )
 
         def fetch(number: int) -> _Page:
             params = [
@@ -257,14 +259,20 @@ class MagentoRestSource(MagentoHttp):
 
         parents = mapper.parents
         last = 0
-        for page in self._paged(pool, fetch, size, "configurable products", strict=True):
+        for page in self._paged(pool, fetch, size, "configurable and bundle products", strict=True):
             for item in page.items:
                 pid = int(item["id"])
                 if pid <= last:
                     continue
                 last = pid
-                links = (item.get("extension_attributes") or {}).get("configurable_product_links")
-                for child in links or ():
+                ext = item.get("extension_attributes") or {}
+                for option in ext.get("bundle_product_options") or ():
+                    for link in option.get("product_links") or ():
+                        child_sku = str(link.get("sku") or "").lower()
+                        known = mapper.bundle_parents.get(child_sku, ())
+                        if child_sku and item["sku"] not in known:
+                            mapper.bundle_parents[child_sku] = (*known, item["sku"])
+                for child in ext.get("configurable_product_links") or ():
                     cid = int(child)
                     have = parents.get(cid)
                     parents[cid] = (*have, item["sku"]) if have else (item["sku"],)
