@@ -177,9 +177,20 @@ KIT_BUNDLE_VALUES = (
 )
 
 
-def write_bundle_catalog(path: Path, bundle_values: str = KIT_BUNDLE_VALUES) -> None:
-    """The small export CSV plus a bundle `KIT-1` of three of its products."""
-    with SMALL.open(encoding="utf-8", newline="") as f:
+def bundle_values(skus: list[str]) -> str:
+    """One required radio option offering these SKUs, the first the default."""
+    return "|".join(
+        f"name=Pick,type=radio,required=1,sku={sku},price=0.0000,default={int(n == 0)},"
+        "default_qty=1.0000,price_type=fixed"
+        for n, sku in enumerate(skus)
+    )
+
+
+def write_bundle_catalog(
+    path: Path, bundle_values: str = KIT_BUNDLE_VALUES, base: Path = SMALL
+) -> None:
+    """An export CSV (the small fixture) plus a bundle `KIT-1` of its products."""
+    with base.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     kit = {k: ("" if k.startswith("configurable_") else v) for k, v in rows[0].items()}
     kit.update(

@@ -27,6 +27,7 @@ from tests.unit.aco_fixtures import (
     CTX,
     NOW,
     bag,
+    bundle_values,
     catalog,
     child,
     companion_kit,
@@ -457,7 +458,20 @@ def test_aco_feeds_on_the_small_export_csv() -> None:
 
 
 def test_aco_feeds_on_a_synthetic_catalog(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.csv"
-    synth.generate(path, 120, seed=3, store_views=("fr", "de"))
+    generated = tmp_path / "generated.csv"
+    synth.generate(generated, 120, seed=3, store_views=("fr", "de"))
+    simples = [
+        r.sku
+        for r in MagentoCsvSource(str(generated)).read()
+        if not isinstance(r, Rejected) and r.product_type == "simple" and not r.parent_skus
+    ][:3]
+    path = tmp_path / "catalog.csv"  # and a bundle of three of its simples
+    write_bundle_catalog(path, bundle_values(simples), base=generated)
     counts = _all_items(path, (("default", "base"), ("fr", "base"), ("de", "base")))
     assert counts["acoProducts"] > 120 and all(n > 0 for n in counts.values()), counts
+    records = {r.sku: r for r in MagentoCsvSource(str(path)).read() if not isinstance(r, Rejected)}
+    kit = by_locale(build("acoProducts", records["KIT-1"]))["en-US"]
+    assert [i["sku"] for i in kit["bundles"][0]["items"]] == simples
+    for sku in simples:
+        links = by_locale(build("acoProducts", records[sku]))["en-US"]["links"]
+        assert {"type": "IN_BUNDLE", "sku": "KIT-1"} in links
