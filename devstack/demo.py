@@ -1,4 +1,5 @@
-"""`make demo`: a real sync, end to end, on the embedded local stack.
+"""`make demo`: a real sync, end to end, on the embedded local stack
+(`make demo TARGET=aco`: the same to the local ACO emulator, `devstack/demo_aco.py`).
 
 It runs the same commands a user would, as separate processes:
 `catalogctl local up` (moto server + feed receiver), `catalogctl --local resync`,
@@ -56,14 +57,18 @@ class Receiver:
 
 
 def start_stack(
-    source: Path | None = None, *, show: bool = True
+    source: Path | None = None, *, show: bool = True, target: str = "commerce-services"
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """`catalogctl local up` in a child process, on free ports; its environment."""
+    """`catalogctl local up [--target aco]` in a child process, on free ports; its
+    environment."""
     args = ["local", "up", "--aws-port", "0", "--receiver-port", "0"]
+    shown = " --target aco" if target == "aco" else ""
+    if target == "aco":
+        args += ["--target", "aco"]
     if source is not None:
         args += ["--source", str(source)]
         if show:
-            print("$ catalogctl local up --source " + str(source), flush=True)
+            print(f"$ catalogctl local up{shown} --source {source}", flush=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "catalogctl.cli", *args], stdout=subprocess.PIPE, text=True
     )
@@ -156,4 +161,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] in (["--target", "aco"], ["--target=aco"]):
+        from devstack import demo_aco
+
+        demo_aco.main()
+    elif sys.argv[1:] in ([], ["--target", "commerce-services"]):
+        main()
+    else:
+        raise SystemExit("usage: python -m devstack.demo [--target commerce-services|aco]")
