@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,7 +82,10 @@ def bench_aco(
         rps = measured_rps(env)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     first_requests = _requests(after_first)
     product_upserts = int(after_first["accepted"].get("products", 0))
     incr_requests = _requests(after_incr) - first_requests

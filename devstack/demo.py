@@ -88,6 +88,18 @@ def start_stack(
     return proc, env
 
 
+def edit_catalog(catalog: Path) -> synth.EditResult:
+    """The demo's edit: 10 prices changed, 5 products removed, 3 added."""
+    say("Change 10 prices, remove 5 products, add 3 (standalone products)")
+    edited = WORK / "catalog-edited.csv"
+    change = synth.edit(catalog, edited, change_prices=10, remove=5, add=3, seed=11)
+    edited.replace(catalog)
+    print(f"  changed: {', '.join(change.changed)}")
+    print(f"  removed: {', '.join(change.removed)}")
+    print(f"  added:   {', '.join(change.added)}")
+    return change
+
+
 def main() -> None:
     if WORK.exists():
         shutil.rmtree(WORK)
@@ -111,13 +123,7 @@ def main() -> None:
         held = receiver.state("products", env_id)
         print(f"  the receiver holds {len(held):,} products items")
 
-        say("Change 10 prices, remove 5 products, add 3 (standalone products)")
-        edited = WORK / "catalog-edited.csv"
-        change = synth.edit(catalog, edited, change_prices=10, remove=5, add=3, seed=11)
-        edited.replace(catalog)
-        print(f"  changed: {', '.join(change.changed)}")
-        print(f"  removed: {', '.join(change.removed)}")
-        print(f"  added:   {', '.join(change.added)}")
+        change = edit_catalog(catalog)
 
         say("The hourly sync: only what changed is sent")
         before = receiver.items_received()

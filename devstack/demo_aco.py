@@ -22,7 +22,15 @@ from typing import Any
 import requests
 
 from devstack import synth
-from devstack.demo import PRODUCTS, STORE_VIEWS, WORK, catalogctl, say, start_stack
+from devstack.demo import (
+    PRODUCTS,
+    STORE_VIEWS,
+    WORK,
+    catalogctl,
+    edit_catalog,
+    say,
+    start_stack,
+)
 
 LOCALES = "default:en-US,fr:fr-FR,de:de-DE"
 ENTITIES = ("metadata", "categories", "products", "price-books", "prices")
@@ -84,13 +92,7 @@ def main() -> None:
         check(held["products"] == PRODUCTS * views, f"expected {PRODUCTS * views} products")
         check(aco.refused() == {}, f"the emulator refused requests: {aco.refused()}")
 
-        say("Change 10 prices, remove 5 products, add 3 (standalone products)")
-        edited = WORK / "catalog-edited.csv"
-        change = synth.edit(catalog, edited, change_prices=10, remove=5, add=3, seed=11)
-        edited.replace(catalog)
-        print(f"  changed: {', '.join(change.changed)}")
-        print(f"  removed: {', '.join(change.removed)}")
-        print(f"  added:   {', '.join(change.added)}")
+        edit_catalog(catalog)
 
         say("The hourly sync: only what changed is sent")
         before = aco.accepted()
