@@ -162,7 +162,6 @@ def catalog() -> list[CatalogProduct]:
         child("MH01-S-Gray", "S", "Gray"),
         bag(),
         yoga_set(),
-        companion_kit(),
     ]
 
 
