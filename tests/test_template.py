@@ -403,3 +403,18 @@ def test_template_checkov_skips_are_named_with_reasons(resources: dict[str, Any]
     assert skips
     for skip in skips:
         assert skip["id"].startswith("CKV_") and len(skip["comment"]) > 40, skip
+
+
+def test_template_held_runs_alarm_watches_the_metric_the_code_emits(
+    resources: dict[str, Any],
+) -> None:
+    """app.py emits RunsHeld per feed and, for this alarm, a total with the service
+    dimension only (an alarm cannot sum over the feed dimension)."""
+    from catalog_sync.observability import NAMESPACE, SERVICE
+
+    alarm = resources["HeldRunsAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, "RunsHeld")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE}]
+    assert alarm["Statistic"] == "Sum" and alarm["Threshold"] == 0
+    env = _props(resources, "ReindexFunction")["Environment"]["Variables"]
+    assert env["MAX_DELETE_FRACTION"] == {"Ref": "MaxDeleteFraction"}

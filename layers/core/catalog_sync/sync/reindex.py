@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,8 @@ from catalog_sync.ports import (
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.diff import Differ, run_id_of
+from catalog_sync.sync.guard import DeletionGuard
+from catalog_sync.sync.lease import take_lease
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
@@ -73,6 +76,9 @@ class ReindexDeps:
     progress: Progress | None = None
     workers: int = 1  # processes that compile a partitioned read (1: this one)
     aco: AcoContext | None = None  # the ACO target's build options
+    guard: DeletionGuard = field(default_factory=DeletionGuard)  # mass-deletion limits
+    lease_wait_seconds: float = 120  # a sync waits this long for a resend's lease
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass
@@ -152,7 +158,11 @@ def _leased(
     leased: list[str] = []
     try:
         for spec in specs:
-            deps.state.acquire_lease(spec.name, run_id, now, deps.lease_seconds)
+            take_lease(
+                deps.state, spec.name, run_id, request.mode, clock=deps.clock,
+                ttl_seconds=deps.lease_seconds, wait_seconds=deps.lease_wait_seconds,
+                sleep=deps.sleep,
+            )  # fmt: skip
             leased.append(spec.name)
         if request.mode == "resync-continue":
             resume_from, resumed = find_checkpoint(deps.state, specs[0].name)
@@ -222,6 +232,7 @@ def _diff(
         blobs=deps.blobs,
         complete=complete,
         stale_pending_seconds=deps.stale_pending_seconds,
+        guard=None if request.confirm_deletions else deps.guard,
     )
 
     def checkpoint(done: int) -> None:
@@ -255,6 +266,7 @@ def _finish(
     counts["rows"] = report.rows
     counts["rejected"] = fr.c.rejected
     run.complete = differ.complete
+    run.held = differ.held  # a dry run says so too
     run.counts = dict(counts)
     run.issues_total = len(issues)
     run.issues = [i.to_dict() for i in issues[:MAX_ISSUES_IN_RUN]]
@@ -300,7 +312,7 @@ def _finish(
     run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
     run.parts_enqueued = len(result.messages)
-    run.status = "completed"
+    run.status = "held" if differ.held else "completed"
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)
     return result
