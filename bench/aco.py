@@ -5,8 +5,6 @@ request rate, and the initial load under the base license computed from them."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,11 +79,7 @@ def bench_aco(
         after_incr = stats()
         rps = measured_rps(env)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        demo.stop_stack(proc, timeout=30)
     first_requests = _requests(after_first)
     product_upserts = int(after_first["accepted"].get("products", 0))
     incr_requests = _requests(after_incr) - first_requests

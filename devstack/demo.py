@@ -89,6 +89,15 @@ def start_stack(
     return proc, env
 
 
+def stop_stack(proc: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Stop `catalogctl local up` (Ctrl-C), or kill it when it does not stop in time."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def edit_catalog(catalog: Path) -> synth.EditResult:
     """The demo's edit: 10 prices changed, 5 products removed, 3 added."""
     say("Change 10 prices, remove 5 products, add 3 (standalone products)")
@@ -186,11 +195,7 @@ def main() -> None:
 
         show_the_guard(catalog, env, receiver, env_id)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_stack(proc)
     say("Demo complete")
     print(
         "  open the dashboard on this stack: catalogctl local up, then catalogctl --local dashboard"

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 from collections import Counter
 from typing import Any
 
@@ -30,6 +28,7 @@ from devstack.demo import (
     edit_catalog,
     say,
     start_stack,
+    stop_stack,
 )
 
 LOCALES = "default:en-US,fr:fr-FR,de:de-DE"
@@ -118,11 +117,7 @@ def main() -> None:
         say("Status")
         catalogctl("--local", "status", "--feed", "acoProducts", env=env)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_stack(proc)
     say("Demo complete (the ACO target)")
     print("  the real service: docs/deploy.md, 'Sending to Adobe Commerce Optimizer'")
 
