@@ -216,8 +216,7 @@ def _skipped(action: str, exc: LeaseHeldError) -> dict[str, Any]:
         logger.info(reason)
     else:
         logger.warning(reason)
-        metrics.add_metric("RunsSkipped", MetricUnit.Count, 1, feed=exc.feed)
-        metrics.add_metric("RunsSkipped", MetricUnit.Count, 1)
+        metrics.add_metric("RunsSkipped", MetricUnit.Count, 1, feed=exc.feed, total=True)
     return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": reason}]}
 
 
@@ -279,8 +278,7 @@ def _report_run(run: RunRecord) -> None:
                 "release": release_command(run.feed),
             },
         )
-        metrics.add_metric("RunsHeld", MetricUnit.Count, 1, feed=run.feed)
-        metrics.add_metric("RunsHeld", MetricUnit.Count, 1)
+        metrics.add_metric("RunsHeld", MetricUnit.Count, 1, feed=run.feed, total=True)
 
 
 def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSource:
@@ -348,7 +346,11 @@ def run_export_message(message: ExportMessage, app: App) -> PartResult:
         raise
     for name in ("sent", "failed", "retry"):
         metrics.add_metric(
-            f"Items{name.title()}", MetricUnit.Count, result.counts.get(name, 0), feed=result.feed
+            f"Items{name.title()}",
+            MetricUnit.Count,
+            result.counts.get(name, 0),
+            feed=result.feed,
+            total=name == "failed",  # the FailedItemsAlarm watches the total
         )
     sink = deps.sink
     until = sink.take_paced() if isinstance(sink, PacedSink) else None
