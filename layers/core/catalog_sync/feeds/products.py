@@ -7,7 +7,6 @@ not change when the source reorders rows, list entries or writes `52.0000` for `
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -124,20 +123,6 @@ def special_active(values: StoreValues, now: datetime) -> bool:
             return now < end
         return now <= end
     return True
-
-
-def changes_at(product: CatalogProduct, now: datetime) -> float:
-    """The first instant after `now` (epoch seconds) at which a builder may make other
-    items from this record with the clock alone: a special price window's start or
-    end, in any store view (`inf`: never). Record fingerprints expire then."""
-    bounds = []
-    for v in (product.values, *product.overrides.values()):
-        for d in (v.special_from, v.special_to):
-            if d is not None:
-                bounds.append(d)
-                bounds.append(d + timedelta(days=1))  # a `to` date covers its whole day
-    later = [b.timestamp() for b in bounds if b > now]
-    return min(later) if later else math.inf
 
 
 def _float(value: float | None) -> float | None:

@@ -9,13 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog_sync.feeds.products import changes_at
 from catalog_sync.feeds.spec import BuildContext, BuildError, FeedItem, FeedSpec, bucket_of
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.observability import get_logger
 from catalog_sync.records import Rejected, SourceIssue, Unchanged
 from catalog_sync.sync.canonical import encode, item_json
-from catalog_sync.sync.fingerprints import Fingerprints, FingerprintSet
+from catalog_sync.sync.fingerprints import NEVER, Fingerprints, FingerprintSet
+from catalog_sync.sync.windows import next_change
 
 log = get_logger(__name__)
 
@@ -107,7 +107,8 @@ def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -
                 spill.add(bucket, enc)
             if fp is not None and c.found is not None:
                 if until is None:
-                    until = changes_at(entry, ctx.now)
+                    edge = next_change(entry, ctx.now)
+                    until = NEVER if edge is None else edge.timestamp()
                 c.found.add(fp, until)
         except BuildError as exc:  # the record cannot be mapped onto this feed
             issue = SourceIssue(

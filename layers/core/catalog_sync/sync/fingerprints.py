@@ -15,7 +15,7 @@ fingerprint of the object: the feed and its builder version (`FeedSpec.version`)
 the store views, the enabled feeds, the target's options, the source's own
 mapping version and the file's header. Content that changes with the clock (a
 special price window that opens or closes) is stored with the instant it changes
-(`feeds.products.changes_at`): after it, the record is built again.
+(`sync.windows.next_change`): after it, the record is built again.
 
 Never stored: rejected records, records built with warnings (they must be
 reported again), aggregate feeds (an item is the union of many records), partial

@@ -34,6 +34,7 @@ from catalog_sync.ports import (
     FeedState,
     IncrementalSource,
     PartitionedSource,
+    WindowedSource,
 )
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
@@ -47,6 +48,7 @@ from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
 from catalog_sync.sync.snapshot import ExportMessage, Manifest, PartInfo, manifest_key
 from catalog_sync.sync.watermark import advance_watermark
+from catalog_sync.sync.windows import WindowTracker, due
 
 log = get_logger(__name__)
 
@@ -196,13 +198,18 @@ def _run(
             feed_dir.mkdir()
             fr.collector = Collector(fr.spec, BucketSpill(feed_dir, fr.meta.buckets))
         report = ReadReport(complete=True)
+        # the price windows a read sees, for a source read incrementally (sync/windows.py)
+        windows = WindowTracker(now) if isinstance(deps.source, WindowedSource) else None
         if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
-            report = _read_source(feed_runs, request, deps, now)
+            report = _read_source(feed_runs, request, deps, now, windows)
         for fr in feed_runs:
             fr.c.spill.finish()
             differ = _diff(fr, request, deps, now, report, workdir / fr.spec.name)
+            if windows is not None and request.reads_source and not request.dry_run:
+                full = report.complete and request.by_ids is None
+                windows.save(deps.blobs, fr.spec.name, full=full)
             results.append(_finish(fr, differ, report, request, deps, now))
     return results
 
@@ -349,10 +356,17 @@ def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | N
 
 
 def _read_source(
-    feed_runs: list[_FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
+    feed_runs: list[_FeedRun],
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    now: datetime,
+    windows: WindowTracker | None = None,
 ) -> ReadReport:
     source = deps.source
     assert source is not None
+    if isinstance(source, WindowedSource) and source.incremental and request.by_ids is None:
+        # windows that opened or closed since the last run: no edit, no updated_at
+        source.include(due(deps.blobs, [fr.spec.name for fr in feed_runs], now))
     enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
     ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled, aco=deps.aco)
     # An aggregate item (a category, an attribute's options) is the union over every
@@ -372,6 +386,8 @@ def _read_source(
 
     if not isinstance(source, PartitionedSource):  # read as one stream (the REST API)
         for entry in source.read(skus=request.by_ids):
+            if windows is not None:
+                windows.observe(entry)
             if compile_record(entry, building, ctx):
                 advance(1)
     else:
