@@ -47,6 +47,12 @@ class Settings(BaseModel):
     # --- sources an event may name (issue 10: the source is fixed at deploy time) ---
     # comma-separated s3://bucket/prefix/ or folder entries; empty: CATALOG_SOURCE's folder
     catalog_source_allow: str | None = None
+    # --- runs across invocations (issue 10): a run whose time runs low hands itself on ---
+    continue_queue_url: str | None = None  # the reindex function's continuation queue
+    # an invocation's time for a run; default: the Lambda context's remaining time less
+    # RUN_TIME_MARGIN_SECONDS (0: hand on at every step, for tests)
+    run_time_budget_seconds: float | None = Field(default=None, ge=0)
+    run_time_margin_seconds: float = Field(default=120, ge=0)
     # finished run records and part results expire (DynamoDB TTL) after this many days
     run_retention_days: int = Field(default=90, ge=1)
 

@@ -65,6 +65,12 @@ class BucketSpill:
         for f in self._files.values():
             f.close()
 
+    def bucket_files(self, bucket: int) -> list[Path]:
+        """The files spilled for a bucket, in read order (to stage them elsewhere:
+        their concatenation reads as the bucket)."""
+        paths = [self._path(bucket, segment) for segment in self.segments]
+        return [p for p in paths if p.exists()]
+
     def read(self, bucket: int) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
         """Items of a bucket by key, the kept groups (lower-cased), and duplicate keys."""
         items: dict[str, EncodedItem] = {}

@@ -212,11 +212,15 @@ class Differ:
         checkpoint: Callable[[int], None] | None = None,
         checkpoint_every: int = 16,
         progress: Callable[[str, int, int | None], None] | None = None,
-    ) -> None:
-        """Diff buckets 0..total-1 (`spill`: what the read compiled; None when the
-        source is not read), calling `checkpoint(done)` every few buckets."""
-        for start in range(0, total, STATE_READ_CHUNK):
-            numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
+        start: int = 0,
+        stop: Callable[[int], bool] | None = None,
+    ) -> int:
+        """Diff buckets start..total-1 (`spill`: what the read compiled; None when the
+        source is not read), calling `checkpoint(done)` every few buckets. `stop(done)`
+        after each chunk ends the diff there (the run continues in another invocation);
+        returns the buckets done."""
+        for first in range(start, total, STATE_READ_CHUNK):
+            numbers = list(range(first, min(first + STATE_READ_CHUNK, total)))
             for bucket in self.state.read_buckets(self.spec.name, numbers):
                 if spill is not None:
                     items, keep, duplicates = spill.read(bucket.bucket)
@@ -229,6 +233,9 @@ class Differ:
                 checkpoint(done)
             if progress:
                 progress("diff", done, total)
+            if stop is not None and done < total and stop(done):
+                return done
+        return total
 
     def _diff_one(
         self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str], workdir: Path
