@@ -10,6 +10,7 @@ emulator. `RUN_TIME_BUDGET_SECONDS=0` makes every invocation hand on after one s
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,7 @@ def test_e2e_a_crash_in_a_continuation_is_retried_and_converges(local: Any) -> N
     assert steps.staged() == []
 
 
-def test_e2e_deletions_and_the_watermark_wait_for_the_last_continuation(
+def test_e2e_deletions_reach_the_saas_side_with_the_last_continuation_only(
     local: Any, catalog: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "catalog.csv"
@@ -225,3 +226,36 @@ def test_e2e_deletions_and_the_watermark_wait_for_the_last_continuation(
     assert len(after) < len(before)
     gone = {sku.lower() for sku in removed}
     assert not any(f"'sku': '{sku}'" in item.lower() for item in after for sku in gone)
+
+
+def test_e2e_the_watermark_moves_with_the_last_continuation_only(local: Any, catalog: Path) -> None:
+    """A REST read (incremental source): the feed meta's watermark and last full read
+    stay where they were while the run continues, and move when it completes."""
+    from devstack.magento_server import MagentoApiServer
+
+    token = "magento-token-0123456789"
+    secret = f"magento-token-{uuid.uuid4().hex[:8]}"
+    with MagentoApiServer(catalog, token=token, store_views=("default", "fr", "de")) as shop:
+        s = local(
+            "commerce-services",
+            FEEDS="products",
+            CATALOG_SOURCE=shop.url,
+            MAGENTO_TOKEN_SECRET_ID=secret,
+            **EVERY_STEP,
+        )
+        s.runner.app.client("secretsmanager").create_secret(Name=secret, SecretString=token)
+        state = s.runner.app.state
+
+        first = s.runner.reindex({"action": "sync"}, follow=False)
+        run_id = first["runs"][0]["run_id"]
+        marks = []
+        while s.runner.continue_runs(limit=1):
+            run = state.get_run("products", run_id)
+            meta = state.read_meta("products")
+            assert run is not None
+            marks.append((run.status, meta.source_watermark if meta else None))
+        assert len(marks) >= 5
+        assert all(mark is None for status, mark in marks if status == "running")
+        assert marks[-1][0] == "completed" and marks[-1][1] is not None
+        meta = state.read_meta("products")
+        assert meta is not None and meta.last_full_read is not None
