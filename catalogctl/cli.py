@@ -69,6 +69,13 @@ def _summarise_run(run: dict[str, Any], echo: Callable[[str], None]) -> None:
         echo(
             f"  the source was not read completely: {c['deletions_withheld']:,} deletions withheld"
         )
+    if run.get("continues"):
+        echo(
+            f"  continues in a follow-up invocation (continuation {run['continuations']}): "
+            f"catalogctl status --run {run['run_id']} --follow"
+        )
+    elif run.get("continuations"):
+        echo(f"  ran in {run['continuations'] + 1} invocations")
     if run.get("issues_total"):
         echo(f"  {run['issues_total']} source issue(s):")
         for issue in run["issues"][:10]:
@@ -256,6 +263,12 @@ def collect_status(state: FeedState, feed: str, *, failures: int = 50) -> dict[s
     return out
 
 
+def _continued(run: dict[str, Any]) -> str:
+    if run["status"] == "running":
+        return f"  continuation {run['continuations']}, {run.get('buckets_done', 0)} buckets diffed"
+    return f"  in {run['continuations'] + 1} invocations"
+
+
 def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.echo) -> None:
     c = status["counts"]
     if not status["runs"] and not status["items"]:
@@ -273,6 +286,7 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
             f"  run {run['run_id']} {run['kind']:<17} {run['status']:<9} "
             f"new {rc.get('new', 0):,} changed {rc.get('changed', 0):,} "
             f"deleted {rc.get('deleted', 0):,} issues {run.get('issues_total', 0)}"
+            + (_continued(run) if run.get("continuations") else "")
             + (f"  error: {run['error']}" if run.get("error") else "")
         )
     last = status.get("last_export")

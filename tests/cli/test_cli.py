@@ -137,3 +137,16 @@ def test_cli_continue_resync_resumes_from_the_checkpoint(local):
     assert latest.resumed_from == interrupted.run_id
     # only items in buckets from 32 on were resent; the rest were done
     assert 0 < latest.counts["requeued"] < 11
+
+
+def test_cli_local_follows_a_run_through_its_continuations(local, monkeypatch):
+    """`--local` delivers the continuations in-process: the user sees the run end, in
+    how many invocations, and its exports; `status` says so too."""
+    monkeypatch.setenv("RUN_TIME_BUDGET_SECONDS", "0")  # hand on after every step
+    code, out = run("--local", "resync", "--feed", "products")
+    assert code == 0, out
+    assert "(resync, completed)" in out and "new 11" in out
+    assert "ran in 17 invocations" in out, out  # the read, then 64 buckets 4 at a time
+    assert "11 items sent" in out
+    code, out = run("--local", "status", "--feed", "products")
+    assert "in 17 invocations" in out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,49 @@ def test_e2e_the_watermark_moves_with_the_last_continuation_only(local: Any, cat
         assert marks[-1][0] == "completed" and marks[-1][1] is not None
         meta = state.read_meta("products")
         assert meta is not None and meta.last_full_read is not None
+
+
+def test_e2e_a_duplicate_or_stale_continuation_is_dropped(local: Any) -> None:
+    """SQS delivers at least once: a continuation whose run has moved on (a later
+    checkpoint, or the run completed) changes nothing."""
+    s = local("commerce-services", FEEDS="products", **EVERY_STEP)
+    first = s.runner.reindex({"action": "resync", "feed": "products"}, follow=False)
+    run_id = first["runs"][0]["run_id"]
+    url = s.env["CONTINUE_QUEUE_URL"]
+    sqs = s.runner.app.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
+    assert s.runner.continue_runs(limit=2) == 2  # continuations 1 and 2
+    sqs.send_message(QueueUrl=url, MessageBody=message["Body"])  # 1 again: stale
+    s.runner.continue_runs()
+    s.runner.drain()
+    state = s.runner.app.state
+    run = state.get_run("products", run_id)
+    assert run is not None and run.status == "completed" and run.error is None
+    held = s.held(("products",))
+    sent = s.stack.receiver.stats()["items"]["accepted"]
+    sqs.send_message(QueueUrl=url, MessageBody=message["Body"])  # after the end
+    assert s.runner.continue_runs() == 1
+    s.runner.drain()
+    assert state.get_run("products", run_id) == run
+    assert s.held(("products",)) == held
+    assert s.stack.receiver.stats()["items"]["accepted"] == sent
+
+
+def test_e2e_a_run_whose_lease_was_taken_meanwhile_fails_clearly(local: Any) -> None:
+    """The lease expired between two invocations and another run took it: the
+    continuation fails its run (it does not write under another run's lease)."""
+    s = local("commerce-services", FEEDS="products", **EVERY_STEP)
+    first = s.runner.reindex({"action": "resync", "feed": "products"}, follow=False)
+    run_id = first["runs"][0]["run_id"]
+    state = s.runner.app.state
+    later = datetime.now(UTC) + timedelta(hours=2)  # the lease has expired by then
+    state.acquire_lease("products", "another-run", later, 900)
+
+    assert s.runner.continue_runs() == 1
+    run = state.get_run("products", run_id)
+    assert run is not None and run.status == "failed"
+    assert run.error is not None and "lost its lease" in run.error and "another-run" in run.error
+    assert state.read_meta("products") is None  # nothing of it was finished
