@@ -222,7 +222,7 @@ def run_continuation(
 
 def _heartbeat(results: list[ReindexResult]) -> None:
     """SyncSucceeded (issue 10): once per sync, by the invocation that completes it."""
-    if results and all(r.run.status == "completed" for r in results):
+    if results and not any(r.continues or r.run.status in ("running", "failed") for r in results):
         metrics.add_metric("SyncSucceeded", MetricUnit.Count, 1)
 
 

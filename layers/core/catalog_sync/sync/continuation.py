@@ -10,14 +10,14 @@ what the next invocation needs goes to the snapshot bucket under
 - `<feed>/spill-<bucket>.bin`: the compiled items of every bucket not diffed yet
   (staged once, by the invocation that read the source; `StagedSpill` reads them).
 
-Then a `ContinuationMessage` names the carry. A carry is never overwritten by a later
-one (`carry-<n+1>`), so a retried continuation resumes from exactly its own checkpoint.
-Everything under the run's prefix is removed when the run completes.
+Then a `ContinuationMessage` names the carry. A hand-on writes a new carry
+(`carry-<n+1>`), never the one it started from, so a retried continuation resumes
+from exactly its own checkpoint. Everything under the run's prefix is removed when
+the run completes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -173,7 +173,9 @@ class StagedSpill(BucketSpill):
 def drop_staged(blobs: BlobStore, run_id: str) -> None:
     """Remove what the run staged (best effort: the bucket's lifecycle rule expires
     `continuations/` anyway)."""
-    with contextlib.suppress(Exception):
+    try:
         keys = list(blobs.list_keys(run_prefix(run_id)))
         if keys:
             blobs.delete_keys(keys)
+    except Exception:  # storage hiccup: the lifecycle rule removes them later
+        log.warning("could not remove what run %s staged", run_id, exc_info=True)
