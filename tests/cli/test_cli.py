@@ -150,3 +150,30 @@ def test_cli_local_follows_a_run_through_its_continuations(local, monkeypatch):
     assert "11 items sent" in out
     code, out = run("--local", "status", "--feed", "products")
     assert "in 17 invocations" in out
+
+
+def test_cli_stdout_carries_only_its_own_lines(local):
+    """A real process, as a user starts it: no EMF blob, no Powertools warning, no JSON
+    log line on stdout after a whole sync (the handlers' metrics are not for a terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from catalogctl.cli import main; main()", "--local", "sync"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert any(" items sent" in line for line in lines), proc.stdout
+    for line in lines:
+        with pytest.raises(ValueError):
+            json.loads(line)  # no EMF document, no JSON log line
+        assert "metrics" not in line.lower(), line  # "No application metrics to publish"
+        assert "Warning:" not in line, line  # no Python/Powertools warning
+    assert "_aws" not in proc.stdout + proc.stderr
