@@ -28,14 +28,14 @@ from tests.e2e.faults import CrashPlan, install_crashes
 
 VIEWS = "default:base,fr:base,de:base"
 CS_FEEDS = ("products", "prices", "categories")  # one aggregate feed among them
-CS_ENV = {"FEEDS": ",".join(CS_FEEDS), "STORE_VIEWS": VIEWS, "STATE_BUCKETS": "32"}
+CS_ENV = {"FEEDS": ",".join(CS_FEEDS), "STORE_VIEWS": VIEWS, "STATE_BUCKETS": "20"}
 ACO_ENV = {
     "STORE_VIEWS": VIEWS,
     "STORE_VIEW_LOCALES": "default:en-US,fr:fr-FR,de:de-DE",
     "WEBSITE_CURRENCIES": "base:USD",
     "EXPORT_REQUEUE_DELAY_SECONDS": "0",
     "ACO_MAX_REQUESTS_PER_SECOND": "50",
-    "STATE_BUCKETS": "24",
+    "STATE_BUCKETS": "20",  # 5 chunks of 4: a resync in 5 continuations
 }
 TARGETS = {
     "commerce-services": (CS_FEEDS, CS_ENV, "products"),

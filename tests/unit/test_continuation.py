@@ -52,3 +52,37 @@ def test_budget_is_spent_only_after_progress_and_time() -> None:
     assert not fresh.spent()
     clock.now += timedelta(seconds=10)
     assert fresh.spent()
+
+
+def test_staged_buckets_read_as_the_spill_did(aws_clients, tmp_path) -> None:
+    """A bucket spilled in segments (the reindex and two worker processes) is staged as
+    one object and reads back with the same items, kept groups and duplicates; a
+    bucket with nothing spilled reads empty."""
+    from catalog_sync.infra.spill import BucketSpill
+    from catalog_sync.sync.canonical import EncodedItem
+    from catalog_sync.sync.continuation import StagedSpill, stage_spill
+
+    blobs = aws_clients().blobs()
+    spill = BucketSpill(tmp_path, 4)
+    workers = [BucketSpill(tmp_path, 4, f".w{n}") for n in range(2)]
+    spill.add(1, EncodedItem("a", "", "h1", b'{"a":1}'))
+    workers[0].add(1, EncodedItem("b", "", "h2", b'{"b":2}'))
+    workers[1].add(1, EncodedItem("a", "", "h3", b'{"a":3}'))  # a duplicate key
+    workers[1].keep(1, "Rejected-SKU")
+    workers[0].add(3, EncodedItem("c", "", "h4", b"{}"))
+    for n, w in enumerate(workers):
+        w.finish()
+        spill.adopt(f".w{n}", w.items)
+    spill.finish()
+
+    assert stage_spill(blobs, spill, "run-1", "products", 0, tmp_path) == 2  # buckets 1, 3
+    (tmp_path / "staged").mkdir()
+    staged = StagedSpill(tmp_path / "staged", 4, blobs, "run-1", "products", spill.items)
+    for bucket in range(4):
+        assert staged.read(bucket) == spill.read(bucket), bucket
+    items, keep, duplicates = StagedSpill(
+        tmp_path / "staged", 4, blobs, "run-1", "products", 0
+    ).read(1)
+    assert set(items) == {"a", "b"} and items["a"].hash == "h3"  # the last one wins
+    assert keep == {"rejected-sku"} and duplicates == ["a"]
+    assert staged.items == 4
