@@ -8,11 +8,20 @@ from pathlib import Path
 from catalog_sync.errors import ConfigError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.observability import get_logger
-from catalog_sync.records import SourceIssue
+from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector
-from catalog_sync.sync.continuation import Carry, FeedCarry, StagedSpill, save_carry, stage_spill
+from catalog_sync.sync.continuation import (
+    Budget,
+    Carry,
+    FeedCarry,
+    StagedSpill,
+    save_carry,
+    stage_spill,
+)
+from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, ReindexDeps, ReindexResult, RunState
+from catalog_sync.sync.watermark import ReadMark
 
 log = get_logger(__name__)
 
@@ -124,3 +133,21 @@ def carried_runs(
             fr.result = ReindexResult(run=run)
         out.append(fr)
     return out
+
+
+def resumed_state(carry: Carry, budget: Budget, workdir: Path) -> RunState:
+    """The run's shared state as the carry left it (the request rebuilt from it)."""
+    request = ReindexRequest(
+        feeds=tuple(f.feed for f in carry.feeds),
+        mode=carry.mode,
+        by_ids=frozenset(carry.by_ids) if carry.by_ids is not None else None,
+        resume_from=carry.resume_from,
+        resumed_from=carry.resumed_from,
+    )
+    report = ReadReport(
+        complete=carry.read_complete, rows=carry.read_rows, records=carry.read_records
+    )
+    mark = ReadMark(carry.mark, carry.mark_full) if carry.mark else None
+    return RunState(
+        carry.run_id, carry.now, request, report, mark, budget, workdir, carry.sequence, True
+    )

@@ -35,7 +35,7 @@ from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.continuation import Budget, drop_staged, load_carry
 from catalog_sync.sync.diff import Differ, run_id_of
-from catalog_sync.sync.handon import carried_runs, hand_on
+from catalog_sync.sync.handon import carried_runs, hand_on, resumed_state
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexResult, RunState
@@ -334,42 +334,11 @@ def _continue_leased(
                 deps.state.acquire_lease(feed, message.run_id, now, deps.lease_seconds)
                 leased.append(feed)
         except LeaseHeldError as exc:
-            for run in runs:
-                if run.status == "running":
-                    run.status = "failed"
-                    run.error = (
-                        f"the run lost its lease before continuation {message.sequence}: {exc}"
-                    )
-                    run.finished_at = now.isoformat()
-                    deps.state.put_run(run)
-            return [ReindexResult(run=r) for r in runs]
+            return _lost_lease(message, runs, deps, f"{exc}")
         carry = load_carry(deps.blobs, message.carry_key)
         with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
-            workdir = Path(tmp)
-            feed_runs = carried_runs(carry, runs, deps, workdir)
-            request = ReindexRequest(
-                feeds=tuple(message.feeds),
-                mode=carry.mode,
-                by_ids=frozenset(carry.by_ids) if carry.by_ids is not None else None,
-                resume_from=carry.resume_from,
-                resumed_from=carry.resumed_from,
-            )
-            report = ReadReport(
-                complete=carry.read_complete, rows=carry.read_rows, records=carry.read_records
-            )
-            mark = ReadMark(carry.mark, carry.mark_full) if carry.mark else None
-            budget = Budget(deps.clock, deps.budget_seconds)
-            rs = RunState(
-                carry.run_id,
-                carry.now,
-                request,
-                report,
-                mark,
-                budget,
-                workdir,
-                carry.sequence,
-                True,
-            )
+            feed_runs = carried_runs(carry, runs, deps, Path(tmp))
+            rs = resumed_state(carry, Budget(deps.clock, deps.budget_seconds), Path(tmp))
             try:
                 results, handed_on = _go_on(feed_runs, rs, deps)
             except Exception as exc:  # SQS delivers the message again
@@ -386,6 +355,20 @@ def _continue_leased(
         if not handed_on:
             for name in leased:
                 deps.state.release_lease(name, message.run_id)
+
+
+def _lost_lease(
+    message: ContinuationMessage, runs: list[RunRecord], deps: ReindexDeps, holder: str
+) -> list[ReindexResult]:
+    """Another run took the lease after it expired: this run ends, failed (it must not
+    write under another run's lease; the next run redoes what it did not finish)."""
+    for run in runs:
+        if run.status == "running":
+            run.status = "failed"
+            run.error = f"the run lost its lease before continuation {message.sequence}: {holder}"
+            run.finished_at = deps.clock().isoformat()
+            deps.state.put_run(run)
+    return [ReindexResult(run=r) for r in runs]
 
 
 def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | None) -> int:
