@@ -7,7 +7,7 @@ what the next invocation needs goes to the snapshot bucket under
 
 - `carry-<n>.json` (`Carry`): the request, the read's report and watermark, and per
   feed how far its diff got (buckets done, counts, parts, buckets to export, issues);
-- `<feed>/spill-<bucket>.bin`: the compiled items of every bucket not diffed yet
+- `<feed>/spill-<bucket>.bin.z`: the compiled items of every bucket not diffed yet
   (staged once, by the invocation that read the source; `StagedSpill` reads them).
 
 Then a `ContinuationMessage` names the carry. A hand-on writes a new carry
@@ -18,7 +18,7 @@ the run completes.
 
 from __future__ import annotations
 
-import shutil
+import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from catalog_sync.sync.state import PartRef
 log = get_logger(__name__)
 
 PREFIX = "continuations"
+STAGE_LEVEL = 1  # zlib level of the staged buckets: fast, still several times smaller
 
 
 def run_prefix(run_id: str) -> str:
@@ -46,7 +47,7 @@ def carry_key(run_id: str, sequence: int) -> str:
 
 
 def spill_key(run_id: str, feed: str, bucket: int) -> str:
-    return f"{run_prefix(run_id)}{feed}/spill-{bucket:04d}.bin"
+    return f"{run_prefix(run_id)}{feed}/spill-{bucket:04d}.bin.z"
 
 
 class Budget:
@@ -126,23 +127,24 @@ def load_carry(blobs: BlobStore, key: str) -> Carry:
 def stage_spill(
     blobs: BlobStore, spill: BucketSpill, run_id: str, feed: str, start: int, workdir: Path
 ) -> int:
-    """Copy the spilled items of buckets `start..` to the snapshot bucket (a bucket's
-    segments concatenated: they read as one); return the objects written."""
+    """Copy the spilled items of buckets `start..` to the snapshot bucket, one object
+    per bucket: its segments concatenated (they read as one), compressed (zlib, fast
+    level: item JSON shrinks several times); return the objects written."""
     staged = 0
     for bucket in range(start, spill.buckets):
         files = spill.bucket_files(bucket)
         if not files:
             continue
-        if len(files) == 1:
-            blobs.put_file(spill_key(run_id, feed, bucket), files[0])
-        else:
-            joined = workdir / f"staged-{bucket:04d}.bin"
-            with open(joined, "wb") as out:
-                for path in files:
-                    with open(path, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 20)
-            blobs.put_file(spill_key(run_id, feed, bucket), joined)
-            joined.unlink()
+        packer = zlib.compressobj(STAGE_LEVEL)
+        joined = workdir / f"staged-{bucket:04d}.bin.z"
+        with open(joined, "wb") as out:
+            for path in files:
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        out.write(packer.compress(chunk))
+            out.write(packer.flush())
+        blobs.put_file(spill_key(run_id, feed, bucket), joined)
+        joined.unlink()
         staged += 1
     return staged
 
@@ -166,7 +168,7 @@ class StagedSpill(BucketSpill):
             data = self.blobs.get_bytes(spill_key(self.run_id, self.feed, bucket))
         except NotFoundError:
             return {}, set(), []  # nothing was compiled into this bucket
-        self._path(bucket, self.segment).write_bytes(data)
+        self._path(bucket, self.segment).write_bytes(zlib.decompress(data))
         return super().read(bucket)
 
 
