@@ -82,6 +82,7 @@ def hand_on(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> list[R
 
 
 def feed_carry(fr: FeedRun) -> FeedCarry:
+    """How far a feed got: its diff's state, or what it carried in untouched."""
     differ, carried = fr.differ, fr.carried
     if differ is not None:
         counts = dict(differ.counts)
@@ -109,6 +110,8 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
 def carried_runs(
     carry: Carry, runs: list[RunRecord], deps: ReindexDeps, workdir: Path
 ) -> list[FeedRun]:
+    """The feeds of a continued run as the carry left them; their compiled items are
+    read from the staged objects (`StagedSpill`), their meta anew under the lease."""
     by_feed = {r.feed: r for r in runs}
     out = []
     for fc in carry.feeds:
