@@ -3,7 +3,8 @@
 It runs the same commands a user would, as separate processes:
 `catalogctl local up` (moto server + feed receiver), `catalogctl --local resync`,
 `catalogctl --local sync` after changing the catalog, `--no-reindex` with the
-source gone, and `catalogctl --local status`; and it checks what the receiver
+source gone, `catalogctl --local status`, and the mass-deletion guard (a header-only
+export held, then `resync --confirm-deletions`); and it checks what the receiver
 got at each step, exiting non-zero if anything is off.
 """
 
@@ -83,6 +84,34 @@ def start_stack(
     return proc, env
 
 
+def show_the_guard(catalog: Path, env: dict[str, str], receiver: Receiver, env_id: str) -> None:
+    """The mass-deletion guard: a header-only export is held, then released."""
+    say("A failed Magento export job: the catalog file holds only its header row")
+    with (WORK / "catalog-away.csv").open(encoding="utf-8") as f:
+        catalog.write_text(f.readline(), encoding="utf-8")
+    held_before = len(receiver.state("products", env_id))
+    before = receiver.items_received()
+    out = catalogctl("--local", "sync", env=env)
+    held = len(receiver.state("products", env_id))
+    print(
+        f"  the receiver still holds {held:,} products items; {receiver.items_received() - before} sent"
+    )
+    if held != held_before or "HELD" not in out or receiver.items_received() != before:
+        raise SystemExit("demo: the header-only export was not held")
+
+    say("Status says what is held and how to release it")
+    out = catalogctl("--local", "status", "--feed", "products", env=env)
+    if "--confirm-deletions" not in out:
+        raise SystemExit("demo: status does not say how to release the held deletions")
+
+    say("The deletions are meant: confirm them")
+    catalogctl("--local", "resync", "--feed", "products", "--confirm-deletions", env=env)
+    left = len(receiver.state("products", env_id))
+    print(f"  the receiver holds {left} products items")
+    if left != 0:
+        raise SystemExit(f"demo: {left} products items left after the confirmed deletions")
+
+
 def main() -> None:
     if WORK.exists():
         shutil.rmtree(WORK)
@@ -143,6 +172,8 @@ def main() -> None:
 
         say("Status")
         catalogctl("--local", "status", "--feed", "products", env=env)
+
+        show_the_guard(catalog, env, receiver, env_id)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -1,8 +1,10 @@
 """Reindex function: the hourly schedule, resyncs, and the continuations of runs.
 
 Events: the EventBridge scheduled event (= `{"action": "sync"}`) or
-`{"action": "resync", "feed": "products", "noReindex": false, "byIds": [...]}`; and
-from its continuation queue (SQS, batch size 1), the follow-up invocation of a run
+`{"action": "resync", "feed": "products", "noReindex": false, "byIds": [...]}`.
+A refused request (bad options, an unknown feed, a refused source, a lease held by
+another run) is answered with `{"status": "refused", "reason": ...}`, not an error.
+From its continuation queue (SQS, batch size 1): the follow-up invocation of a run
 whose time ran low. A continuation that fails is delivered again by SQS (after the
 queue's visibility timeout; after maxReceiveCount it goes to the queue's DLQ).
 """
@@ -19,7 +21,8 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalog_sync.app import current_app, run_continuation, run_reindex_event
+from catalog_sync.app import current_app, refused, run_continuation, run_reindex_event
+from catalog_sync.errors import RefusedError
 from catalog_sync.observability import logger, metrics, tracer
 from catalog_sync.sync.runs import ContinuationMessage
 
@@ -43,4 +46,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
-    return run_reindex_event(event, current_app(), _remaining(context))
+    try:
+        return run_reindex_event(event, current_app(), _remaining(context))
+    except RefusedError as exc:
+        return refused(exc)

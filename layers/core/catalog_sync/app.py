@@ -21,7 +21,7 @@ from catalog_sync.aws.dynamodb import DynamoFeedState
 from catalog_sync.aws.s3 import S3BlobStore
 from catalog_sync.aws.secrets import api_key_provider
 from catalog_sync.aws.sqs import SqsContinuationQueue, SqsExportQueue
-from catalog_sync.errors import AuthError, LeaseHeldError
+from catalog_sync.errors import AuthError, LeaseHeldError, RefusedError, RequestError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.infra.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
@@ -29,9 +29,11 @@ from catalog_sync.ports import CatalogSource, FeedSink
 from catalog_sync.settings import Settings
 from catalog_sync.sinks.feed_api import HttpFeedSink
 from catalog_sync.source_policy import allowed_source
+from catalog_sync.sources.inventory import parse_stocks
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
 from catalog_sync.sync.export import ExportDeps, export_part
+from catalog_sync.sync.guard import DeletionGuard, release_command
 from catalog_sync.sync.reindex import (
     Progress,
     ReindexDeps,
@@ -67,6 +69,7 @@ class App:
         None  # AWS endpoint override (the local stack); else AWS_ENDPOINT_URL
     )
     clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep  # a sync waiting for a resend's lease
     new_id: Callable[[], str] = field(default_factory=lambda: lambda: uuid.uuid4().hex)
     progress: Progress | None = None  # long-running stages report here (the CLI's progress bar)
     _clients: dict[str, Any] = field(default_factory=dict)
@@ -146,7 +149,15 @@ class App:
         s3 = self.client("s3") if uri.startswith("s3://") else None
         # Rows of other store views are skipped (and reported), never built: a bad
         # value there must not reject the product.
-        return MagentoCsvSource(uri, s3_client=s3, workdir=workdir, store_views=views)
+        stock_sources, optional = s.catalog_stock_sources, False
+        if not stock_sources and s3 is None:  # a local catalog: its folder's Stock Sources file
+            local = Path(uri.removeprefix("file://"))
+            stock_sources, optional = str(local.with_name("stock_sources.csv")), True
+        return MagentoCsvSource(
+            uri, s3_client=s3, workdir=workdir, store_views=views,
+            stock_sources=stock_sources, stock_sources_optional=optional,
+            stocks=parse_stocks(s.inventory_stocks),
+        )  # fmt: skip
 
     def _secret(self, secret_id: str | None, parameter: str | None, name: str) -> Callable[[], str]:
         return api_key_provider(
@@ -185,7 +196,10 @@ def run_reindex_event(
     request = ReindexEvent.parse(event)
     feeds = [request.feed] if request.feed else app.settings.feed_names()
     for feed in feeds:
-        get_feed(feed)  # fail early on an unknown feed
+        try:
+            get_feed(feed)  # fail early on an unknown feed
+        except KeyError as exc:
+            raise RequestError(str(exc.args[0])) from None
     check_feeds(app.settings, feeds)  # and on a feed of the other target
     req = request.to_request(tuple(feeds))
     source = _source_for(app, request, feeds) if req.reads_source else None
@@ -194,9 +208,8 @@ def run_reindex_event(
         results = reindex_feed(req, _reindex_deps(app, source, remaining_seconds))
     except LeaseHeldError as exc:
         if request.action in ("sync", "resend"):  # scheduled runs step aside, visibly
-            logger.warning(str(exc))
-            return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": str(exc)}]}
-        raise
+            return _skipped(request.action, exc)
+        raise  # a resync: refused (the handler answers with the reason)
     if request.action == "sync" and not request.dry_run:
         _heartbeat(results)
     out = _run_docs(results, with_preview=request.dry_run)
@@ -255,6 +268,29 @@ def run_budget(settings: Settings, remaining_seconds: float | None) -> float | N
     return min(limits) if limits else None
 
 
+def _skipped(action: str, exc: LeaseHeldError) -> dict[str, Any]:
+    """A scheduled run that met another run's lease. A resend's work is done by any
+    reindex run (it queues every bucket with waiting items); a skipped sync is not,
+    so it is counted (`RunsSkipped`, per feed and in total) besides the log line."""
+    reason = str(exc)
+    if action == "resend":
+        reason += "; that run sends the waiting items itself"
+        logger.info(reason)
+    else:
+        logger.warning(reason)
+        metrics.add_metric("RunsSkipped", MetricUnit.Count, 1, feed=exc.feed, total=True)
+    return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": reason}]}
+
+
+def refused(exc: RefusedError) -> dict[str, Any]:
+    """The result of a refused request (bad options, an unknown feed, a source outside
+    the allow-list, a lease held by another run): a clear answer, not a function
+    error, so the errors alarm is not raised by an operator's mistake."""
+    logger.warning("request refused: %s", exc)
+    metrics.add_metric("RequestsRefused", MetricUnit.Count, 1)
+    return {"status": "refused", "reason": str(exc), "runs": []}
+
+
 def _reindex_deps(
     app: App, source: CatalogSource | None, remaining_seconds: float | None = None
 ) -> ReindexDeps:
@@ -277,6 +313,9 @@ def _reindex_deps(
         aco=aco_context(settings),
         continuation=app.continuations,
         budget_seconds=run_budget(settings, remaining_seconds),
+        guard=DeletionGuard(settings.max_delete_fraction, settings.max_deletes),
+        lease_wait_seconds=settings.lease_wait_seconds,
+        sleep=app.sleep,
     )
 
 
@@ -295,6 +334,17 @@ def _report_run(run: RunRecord) -> None:
             f"Items{name.title()}", MetricUnit.Count, run.counts.get(name, 0), feed=run.feed
         )
     metrics.add_metric("SourceIssues", MetricUnit.Count, run.issues_total, feed=run.feed)
+    if run.status == "held":  # the HeldRunsAlarm watches the total (service dimension)
+        logger.warning(
+            "deletions held",
+            extra={
+                "feed": run.feed,
+                "held": run.counts.get("deletions_held", 0),
+                "reason": run.held,
+                "release": release_command(run.feed),
+            },
+        )
+        metrics.add_metric("RunsHeld", MetricUnit.Count, 1, feed=run.feed, total=True)
 
 
 def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSource:
@@ -341,6 +391,10 @@ def run_export_message(message: ExportMessage, app: App) -> PartResult:
         raise
     for name in ("sent", "failed", "retry"):
         metrics.add_metric(
-            f"Items{name.title()}", MetricUnit.Count, result.counts.get(name, 0), feed=result.feed
+            f"Items{name.title()}",
+            MetricUnit.Count,
+            result.counts.get(name, 0),
+            feed=result.feed,
+            total=name == "failed",  # the FailedItemsAlarm watches the total
         )
     return result

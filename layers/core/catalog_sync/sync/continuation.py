@@ -83,6 +83,8 @@ class FeedCarry(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     parts: dict[int, dict[str, object]] = Field(default_factory=dict)  # bucket -> PartRef
     to_export: list[int] = Field(default_factory=list)
+    live: int = 0  # the mass-deletion guard's count of live items so far (first pass)
+    deferred: dict[int, int] = Field(default_factory=dict)  # bucket -> its would-be deletions
     issues: list[dict[str, object]] = Field(default_factory=list)
     rejected: int = 0
     items_read: int = 0
@@ -101,6 +103,7 @@ class Carry(BaseModel):
     by_ids: list[str] | None = None
     resume_from: int = 0
     resumed_from: str | None = None
+    confirm_deletions: bool = False
     source: str | None = None
     read_complete: bool = True
     read_rows: int = 0
@@ -163,7 +166,11 @@ class StagedSpill(BucketSpill):
         self.feed = feed
         self.items = items
 
-    def read(self, bucket: int) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
+    def read(
+        self, bucket: int, *, consume: bool = True
+    ) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
+        """The bucket as staged (`consume` does not matter: the staged object stays
+        until the run completes, so a second read, or a retry, fetches it again)."""
         try:
             data = self.blobs.get_bytes(spill_key(self.run_id, self.feed, bucket))
         except NotFoundError:

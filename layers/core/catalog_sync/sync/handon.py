@@ -37,8 +37,10 @@ def hand_on(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> list[R
     if rs.request.reads_source and not rs.staged:
         for fr in feed_runs:
             if not fr.diffed:
+                # every bucket not consumed yet: those not diffed, and those a guarded
+                # first pass deferred (its second pass reads them again)
                 staged += stage_spill(
-                    deps.blobs, fr.c.spill, rs.run_id, fr.spec.name, fr.buckets_done, rs.workdir
+                    deps.blobs, fr.c.spill, rs.run_id, fr.spec.name, 0, rs.workdir
                 )
     carry = Carry(
         run_id=rs.run_id,
@@ -48,6 +50,7 @@ def hand_on(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> list[R
         by_ids=sorted(rs.request.by_ids) if rs.request.by_ids is not None else None,
         resume_from=rs.request.resume_from,
         resumed_from=rs.request.resumed_from,
+        confirm_deletions=rs.request.confirm_deletions,
         source=feed_runs[0].run.source,
         read_complete=rs.report.complete,
         read_rows=rs.report.rows,
@@ -67,7 +70,8 @@ def hand_on(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> list[R
     for fr in feed_runs:
         if not fr.finished:
             fr.run.continuations = sequence
-            fr.run.buckets_done = fr.buckets_done
+            deferred = fr.differ.deferred if fr.differ is not None else {}
+            fr.run.buckets_done = min(fr.buckets_done, *deferred) if deferred else fr.buckets_done
             if fr.differ is not None:
                 fr.run.counts = dict(fr.differ.counts)
             deps.state.put_run(fr.run)
@@ -88,10 +92,12 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         counts = dict(differ.counts)
         parts = {b: ref.to_dict() for b, ref in differ.parts.items()}
         to_export = sorted(differ.to_export)
+        live, deferred = differ.live, dict(differ.deferred)
     else:
         counts = dict(carried.counts) if carried else {}
         parts = dict(carried.parts) if carried else {}
         to_export = list(carried.to_export) if carried else []
+        live, deferred = (carried.live, dict(carried.deferred)) if carried else (0, {})
     return FeedCarry(
         feed=fr.spec.name,
         buckets=fr.meta.buckets,
@@ -101,6 +107,8 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         counts=counts,
         parts=parts,
         to_export=to_export,
+        live=live,
+        deferred=deferred,
         issues=[i.to_dict() for i in fr.c.issues] if not fr.finished else [],
         rejected=fr.c.rejected,
         items_read=fr.c.spill.items,
@@ -146,6 +154,7 @@ def resumed_state(carry: Carry, budget: Budget, workdir: Path) -> RunState:
         by_ids=frozenset(carry.by_ids) if carry.by_ids is not None else None,
         resume_from=carry.resume_from,
         resumed_from=carry.resumed_from,
+        confirm_deletions=carry.confirm_deletions,
     )
     report = ReadReport(
         complete=carry.read_complete, rows=carry.read_rows, records=carry.read_records

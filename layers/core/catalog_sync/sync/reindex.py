@@ -36,6 +36,7 @@ from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.continuation import Budget, drop_staged, load_carry
 from catalog_sync.sync.diff import Differ, run_id_of
 from catalog_sync.sync.handon import carried_runs, hand_on, resumed_state
+from catalog_sync.sync.lease import take_lease
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexResult, RunState
@@ -116,7 +117,11 @@ def _leased(
     handed_on = False
     try:
         for spec in specs:
-            deps.state.acquire_lease(spec.name, run_id, now, deps.lease_seconds)
+            take_lease(
+                deps.state, spec.name, run_id, request.mode, clock=deps.clock,
+                ttl_seconds=deps.lease_seconds, wait_seconds=deps.lease_wait_seconds,
+                sleep=deps.sleep,
+            )  # fmt: skip
             leased.append(spec.name)
         if request.mode == "resync-continue":
             resume_from, resumed = find_checkpoint(deps.state, specs[0].name)
@@ -210,11 +215,14 @@ def _diff(fr: FeedRun, rs: RunState, deps: ReindexDeps) -> None:
         blobs=deps.blobs,
         complete=complete,
         stale_pending_seconds=deps.stale_pending_seconds,
+        guard=None if request.confirm_deletions else deps.guard,
     )
     if fr.carried is not None:  # an earlier invocation diffed the first buckets
         differ.counts.update(fr.carried.counts)
         differ.parts = fr.carried.part_refs()
         differ.to_export = set(fr.carried.to_export)
+        differ.live = fr.carried.live
+        differ.deferred = dict(fr.carried.deferred)
     fr.differ = differ
 
     def checkpoint(done: int) -> None:
@@ -250,6 +258,7 @@ def _finish(
     counts["rows"] = report.rows
     counts["rejected"] = fr.c.rejected
     run.complete = differ.complete
+    run.held = differ.held  # a dry run says so too
     run.counts = dict(counts)
     run.issues_total = len(issues)
     run.issues = [i.to_dict() for i in issues[:MAX_ISSUES_IN_RUN]]
@@ -294,7 +303,7 @@ def _finish(
     run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
     run.parts_enqueued = len(result.messages)
-    run.status = "completed"
+    run.status = "held" if differ.held else "completed"
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)
     return result

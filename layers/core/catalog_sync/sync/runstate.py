@@ -3,6 +3,7 @@ what each feed of it has done so far (shared by `reindex` and `handon`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from catalog_sync.records import ReadReport
 from catalog_sync.sync.compile import Collector
 from catalog_sync.sync.continuation import Budget, FeedCarry
 from catalog_sync.sync.diff import Differ
+from catalog_sync.sync.guard import DeletionGuard
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
@@ -47,6 +49,9 @@ class ReindexDeps:
     progress: Progress | None = None
     workers: int = 1  # processes that compile a partitioned read (1: this one)
     aco: AcoContext | None = None  # the ACO target's build options
+    guard: DeletionGuard = field(default_factory=DeletionGuard)  # mass-deletion limits
+    lease_wait_seconds: float = 120  # a sync waits this long for a resend's lease
+    sleep: Callable[[float], None] = time.sleep
     continuation: ContinuationQueue | None = None  # where a run hands itself on (None: never)
     budget_seconds: float | None = None  # this invocation's time for the run (None: unbounded)
 

@@ -17,6 +17,7 @@ from catalog_sync.catalog import (
     Variant,
 )
 from catalog_sync.records import Rejected, SourceIssue
+from catalog_sync.sources.inventory import StockDef, stock_levels
 from catalog_sync.sources.magento_csv.cells import (
     _ENABLED_CELLS,
     _NO_CLEARS,
@@ -37,6 +38,7 @@ from catalog_sync.sources.magento_csv.columns import (
     _LINK,
     _NUM,
     _ROW,
+    _SOURCE,
     _TEXT,
     _VISIBILITY,
     _VISIBILITY_CELLS,
@@ -44,25 +46,35 @@ from catalog_sync.sources.magento_csv.columns import (
     VARIATION_EXTRA_KEYS,
     _Columns,
 )
+from catalog_sync.sources.magento_csv.stock_sources import source_item
 from catalog_sync.sources.magento_csv.stream import _printable
-from catalog_sync.sources.values import DateError, parse_date
+from catalog_sync.sources.values import DateError, attribute_value, parse_date
 
 
 class _Builder:
     """Turns the frames of one SKU into a CatalogProduct (or a Rejected)."""
 
-    def __init__(self, columns: _Columns, warn: Callable[[SourceIssue], None]) -> None:
+    def __init__(
+        self,
+        columns: _Columns,
+        warn: Callable[[SourceIssue], None],
+        stocks: tuple[StockDef, ...] = (),
+    ) -> None:
         self.c = columns
         self.warn = warn
+        self.stocks = stocks  # MSI stocks (a Stock Sources file was read)
 
     def build(self, frames: list[tuple[bytes, int, bytes]]) -> CatalogProduct | Rejected | None:
         c = self.c
         issues: list[SourceIssue] = []
         rows: list[tuple[int, list[str]]] = []
         parents: dict[str, str] = {}
+        sources: list[tuple[int, bytes]] = []
         for kind, line, payload in frames:
             if kind == _ROW:
                 rows.append((line, marshal.loads(payload)))
+            elif kind == _SOURCE:
+                sources.append((line, payload))
             elif kind == _LINK:
                 parent = payload.decode("utf-8", "surrogateescape")
                 parents.setdefault(parent.lower(), parent)
@@ -120,6 +132,10 @@ class _Builder:
                     )
             return Rejected(sku or None, issues)
         product.parent_skus = tuple(parents.values())
+        if self.stocks:
+            items = [source_item(p, ln, sku, self.warn) for ln, p in sources]
+            found = [i for i in items if i is not None]
+            product.stocks = stock_levels(found, self.stocks, product.stock)
         return product
 
     def _product(
@@ -271,7 +287,7 @@ class _Builder:
                         if not is_global:
                             attributes[code] = ()
                         continue
-                    vals = _multi(value)
+                    vals = tuple(map(attribute_value, _multi(value)))
                     if vals or not is_global:
                         attributes[code] = vals
         for i, code, _col in c.attributes:
@@ -281,7 +297,7 @@ class _Builder:
                     if not is_global:
                         attributes[code] = ()
                 else:
-                    attributes[code] = _multi(cell)
+                    attributes[code] = tuple(map(attribute_value, _multi(cell)))
         return attributes
 
     def _stock(self, row: list[str]) -> Stock | None:

@@ -152,6 +152,7 @@ _ATTR_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _FRAME = struct.Struct("<cIIH")  # kind, line, payload length, key length
 _ROW, _LINK, _ISSUE = b"R", b"L", b"E"
+_SOURCE = b"S"  # a row of the "Stock Sources" export file (stock_sources.py)
 
 
 class _Columns:

@@ -14,6 +14,15 @@ Yields the same `catalog.CatalogProduct`s as `MagentoCsvSource` does for the sam
 - stock from the paged `/V1/stockItems/lowStock?qty=<big>` (list results lack
   `stock_item`, magento2#36533), read once before the products into a product id ->
   `Stock` map (the one structure that grows with the catalog, besides the parent map);
+  a stock item whose qty is NULL never matches `qty <= N`: such products are read one by
+  one from `/V1/stockItems/{sku}` (NULL: qty 0, as the export's empty cell);
+- MSI (multi-source shops): sources, stocks, links and source items from
+  `/V1/inventory/...` (`inventory.py`), one `StockLevel` per stock;
+- every list is paged (with Magento's web API input limits on, an unpaged list gives
+  20 items, a page at most 300); store views that are inactive are not read;
+- a configurable's or dynamic bundle's `price: 0` is no price (Magento derives it from
+  the children / selections); an option id not in the attribute's option list is kept
+  as its raw value with one warning (SKU, attribute, id);
 - configurable children from `configurable_product_links` (the children's SKUs and option
   values are fetched per page with `entity_id in (...)`); `parent_skus` from a first light
   pass over the configurables (`type_id eq configurable`, `fields=` trimmed).
@@ -25,8 +34,11 @@ page that still fails makes the read incomplete with an issue naming the page, a
 other pages are still yielded. A catalog that shrinks or grows during a full read (the
 `total_count` changes) makes the read incomplete too: offset pages may have shifted. A
 metadata read that fails (categories, websites, stock, the parent pass) raises
-`SourceError`: no product would be right without it. 401 / 403 raise `SourceError`
-(the token is never shown).
+`SourceError`: no product would be right without it. A 401 / 403 (a missing ACL
+resource, or a token Magento does not accept) raises `client.RefusedError` naming the
+resource and the 2.4.4+ bearer setting (the token is never shown), except on the
+optional endpoints: customer groups (tier prices fall back to the default group codes)
+and MSI (the legacy stock item), which degrade with a warning.
 
 With `since`, only products with `updated_at >= since - overlap` are read (sorted by
 `updated_at`, de-duplicated); such a read is never complete (it cannot see deletions).
@@ -43,9 +55,7 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from catalog_sync.catalog import (
-    CatalogProduct,
-)
+from catalog_sync.catalog import CatalogProduct, Stock
 from catalog_sync.errors import SourceError
 from catalog_sync.http import RetryPolicy, new_session
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
@@ -55,18 +65,14 @@ from catalog_sync.sources.magento_rest.client import (
     VIEW_FIELDS,
     Filter,
     MagentoHttp,
+    _FetchFailedError,
     _Page,
+    _quote,
     search_criteria,
 )
-from catalog_sync.sources.magento_rest.mapper import (
-    LOW_STOCK_QTY,
-    SKU_CHUNK,
-    TS_FORMAT,
-    _Mapper,
-    _stock,
-    _timestamp,
-    _walk,
-)
+from catalog_sync.sources.magento_rest.inventory import read_inventory
+from catalog_sync.sources.magento_rest.mapper import LOW_STOCK_QTY, SKU_CHUNK, _Mapper
+from catalog_sync.sources.magento_rest.parts import TS_FORMAT, _stock, _timestamp, _walk
 
 
 class MagentoRestSource(MagentoHttp):
@@ -197,9 +203,11 @@ class MagentoRestSource(MagentoHttp):
 
     def _prepare(self, pool: ThreadPoolExecutor) -> _Mapper:
         views_json = self._meta("store views", "/rest/all/V1/store/storeViews")
-        all_views = [v["code"] for v in views_json if v.get("code") and v.get("code") != "admin"]
+        listed = [v for v in views_json if v.get("code") and v.get("code") != "admin"]
+        all_views = [str(v["code"]) for v in listed]
+        inactive = {str(v["code"]) for v in listed if str(v.get("is_active", 1)) == "0"}
         if self.store_views is None:
-            views = all_views
+            views = [v for v in all_views if v not in inactive]
         else:
             unknown = [v for v in self.store_views if v not in all_views]
             if unknown:
@@ -208,22 +216,30 @@ class MagentoRestSource(MagentoHttp):
                     f"(it has: {', '.join(all_views) or 'none'})"
                 )
             views = list(self.store_views)
+            for view in views:
+                if view in inactive:
+                    self._report.issues.append(
+                        SourceIssue(
+                            f"store view {view!r} is inactive in Magento (read as configured)",
+                            field="store_view",
+                            severity="warning",
+                        )
+                    )
         websites = {
             int(w["id"]): str(w["code"])
             for w in self._meta("websites", "/rest/all/V1/store/websites")
         }
-        sets_json = self._meta(
-            "attribute sets", "/rest/all/V1/products/attribute-sets/sets/list", search_criteria(())
+        sets_json = self._list_all(
+            pool, "/rest/all/V1/products/attribute-sets/sets/list", "attribute sets"
         )
-        sets = {
-            int(s["attribute_set_id"]): str(s["attribute_set_name"]) for s in sets_json["items"]
-        }
+        sets = {int(s["attribute_set_id"]): str(s["attribute_set_name"]) for s in sets_json}
         tree = self._meta("categories", "/rest/all/V1/categories")
         categories: dict[int, tuple[str, ...]] = {}
         _walk(tree, (), categories)
         mapper = _Mapper(self, views, websites, sets, categories)
         self._read_parents(pool, mapper)
         self._read_stock(pool, mapper)
+        read_inventory(self, pool, mapper)
         return mapper
 
     def _read_parents(self, pool: ThreadPoolExecutor, mapper: _Mapper) -> None:
@@ -276,6 +292,27 @@ class MagentoRestSource(MagentoHttp):
                         f"stock item {s.get('item_id')!r} cannot be read: {exc}"
                     ) from exc
 
+    def _stock_item(self, sku: str) -> Stock | None:
+        """One product's legacy stock item (`/V1/stockItems/{sku}`), None if it has none."""
+        try:
+            data = self._get(f"/rest/all/V1/stockItems/{_quote(sku)}")
+        except _FetchFailedError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            return _stock(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._report.issues.append(  # from a page's thread: list.append is atomic
+                SourceIssue(
+                    f"the stock item cannot be read ({exc}): the product has no stock data",
+                    sku=sku,
+                    field="stock_item",
+                    severity="warning",
+                )
+            )
+            return None
+
     def _read_query(
         self,
         pool: ThreadPoolExecutor,
@@ -309,6 +346,8 @@ class MagentoRestSource(MagentoHttp):
             page.children = self._by_ids("/rest/all/V1/products", children, CHILD_FIELDS)
             for it in page.items:
                 page.children[int(it["id"])] = it
+                if int(it["id"]) not in mapper.stock:  # lowStock skips a NULL qty
+                    page.stock[int(it["id"])] = self._stock_item(str(it.get("sku")))
             return page
 
         seen: set[int] = set()
