@@ -306,3 +306,30 @@ def test_e2e_a_run_whose_lease_was_taken_meanwhile_fails_clearly(local: Any) -> 
     assert run is not None and run.status == "failed"
     assert run.error is not None and "lost its lease" in run.error and "another-run" in run.error
     assert state.read_meta("products") is None  # nothing of it was finished
+
+
+def test_e2e_the_deletion_guard_holds_the_same_across_continuations(
+    local: Any, catalog: Path, tmp_path: Path
+) -> None:
+    """The guard's first pass (its tally, the buckets it deferred) is carried from
+    invocation to invocation: a mass deletion is held exactly as in one invocation,
+    and a small one is applied the same."""
+    smaller = tmp_path / "smaller.csv"
+    edit(catalog, smaller, remove=60, seed=5, only_standalone=False)
+    runs: dict[str, Any] = {}
+    for name, env in (("whole", {}), ("steps", EVERY_STEP)):
+        path = tmp_path / f"{name}.csv"
+        path.write_bytes(catalog.read_bytes())
+        s = local("commerce-services", path, FEEDS="products", **env)
+        s.run(action="sync")
+        path.write_bytes(smaller.read_bytes())
+        runs[name] = (s, s.run(action="sync"))
+    (whole, one), (steps, many) = runs["whole"], runs["steps"]
+    assert many["invocations"] >= 6
+    [run] = many["runs"]
+    assert run["status"] == "held" == one["runs"][0]["status"]
+    assert run["counts"]["deletions_held"] > 0 and run["counts"]["deleted"] == 0
+    assert _counts(many) == _counts(one)
+    assert steps.content(("products",)) == whole.content(("products",))
+    assert steps.held(("products",)) == whole.held(("products",))
+    assert steps.staged() == []
