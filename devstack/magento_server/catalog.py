@@ -288,6 +288,37 @@ class _Catalog:
             "stock_status_changed_auto": 0,
         }
 
+    def _bundle_options(self, rec: _Rec, p: CatalogProduct) -> list[dict[str, Any]]:
+        """`bundle_product_options` as Magento's REST API gives them."""
+        out = []
+        for i, option in enumerate(p.bundle, 1):
+            option_id = rec.id * 100 + i
+            out.append(
+                {
+                    "option_id": option_id,
+                    "title": option.title,
+                    "required": option.required,
+                    "type": "checkbox" if option.multi else "select",
+                    "position": i,
+                    "sku": p.sku,
+                    "product_links": [
+                        {
+                            "id": str(option_id * 100 + n),
+                            "sku": sel.sku,
+                            "option_id": option_id,
+                            "qty": sel.qty,
+                            "position": n,
+                            "is_default": sel.default,
+                            "price": 0,
+                            "price_type": 0,
+                            "can_change_quantity": int(sel.user_defined_qty),
+                        }
+                        for n, sel in enumerate(option.selections, 1)
+                    ],
+                }
+            )
+        return out
+
     def item(self, rec: _Rec, p: CatalogProduct, view: str | None) -> dict[str, Any]:
         """The product as `GET /V1/products` lists it in `view` (None: `/rest/all`)."""
         v = p.values if view is None else p.values_for(view)
@@ -368,6 +399,8 @@ class _Catalog:
                 for variant in p.variants
                 if (child := self.by_sku.get(variant.sku.lower())) is not None
             ]
+        if p.product_type == "bundle":
+            ext["bundle_product_options"] = self._bundle_options(rec, p)
         return ext
 
     def _links(self, p: CatalogProduct) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ through `run_reindex_event` and `run_export_message`.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from catalog_sync.errors import AuthError, LeaseHeldError, RefusedError, Request
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.infra.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
-from catalog_sync.ports import CatalogSource, FeedSink
+from catalog_sync.ports import CatalogSource, FeedSink, PacedSink
 from catalog_sync.settings import Settings
 from catalog_sync.sinks.feed_api import HttpFeedSink
 from catalog_sync.source_policy import allowed_source
@@ -74,6 +75,9 @@ class App:
     progress: Progress | None = None  # long-running stages report here (the CLI's progress bar)
     _clients: dict[str, Any] = field(default_factory=dict)
     _sink: FeedSink | None = None
+    # Until when (epoch seconds) the sink's shared budget is out: the export takes no
+    # more parts before then, it hands them back to the queue (the ACO license).
+    paced_until: float = 0.0
 
     @classmethod
     def from_env(cls) -> App:
@@ -358,17 +362,38 @@ def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSou
     return app.source(request.source, since=since)
 
 
-def _requeue(app: App, message: ExportMessage) -> None:
-    """A part whose prerequisites are still exporting goes back to the queue, delayed
-    (a new message: the wait does not count towards the DLQ's maxReceiveCount)."""
+def _requeue(app: App, message: ExportMessage, delay: float | None = None) -> None:
+    """A part whose prerequisites are still exporting, or whose sink budget is out,
+    goes back to the queue, delayed (a new message: the wait does not count towards
+    the DLQ's maxReceiveCount)."""
+    seconds = app.settings.export_requeue_delay_seconds if delay is None else delay
     app.client("sqs").send_message(
         QueueUrl=app.settings.export_queue_url,
         MessageBody=message.model_dump_json(),
-        DelaySeconds=app.settings.export_requeue_delay_seconds,
+        DelaySeconds=min(900, max(0, math.ceil(seconds))),
     )
 
 
+def _paced_part(message: ExportMessage, app: App, reason: str) -> PartResult:
+    """The part goes back to the queue until the budget frees; nothing is sent."""
+    _requeue(app, message, app.paced_until - time.time())
+    logger.info(
+        "export part handed back until the ACO budget frees up",
+        extra={"feed": message.feed, "part": message.bucket, "reason": reason},
+    )
+    return PartResult(
+        feed=message.feed,
+        run_id=message.run_id,
+        bucket=message.bucket,
+        finished_at=app.clock().isoformat(),
+        counts={"paced": 1},
+        error=reason,
+    )  # not stored: the part is not done
+
+
 def run_export_message(message: ExportMessage, app: App) -> PartResult:
+    if app.paced_until > time.time():  # an earlier part found the budget out: take no more
+        return _paced_part(message, app, "paced: not started, the budget is out for now")
     deps = ExportDeps(
         state=app.state,
         blobs=app.blobs,
@@ -397,4 +422,9 @@ def run_export_message(message: ExportMessage, app: App) -> PartResult:
             feed=result.feed,
             total=name == "failed",  # the FailedItemsAlarm watches the total
         )
+    sink = deps.sink
+    until = sink.take_paced() if isinstance(sink, PacedSink) else None
+    if until is not None:  # what is left of the part goes again once the budget frees
+        app.paced_until = until
+        _paced_part(message, app, "paced: the rest waits for the budget")
     return result

@@ -154,6 +154,28 @@ class GroupedLink:
 
 
 @dataclass(frozen=True, slots=True)
+class BundleSelection:
+    """A product a bundle option offers: its SKU, the default quantity, whether the
+    shopper may change it, whether it is preselected."""
+
+    sku: str
+    qty: float | None = None
+    user_defined_qty: bool = False
+    default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BundleOption:
+    """One option (group) of a bundle product: its title, whether a choice is
+    required, whether several may be chosen (checkbox, multiselect), its selections."""
+
+    title: str
+    required: bool = False
+    multi: bool = False
+    selections: tuple[BundleSelection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Links:
     related: tuple[str, ...] = ()
     crosssell: tuple[str, ...] = ()
@@ -180,6 +202,9 @@ class CatalogProduct:
     links: Links = field(default_factory=Links)
     grouped: tuple[GroupedLink, ...] = ()  # grouped product's associated products
     tier_prices: tuple[TierPrice, ...] = ()
+    bundle: tuple[BundleOption, ...] = ()  # a bundle product's options
+    bundle_parents: tuple[str, ...] = ()  # bundles that offer this product
+    product_id: int | None = None  # Magento's entity id, where the source has it (REST)
     stocks: tuple[StockLevel, ...] = ()  # per MSI stock; empty: `stock` (the legacy item)
 
     def values_for(self, store_view: str) -> StoreValues:

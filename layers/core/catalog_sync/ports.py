@@ -166,3 +166,21 @@ class FeedSink(Protocol):
     Raises `AuthError` on 401/403 (nothing in that call counts as sent)."""
 
     def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]: ...
+
+
+@runtime_checkable
+class PacedSink(FeedSink, Protocol):
+    """A sink under a shared budget (ACO's requests per second and products per
+    minute). `take_paced()` says, once, when (epoch seconds) the budget that stopped
+    a `send` since the last call frees up; None when nothing was paced."""
+
+    def take_paced(self) -> float | None: ...
+
+
+@runtime_checkable
+class WindowedSource(IncrementalSource, Protocol):
+    """An incremental source that can also read given SKUs whatever their change
+    time: the products whose special price window opened or closed since the last
+    run (`sync/windows.py`), which an incremental read would not see."""
+
+    def include(self, skus: Collection[str]) -> None: ...

@@ -110,6 +110,7 @@ class Carry(BaseModel):
     read_records: int = 0
     mark: str | None = None  # the watermark the read reached (moved when the run completes)
     mark_full: bool = False
+    windows: dict[str, str | None] | None = None  # the read's price windows (sync/windows.py)
     feeds: list[FeedCarry]
 
     @property

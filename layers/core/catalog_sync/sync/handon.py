@@ -3,6 +3,7 @@ data formats are in `continuation`; the orchestration in `reindex`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from catalog_sync.errors import ConfigError
@@ -22,6 +23,7 @@ from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, ReindexDeps, ReindexResult, RunState
 from catalog_sync.sync.watermark import ReadMark
+from catalog_sync.sync.windows import WindowTracker
 
 log = get_logger(__name__)
 
@@ -57,6 +59,11 @@ def hand_on(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> list[R
         read_records=rs.report.records,
         mark=rs.mark.mark if rs.mark else None,
         mark_full=rs.mark.full if rs.mark else False,
+        windows=(
+            {sku: e.isoformat() if e else None for sku, e in rs.windows.seen.items()}
+            if rs.windows is not None
+            else None
+        ),
         feeds=[feed_carry(fr) for fr in feed_runs],
     )
     key = save_carry(deps.blobs, carry)
@@ -160,6 +167,19 @@ def resumed_state(carry: Carry, budget: Budget, workdir: Path) -> RunState:
         complete=carry.read_complete, rows=carry.read_rows, records=carry.read_records
     )
     mark = ReadMark(carry.mark, carry.mark_full) if carry.mark else None
+    windows = None
+    if carry.windows is not None:
+        seen = {s: datetime.fromisoformat(e) if e else None for s, e in carry.windows.items()}
+        windows = WindowTracker(carry.now, seen)
     return RunState(
-        carry.run_id, carry.now, request, report, mark, budget, workdir, carry.sequence, True
+        carry.run_id,
+        carry.now,
+        request,
+        report,
+        mark,
+        budget,
+        workdir,
+        carry.sequence,
+        True,
+        windows,
     )

@@ -30,7 +30,7 @@ from catalog_sync.feeds.spec import BuildContext, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.infra.workers import compile_partitions
 from catalog_sync.observability import get_logger, logger
-from catalog_sync.ports import IncrementalSource, PartitionedSource
+from catalog_sync.ports import IncrementalSource, PartitionedSource, WindowedSource
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.continuation import Budget, drop_staged, load_carry
@@ -43,6 +43,7 @@ from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexRe
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
 from catalog_sync.sync.snapshot import ExportMessage, Manifest, PartInfo, manifest_key
 from catalog_sync.sync.watermark import ReadMark, apply_mark, read_mark
+from catalog_sync.sync.windows import WindowTracker, due
 
 log = get_logger(__name__)
 
@@ -165,15 +166,18 @@ def _run(
             fr.collector = Collector(fr.spec, BucketSpill(feed_dir, fr.meta.buckets))
         report = ReadReport(complete=True)
         mark = None
+        # the price windows a read sees, for a source read incrementally (sync/windows.py)
+        windows = WindowTracker(now) if isinstance(deps.source, WindowedSource) else None
         if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
-            report = _read_source(feed_runs, request, deps, now)
+            report = _read_source(feed_runs, request, deps, now, windows)
             mark = read_mark(deps.source)
             budget.progress()
         for fr in feed_runs:
             fr.c.spill.finish()
         rs = RunState(feed_runs[0].run.run_id, now, request, report, mark, budget, workdir)
+        rs.windows = windows
         return _go_on(feed_runs, rs, deps)
 
 
@@ -193,6 +197,9 @@ def _go_on(
                 return hand_on(feed_runs, rs, deps), True
             fr.diffed = True
         assert fr.differ is not None
+        if rs.windows is not None and rs.request.reads_source and not rs.request.dry_run:
+            full = rs.report.complete and rs.request.by_ids is None
+            rs.windows.save(deps.blobs, fr.spec.name, full=full)
         fr.result = _finish(fr, fr.differ, rs.report, rs.request, deps, rs.now, rs.mark)
         fr.finished = True
         rs.budget.progress()
@@ -407,10 +414,17 @@ def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | N
 
 
 def _read_source(
-    feed_runs: list[FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
+    feed_runs: list[FeedRun],
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    now: datetime,
+    windows: WindowTracker | None = None,
 ) -> ReadReport:
     source = deps.source
     assert source is not None
+    if isinstance(source, WindowedSource) and source.incremental and request.by_ids is None:
+        # windows that opened or closed since the last run: no edit, no updated_at
+        source.include(due(deps.blobs, [fr.spec.name for fr in feed_runs], now))
     enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
     ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled, aco=deps.aco)
     # An aggregate item (a category, an attribute's options) is the union over every
@@ -430,6 +444,8 @@ def _read_source(
 
     if not isinstance(source, PartitionedSource):  # read as one stream (the REST API)
         for entry in source.read(skus=request.by_ids):
+            if windows is not None:
+                windows.observe(entry)
             if compile_record(entry, building, ctx):
                 advance(1)
     else:

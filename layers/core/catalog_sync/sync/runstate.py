@@ -27,6 +27,7 @@ from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
 from catalog_sync.sync.watermark import ReadMark
+from catalog_sync.sync.windows import WindowTracker
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 
@@ -98,3 +99,4 @@ class RunState:
     workdir: Path
     sequence: int = 0  # the continuation this invocation runs (0: the first invocation)
     staged: bool = False  # the compiled items are in the snapshot bucket (continuations)
+    windows: WindowTracker | None = None  # the price windows the read saw (saved per feed)

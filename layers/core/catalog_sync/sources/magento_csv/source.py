@@ -41,6 +41,7 @@ from catalog_sync.errors import SourceError
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.sources.inventory import StockDef
 from catalog_sync.sources.magento_csv.columns import (
+    _BUNDLE_LINK,
     _ISSUE,
     _LINK,
     _ROW,
@@ -235,6 +236,7 @@ class MagentoCsvSource:
         sku_i = columns.index["sku"]
         sv_i = columns.index.get("store_view_code", -1)
         cv_i = columns.index.get("configurable_variations", -1)
+        bv_i = columns.index.get("bundle_values", -1)
         views: dict[str, None] = {}
         allowed_views = self.store_views
         rows = 0
@@ -278,11 +280,12 @@ class MagentoCsvSource:
                     yield Rejected(None, [problem])
                     continue
                 key = sku.lower()
-                if cv_i >= 0 and n > cv_i and row[cv_i]:
-                    for child in _variation_children(row[cv_i]):
-                        ckey = child.lower()
-                        if wanted is None or ckey in wanted:
-                            add(ckey, _LINK, start, sku.encode("utf-8", "surrogateescape"))
+                for i, kind in ((cv_i, _LINK), (bv_i, _BUNDLE_LINK)):  # children -> parents
+                    if i >= 0 and n > i and row[i]:
+                        for child in _variation_children(row[i]):
+                            ckey = child.lower()
+                            if wanted is None or ckey in wanted:
+                                add(ckey, kind, start, sku.encode("utf-8", "surrogateescape"))
                 if wanted is not None and key not in wanted:
                     continue
                 if problem is not None:

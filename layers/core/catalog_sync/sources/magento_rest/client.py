@@ -20,7 +20,10 @@ CHILD_CHUNK = 200  # ids per `entity_id in (...)` request
 LIST_PAGE_SIZE = 300  # the largest page Magento's web API input limits allow
 VIEW_FIELDS = "items[id,sku,name,price,status,visibility,weight,custom_attributes],total_count"
 CHILD_FIELDS = "items[id,sku,custom_attributes],total_count"
-PARENT_FIELDS = "items[id,sku,type_id,extension_attributes[configurable_product_links]],total_count"
+PARENT_FIELDS = (
+    "items[id,sku,type_id,extension_attributes[configurable_product_links,"
+    "bundle_product_options]],total_count"
+)
 
 Filter = tuple[str, str, str]  # field, condition_type, value
 

@@ -15,6 +15,8 @@ from catalog_sync.catalog import (
     ALL_CUSTOMER_GROUPS,
     PRODUCT_TYPES,
     VISIBILITIES,
+    BundleOption,
+    BundleSelection,
     CatalogProduct,
     Stock,
     StockLevel,
@@ -136,6 +138,7 @@ class _Mapper:
         self.sets = sets
         self.categories = categories
         self.parents: dict[int, tuple[str, ...]] = {}
+        self.bundle_parents: dict[str, tuple[str, ...]] = {}  # lower-cased SKU -> bundles
         self.stock: dict[int, Stock] = {}
         self.attributes: dict[str, _Attribute | _FetchFailedError] = {}
         self.attribute_codes: dict[str, str] = {}  # attribute_id -> code
@@ -306,6 +309,9 @@ class _Mapper:
             links=_links(item.get("product_links") or ()),
             grouped=_grouped(item.get("product_links") or ()),
             tier_prices=self._tier_prices(item.get("tier_prices") or ()),
+            bundle=_bundle(ext.get("bundle_product_options") or ()),
+            bundle_parents=self.bundle_parents.get(sku.lower(), ()),
+            product_id=pid or None,
         )
 
     def _values(
@@ -486,3 +492,35 @@ def _attribute(code: str, data: dict[str, Any]) -> _Attribute:
     if data.get("frontend_input") == "boolean" and not labels:
         labels = {"1": "Yes", "0": "No"}
     return _Attribute(code, kind, labels)
+
+
+def _bundle(options: Sequence[dict[str, Any]]) -> tuple[BundleOption, ...]:
+    """`extension_attributes.bundle_product_options` [{title, required, type,
+    position, product_links [{sku, qty, can_change_quantity, is_default, position}]}]."""
+    out = []
+    for opt in sorted(options, key=lambda o: int(o.get("position") or 0)):
+        links = sorted(opt.get("product_links") or (), key=lambda lk: int(lk.get("position") or 0))
+        out.append(
+            BundleOption(
+                title=str(opt.get("title") or ""),
+                required=bool(opt.get("required")),
+                multi=str(opt.get("type") or "").lower() in ("checkbox", "multi"),
+                selections=tuple(
+                    BundleSelection(
+                        sku=str(lk.get("sku")),
+                        qty=_bundle_qty(lk.get("qty")),
+                        user_defined_qty=bool(lk.get("can_change_quantity")),
+                        default=bool(lk.get("is_default")),
+                    )
+                    for lk in links
+                ),
+            )
+        )
+    return tuple(out)
+
+
+def _bundle_qty(value: Any) -> float | None:
+    try:
+        return None if value is None else _number(value)
+    except ValueError as exc:
+        raise _RejectError("bundle_product_options", f"selection qty: {exc}") from None

@@ -42,7 +42,10 @@ and MSI (the legacy stock item), which degrade with a warning.
 
 With `since`, only products with `updated_at >= since - overlap` are read (sorted by
 `updated_at`, de-duplicated); such a read is never complete (it cannot see deletions).
-`high_water_mark` is the greatest `updated_at` seen by the last read.
+`high_water_mark` is the greatest `updated_at` seen by the last read. `include(skus)`
+adds products an incremental read reads whatever their `updated_at` (the engine's
+products whose special price window opened or closed since the last run: a window
+that passes is no edit); each product is still yielded once.
 """
 
 from __future__ import annotations
@@ -125,6 +128,11 @@ class MagentoRestSource(MagentoHttp):
         self.high_water_mark: datetime | None = None
         self._report = ReadReport(complete=False)
         self._notes: list[SourceIssue] = []
+        self._include: list[str] = []
+
+    def include(self, skus: Collection[str]) -> None:
+        """Read these SKUs too in an incremental read, whatever their `updated_at`."""
+        self._include = sorted(set(skus))
 
     def describe(self) -> str:
         return f"magento-rest:{self.base_url}"
@@ -173,9 +181,10 @@ class MagentoRestSource(MagentoHttp):
                         severity="warning",
                     )
                 )
+            seen: set[int] = set()  # product ids yielded (an unordered read, across queries)
             for groups, sort in self._queries(skus):
                 yield from self._read_query(
-                    pool, mapper, groups, sort, ordered=sort[0][0] != "updated_at"
+                    pool, mapper, groups, sort, ordered=sort[0][0] != "updated_at", seen=seen
                 )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -191,7 +200,14 @@ class MagentoRestSource(MagentoHttp):
             sort = [("updated_at", "ASC"), ("entity_id", "ASC")]
         if skus is None:
             yield groups, sort
+            if self.since is not None and self._include:  # due whatever their updated_at
+                yield from self._sku_queries([], self._include, sort)
             return
+        yield from self._sku_queries(groups, skus, sort)
+
+    def _sku_queries(
+        self, groups: list[list[Filter]], skus: Collection[str], sort: list[tuple[str, str]]
+    ) -> Iterator[tuple[list[list[Filter]], list[tuple[str, str]]]]:
         wanted = list(dict.fromkeys(s.strip() for s in skus if s.strip()))
         for i in range(0, len(wanted), SKU_CHUNK):
             chunk = wanted[i : i + SKU_CHUNK]
@@ -244,7 +260,9 @@ class MagentoRestSource(MagentoHttp):
 
     def _read_parents(self, pool: ThreadPoolExecutor, mapper: _Mapper) -> None:
         size = self.light_page_size
-        base = search_criteria([[("type_id", "eq", "configurable")]], [("entity_id", "ASC")], size)
+        base = search_criteria(
+            [[("type_id", "in", "configurable,bundle")]], [("entity_id", "ASC")], size
+        )
 
         def fetch(number: int) -> _Page:
             params = [
@@ -257,14 +275,20 @@ class MagentoRestSource(MagentoHttp):
 
         parents = mapper.parents
         last = 0
-        for page in self._paged(pool, fetch, size, "configurable products", strict=True):
+        for page in self._paged(pool, fetch, size, "configurable and bundle products", strict=True):
             for item in page.items:
                 pid = int(item["id"])
                 if pid <= last:
                     continue
                 last = pid
-                links = (item.get("extension_attributes") or {}).get("configurable_product_links")
-                for child in links or ():
+                ext = item.get("extension_attributes") or {}
+                for option in ext.get("bundle_product_options") or ():
+                    for link in option.get("product_links") or ():
+                        child_sku = str(link.get("sku") or "").lower()
+                        known = mapper.bundle_parents.get(child_sku, ())
+                        if child_sku and item["sku"] not in known:
+                            mapper.bundle_parents[child_sku] = (*known, item["sku"])
+                for child in ext.get("configurable_product_links") or ():
                     cid = int(child)
                     have = parents.get(cid)
                     parents[cid] = (*have, item["sku"]) if have else (item["sku"],)
@@ -321,6 +345,7 @@ class MagentoRestSource(MagentoHttp):
         sort: list[tuple[str, str]],
         *,
         ordered: bool,
+        seen: set[int] | None = None,
     ) -> Iterator[CatalogProduct | Rejected]:
         report = self._report
         size = self.page_size
@@ -350,7 +375,7 @@ class MagentoRestSource(MagentoHttp):
                     page.stock[int(it["id"])] = self._stock_item(str(it.get("sku")))
             return page
 
-        seen: set[int] = set()
+        seen = set() if seen is None else seen
         last = 0
         for page in self._paged(pool, fetch, size, "products", strict=False):
             for item in page.items:
