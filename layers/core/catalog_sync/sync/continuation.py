@@ -87,10 +87,11 @@ class FeedCarry(BaseModel):
     deferred: dict[int, int] = Field(default_factory=dict)  # bucket -> its would-be deletions
     issues: list[dict[str, object]] = Field(default_factory=list)
     rejected: int = 0
+    unchanged_records: int = 0  # records not built (their fingerprint was known)
     items_read: int = 0
 
     def part_refs(self) -> dict[int, PartRef]:
-        return {b: PartRef(**ref) for b, ref in self.parts.items()}  # type: ignore[arg-type]
+        return {b: PartRef.from_dict(ref) for b, ref in self.parts.items()}
 
 
 class Carry(BaseModel):
