@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import orjson
 from catalog_sync.feeds.aco import ACO_FEED_NAMES
 from catalog_sync.feeds.aco.metadata import REQUIRED
 from catalog_sync.feeds.registry import get_feed
-from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from devstack.magento_server import MagentoApiServer
 from tests.e2e.conftest import FIXTURES
 
@@ -44,6 +45,9 @@ class HeldCatalog:
         self.held: dict[str, dict[str, Any]] = {f: {} for f in ACO_FEED_NAMES}
         self.requests: list[tuple[str, bool, int]] = []  # (feed, delete, items)
         self.refused: list[str] = []
+
+    def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]:
+        return batches_of(items, 1000)
 
     def send(self, feed: str, items: Any) -> list[ItemOutcome]:
         batch: list[OutgoingItem] = list(items)

@@ -21,7 +21,7 @@ from catalog_sync.aws.dynamodb import DynamoFeedState
 from catalog_sync.aws.s3 import S3BlobStore
 from catalog_sync.aws.secrets import api_key_provider
 from catalog_sync.aws.sqs import SqsExportQueue
-from catalog_sync.errors import AuthError, LeaseHeldError
+from catalog_sync.errors import LeaseHeldError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.infra.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
@@ -31,15 +31,22 @@ from catalog_sync.sinks.feed_api import HttpFeedSink
 from catalog_sync.source_policy import allowed_source
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
-from catalog_sync.sync.export import ExportDeps, export_part
+from catalog_sync.sync.export import Budget, ExportDeps, ExportResult, export_part
 from catalog_sync.sync.reindex import Progress, ReindexDeps, reindex_feed
 from catalog_sync.sync.requests import ReindexEvent
-from catalog_sync.sync.runs import PartResult, RunRecord
+from catalog_sync.sync.runs import RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
 from catalog_sync.sync.watermark import incremental_since
 from catalog_sync.targets import aco_context, aco_sink, check_feeds
 
-__all__ = ["App", "ReindexEvent", "current_app", "run_export_message", "run_reindex_event"]
+__all__ = [
+    "App",
+    "ReindexEvent",
+    "current_app",
+    "export_budget",
+    "run_export_message",
+    "run_reindex_event",
+]
 
 
 def utc_now() -> datetime:
@@ -207,6 +214,7 @@ def _reindex_deps(app: App, source: CatalogSource | None) -> ReindexDeps:
         progress=app.progress,
         workers=resolve_workers(settings.reindex_workers),
         aco=aco_context(settings),
+        message_items=settings.export_message_items,
     )
 
 
@@ -238,39 +246,44 @@ def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSou
     return app.source(request.source, since=since)
 
 
-def _requeue(app: App, message: ExportMessage) -> None:
-    """A part whose prerequisites are still exporting goes back to the queue, delayed
-    (a new message: the wait does not count towards the DLQ's maxReceiveCount)."""
+def _requeue(app: App, message: ExportMessage, *, delay: int | None = None) -> None:
+    """A message goes back to the queue as a new message (the wait does not count
+    towards the DLQ's maxReceiveCount): delayed, for a part whose prerequisites are
+    still exporting; at once (`delay=0`), for the work an export hands back."""
     app.client("sqs").send_message(
         QueueUrl=app.settings.export_queue_url,
         MessageBody=message.model_dump_json(),
-        DelaySeconds=app.settings.export_requeue_delay_seconds,
+        DelaySeconds=app.settings.export_requeue_delay_seconds if delay is None else delay,
     )
 
 
-def run_export_message(message: ExportMessage, app: App) -> PartResult:
+def export_budget(settings: Settings, remaining_seconds: float | None) -> Budget | None:
+    """The time an export invocation may use: RUN_TIME_BUDGET_SECONDS, at most what the
+    Lambda context has left; None when neither is known (no limit)."""
+    limits = [s for s in (settings.run_time_budget_seconds, remaining_seconds) if s is not None]
+    return Budget(min(limits)) if limits else None
+
+
+def run_export_message(
+    message: ExportMessage, app: App, *, budget: Budget | None = None
+) -> ExportResult:
+    """Export one message; with a budget, the work left when it runs low goes back to
+    the queue as a new message."""
     deps = ExportDeps(
         state=app.state,
         blobs=app.blobs,
         sink=app.sink,
         clock=app.clock,
         requeue=lambda m: _requeue(app, m),
+        handback=lambda m: _requeue(app, m, delay=0),
+        budget=budget,
     )
-    try:
-        result = export_part(message, deps)
-    except AuthError as exc:
-        app.state.put_part_result(
-            PartResult(
-                feed=message.feed,
-                run_id=message.run_id,
-                bucket=message.bucket,
-                finished_at=app.clock().isoformat(),
-                error=f"AuthError: {exc}",
-            )
-        )
-        raise
+    result = export_part(message, deps)  # an AuthError is recorded in the part results
     for name in ("sent", "failed", "retry"):
         metrics.add_metric(
             f"Items{name.title()}", MetricUnit.Count, result.counts.get(name, 0), feed=result.feed
         )
+    metrics.add_metric("ExportRequests", MetricUnit.Count, result.requests, feed=result.feed)
+    if result.handed_back is not None:
+        metrics.add_metric("ExportHandbacks", MetricUnit.Count, 1, feed=result.feed)
     return result

@@ -40,7 +40,13 @@ from catalog_sync.sync.diff import Differ, run_id_of
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
-from catalog_sync.sync.snapshot import ExportMessage, Manifest, PartInfo, manifest_key
+from catalog_sync.sync.snapshot import (
+    ExportMessage,
+    Manifest,
+    PartInfo,
+    manifest_key,
+    pack_messages,
+)
 from catalog_sync.sync.watermark import advance_watermark
 
 log = get_logger(__name__)
@@ -71,6 +77,7 @@ class ReindexDeps:
     progress: Progress | None = None
     workers: int = 1  # processes that compile a partitioned read (1: this one)
     aco: AcoContext | None = None  # the ACO target's build options
+    message_items: int = 50_000  # pending items an export message carries at most
 
 
 @dataclass
@@ -278,21 +285,14 @@ def _finish(
     if request.reads_source and deps.source is not None:
         advance_watermark(meta, deps.source, deps.clock())
     deps.state.write_meta(meta)  # under the lease, read under it: nothing is lost
-    result.messages = [
-        ExportMessage(
-            feed=spec.name,
-            run_id=run.run_id,
-            bucket=b,
-            part_key=differ.parts[b].key if b in differ.parts else None,
-            manifest_key=mkey,
-        )
-        for b in sorted(differ.to_export)
-    ]
+    pending = {b: differ.pending.get(b, 0) for b in differ.to_export}
+    result.messages = pack_messages(spec.name, run.run_id, mkey, pending, deps.message_items)
     deps.queue.send(result.messages)
     live = {ref.key for ref in differ.parts.values() if ref.key}
     run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
-    run.parts_enqueued = len(result.messages)
+    run.parts_enqueued = len(pending)  # one part result per bucket
+    run.messages_enqueued = len(result.messages)
     run.status = "completed"
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)
