@@ -91,6 +91,7 @@ def test_export_interrupted_after_a_request_resends_at_most_that_request(
     stats = s.receiver.stats()
     resent = stats["items"]["received"] - items
     assert 0 < resent <= BATCH  # one request again, not the whole message
+    assert stats["items"]["duplicate"] == resent  # the same batch id: the receiver drops it
     assert stats["requests"]["total"] == math.ceil(items / BATCH) + 1
     records = state_records(s.runner.app, "products")
     assert len(records) == items and {r.status.value for r in records.values()} == {"sent"}
