@@ -12,7 +12,7 @@ SAM_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(SAM_REGION)
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast lint format demo bench bench-large soak build validate checkov lock clean dashboard-assets
+.PHONY: help venv test test-fast lint format demo bench bench-large bench-dashboard soak build validate checkov lock clean dashboard-assets
 
 help:
 	@echo "make demo   - run a real sync end to end on the embedded local stack"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint   - ruff + mypy"
 	@echo "make build  - sam validate --lint + sam build (aws-sam-cli in its own venv)"
 	@echo "make bench  - benchmarks at 10k and 100k products (make bench-large: 500k)"
+	@echo "make bench-dashboard - the dashboard's page load times on a 500k-item feed"
 	@echo "make checkov - checkov on template.yaml (its own venv)"
 	@echo "make soak   - the stateful property test, long"
 
@@ -65,6 +66,10 @@ bench: $(STAMP)
 
 bench-large: $(STAMP)
 	$(BIN)/python -m bench.run --sizes 500000 $(BENCH_ARGS)
+
+# The dashboard's page load times on a 500k-item feed (state written into the local stack).
+bench-dashboard: $(STAMP)
+	$(BIN)/python -m bench.dashboard $(or $(ITEMS),500000)
 
 soak: $(STAMP)
 	CATALOG_SYNC_SOAK=1 $(BIN)/python -m pytest -q -p no:xdist tests/e2e/test_property_sync.py

@@ -20,6 +20,24 @@ from devstack.local import LocalRunner, LocalStack
 from devstack.localaws import ResourceNames
 
 
+def _variant_mismatches(rows: list[dict[str, str]], held: dict[tuple[str, str], dict]) -> list:
+    """Configurables whose variants (or their children's parents) differ at the receiver."""
+    bad = []
+    for r in rows:
+        if r["product_type"] != "configurable":
+            continue
+        want = {
+            e.split(",")[0].removeprefix("sku=")
+            for e in r["configurable_variations"].split("|")
+            if e
+        }
+        got = {v["sku"] for v in held[(r["sku"], "default")]["variants"]}
+        parents_ok = all(held[(c, "default")]["parentSkus"] == [r["sku"]] for c in want)
+        if want != got or not parents_ok:
+            bad.append(r["sku"])
+    return bad
+
+
 def main() -> None:
     src = Path(sys.argv[1])
     csv.field_size_limit(1 << 30)
@@ -55,19 +73,7 @@ def main() -> None:
             if held.get((r["sku"], "default"), {}).get("availability", {}).get("qty") != float(r["qty"])
             or held[(r["sku"], "default")]["availability"]["inStock"] != (r["is_in_stock"] == "1")
         ]  # fmt: skip
-        bad_variants = []
-        for r in rows:
-            if r["product_type"] != "configurable":
-                continue
-            want = {
-                e.split(",")[0].removeprefix("sku=")
-                for e in r["configurable_variations"].split("|")
-                if e
-            }
-            got = {v["sku"] for v in held[(r["sku"], "default")]["variants"]}
-            parents_ok = all(held[(c, "default")]["parentSkus"] == [r["sku"]] for c in want)
-            if want != got or not parents_ok:
-                bad_variants.append(r["sku"])
+        bad_variants = _variant_mismatches(rows, held)
         report.update(
             price_mismatches=bad_price, stock_mismatches=bad_stock, variant_mismatches=bad_variants
         )

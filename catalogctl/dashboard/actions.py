@@ -8,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from catalogctl.cli import Target, UserError, _check_feed, do_redrive, do_run
+from catalogctl.common import Target, UserError, check_feed
 from catalogctl.dashboard import data
 from catalogctl.dashboard.jobs import Job
+from catalogctl.queues import do_redrive
+from catalogctl.running import do_run
 
 MAX_IDS = 500
 
@@ -44,7 +46,7 @@ def describe(name: str, form: dict[str, str], backend: data.Backend) -> Action:
             "dead-letter queue back to the export queue, where they are exported again.",
             "catalogctl redrive",
         )
-    _check_feed(feed)
+    check_feed(feed)
     if name == "resync":
         return Action(
             name,
@@ -157,10 +159,10 @@ class _progress_to:
 
     def __enter__(self) -> None:
         if self.app is not None and hasattr(self.app, "progress"):
-            from catalogctl.cli import _progress_printer
+            from catalogctl.running import progress_printer
 
             self.before = self.app.progress
-            self.app.progress = _progress_printer(self.job.echo)
+            self.app.progress = progress_printer(self.job.echo)
 
     def __exit__(self, *exc: object) -> None:
         if self.app is not None and hasattr(self.app, "progress"):

@@ -11,10 +11,10 @@ a time from a cursor until a page is full.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -24,16 +24,27 @@ from catalog_sync.feeds.spec import KEY_SEPARATOR, bucket_of
 from catalog_sync.ports import BlobStore, FeedState
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import read_part
-from catalog_sync.sync.state import BucketCounts, ItemState, StateBucket, Status
+from catalog_sync.sync.state import BucketCounts, FailingIndex, ItemState, StateBucket, Status
 
 STATUSES = ("sent", "pending", "retry", "failed", "deleted")
 PAGE_SIZE = 50
+BROWSE_READ_AHEAD = 4  # buckets per read when a prefix filters them
 RUNS_SHOWN = 30
 # The hourly schedule: no successful sync for longer than this is worth a look.
 DEFAULT_STALE_SECONDS = 3 * 3600
 
 
+@runtime_checkable
+class FailingState(Protocol):
+    """A feed state that keeps the failing items beside each bucket (DynamoFeedState)."""
+
+    def read_failing(self, feed: str, buckets: list[int]) -> dict[int, FailingIndex]: ...
+
+
+@runtime_checkable
 class CountingState(Protocol):
+    """A feed state that keeps status counts beside each bucket (DynamoFeedState)."""
+
     def read_counts(self, feed: str, buckets: list[int]) -> dict[int, BucketCounts]: ...
 
 
@@ -97,9 +108,8 @@ def feed_counts(state: FeedState, meta: FeedMeta) -> tuple[int, dict[str, int], 
     items = 0
     failing: list[int] = []
     buckets = list(range(meta.buckets))
-    reader = getattr(state, "read_counts", None)
-    if reader is not None:
-        stored: dict[int, BucketCounts] = reader(meta.feed, buckets)
+    if isinstance(state, CountingState):
+        stored: dict[int, BucketCounts] = state.read_counts(meta.feed, buckets)
         per_bucket = [(b.bucket, b.items, b.counts) for b in stored.values()]
     else:  # a state without stored counts: decode the buckets (slow on large feeds)
         per_bucket = [
@@ -292,8 +302,14 @@ def browse(
     wanted = prefix.lower()
     rows: list[ItemRow] = []
     read = 0
+    ahead: list[StateBucket] = []  # read a few buckets at a time: fewer round trips
     while number < meta.buckets:
-        bucket = backend.state.read_buckets(feed, [number])[0]
+        if not ahead:
+            chunk = 1 if not wanted else BROWSE_READ_AHEAD  # no prefix: one fills a page
+            ahead = backend.state.read_buckets(
+                feed, list(range(number, min(number + chunk, meta.buckets)))
+            )
+        bucket = ahead.pop(0)
         read += 1
         keys = sorted(k for k in bucket.records if spec.group_of_key(k).lower().startswith(wanted))
         take = keys[offset : offset + size - len(rows)]
@@ -362,16 +378,51 @@ def failures(
             continue
         _, _, failing = feed_counts(backend.state, meta)
         spec = get_feed(feed)
-        for start in range(0, len(failing), 4):
-            for bucket in backend.state.read_buckets(feed, failing[start : start + 4]):
-                for key in sorted(bucket.records):
-                    rec = bucket.records[key]
-                    if rec.status.value not in statuses:
-                        continue
-                    if reason and reason_group(rec.reason) != reason:
-                        continue
-                    ident = spec.identity_of(key)
-                    yield ItemRow(feed, key, bucket.bucket, ident, ident[spec.group_field], rec)
+        for number, records in _failing_records(backend.state, feed, failing):
+            for key in sorted(records):
+                rec = records[key]
+                if rec.status.value not in statuses:
+                    continue
+                if reason and reason_group(rec.reason) != reason:
+                    continue
+                ident = spec.identity_of(key)
+                yield ItemRow(feed, key, number, ident, ident[spec.group_field], rec)
+
+
+def _failing_records(
+    state: FeedState, feed: str, buckets: list[int]
+) -> Iterator[tuple[int, dict[str, ItemState]]]:
+    """Per bucket with failing items, its records (failing ones at least): from the
+    index kept beside each bucket where there is a complete one, else the records."""
+    indexed: dict[int, FailingIndex] = {}
+    if isinstance(state, FailingState):
+        indexed = {b: i for b, i in state.read_failing(feed, buckets).items() if i.complete}
+    rest = [b for b in buckets if b not in indexed]
+    for number in buckets:
+        if number in indexed:
+            yield number, indexed[number].items
+    for start in range(0, len(rest), 4):
+        for bucket in state.read_buckets(feed, rest[start : start + 4]):
+            yield bucket.bucket, bucket.records
+
+
+FAILURE_COLUMNS = ("feed", "item", "status", "reason", "attempts", "since")
+_FAILURE_SORT: dict[str, Callable[[ItemRow], Any]] = {
+    "feed": lambda r: r.feed,
+    "item": lambda r: r.label,
+    "status": lambda r: r.state.status.value,
+    "reason": lambda r: r.state.reason or "",
+    "attempts": lambda r: r.state.attempts,
+    "since": lambda r: r.state.changed_at or "",
+}
+
+
+def sort_failures(rows: list[ItemRow], column: str, descending: bool = False) -> None:
+    """Sort every failing item (not one page) by a column; stable, so ties keep the
+    feed and key order the read gave. An unknown column leaves the order alone."""
+    key = _FAILURE_SORT.get(column)
+    if key is not None:
+        rows.sort(key=key, reverse=descending)
 
 
 def last_issues(backend: Backend, feeds: list[str]) -> list[tuple[RunRecord, list[dict[str, Any]]]]:

@@ -9,9 +9,10 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from catalog_sync.feeds.registry import all_feeds
-from catalogctl.cli import Target, _queues, _runner, dlq_depth
+from catalogctl.common import Target, queues_of, runner_for
 from catalogctl.dashboard.data import Backend
 from catalogctl.dashboard.web import create_app
+from catalogctl.queues import dlq_depth
 
 
 def backend_for(target: Target, runner: Any) -> Backend:
@@ -24,7 +25,7 @@ def backend_for(target: Target, runner: Any) -> Backend:
         state = runner.state()
         blobs = S3BlobStore(runner.session.client("s3"), runner.outputs["SnapshotBucketName"])
         label = f"stack {target.stack}"
-    sqs, _, dlq_url = _queues(target, runner)
+    sqs, _, dlq_url = queues_of(target, runner)
     return Backend(state, blobs, all_feeds(), label, dlq=lambda: dlq_depth(sqs, dlq_url))
 
 
@@ -36,7 +37,7 @@ def serve(
     *,
     runner: Any = None,
 ) -> tuple[BaseWSGIServer, str]:
-    runner = runner or _runner(target)
+    runner = runner or runner_for(target)
     token = secrets.token_urlsafe(24)
     app = create_app(backend_for(target, runner), token, target=target, runner=runner)
     server = make_server(host, port, app, threaded=True)

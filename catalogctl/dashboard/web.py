@@ -23,7 +23,7 @@ import orjson
 from flask import Flask, Response, abort, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
-from catalogctl.cli import Target, UserError
+from catalogctl.common import Target, UserError
 from catalogctl.dashboard import actions, data
 from catalogctl.dashboard.jobs import Busy, Jobs
 
@@ -51,11 +51,37 @@ def create_app(
         template_folder=str(HERE / "templates"),
         static_folder=str(HERE / "static"),
     )
-    hosts = LOCAL_HOSTS | (allowed_hosts or set())
     jobs = Jobs()
     now = clock or (lambda: datetime.now(UTC))
     app.extensions["catalogctl_jobs"] = jobs
     charts_installed = (HERE / "static" / "vendor" / "uPlot.iife.min.js").exists()
+
+    @app.context_processor
+    def common() -> dict[str, Any]:
+        return {
+            "token": token,
+            "label": backend.label,
+            "feeds": backend.feeds,
+            "now": now(),
+            "job": jobs.current,
+            "charts_installed": charts_installed,
+        }
+
+    _access(app, token, LOCAL_HOSTS | (allowed_hosts or set()))
+    _filters(app, now)
+    _pages(app, backend, now)
+    _failure_pages(app, backend)
+    _action_pages(app, backend, jobs, now, target, runner)
+    return app
+
+
+def _refused(why: str, code: int) -> tuple[str, int]:
+    return render_template("refused.html", why=why), code
+
+
+def _access(app: Flask, token: str, hosts: set[str]) -> None:
+    """The token (query string once, then an HttpOnly cookie; POST forms carry it
+    too), the Host header, and headers that forbid framing and foreign scripts."""
 
     def token_ok(given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), token.encode())
@@ -94,27 +120,16 @@ def create_app(
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
-    def _refused(why: str, code: int) -> tuple[str, int]:
-        return render_template("refused.html", why=why), code
 
-    @app.context_processor
-    def common() -> dict[str, Any]:
-        return {
-            "token": token,
-            "label": backend.label,
-            "feeds": backend.feeds,
-            "now": now(),
-            "job": jobs.current,
-            "charts_installed": charts_installed,
-        }
+def _feed_arg(backend: data.Backend, default: str | None = None) -> str:
+    feed = request.args.get("feed") or default or backend.feeds[0]
+    if feed not in backend.feeds:
+        abort(404, f"no feed {feed!r}")
+    return feed
 
-    _filters(app, now)
 
-    def feed_arg(default: str | None = None) -> str:
-        feed = request.args.get("feed") or default or backend.feeds[0]
-        if feed not in backend.feeds:
-            abort(404, f"no feed {feed!r}")
-        return feed
+def _pages(app: Flask, backend: data.Backend, now: Any) -> None:
+    """Overview, runs and items: read-only pages."""
 
     @app.get("/")
     def overview() -> str:
@@ -123,93 +138,95 @@ def create_app(
 
     @app.get("/runs")
     def runs() -> str:
-        feed = feed_arg("products")
+        feed = _feed_arg(backend, "products")
         rows = data.runs(backend, feed)
         chart = orjson.dumps(data.chart_data(rows)).decode()
         return render_template("runs.html", feed=feed, rows=rows, chart=chart, page="runs")
 
     @app.get("/items")
     def items() -> str:
-        feed = feed_arg("products")
+        feed = _feed_arg(backend, "products")
         q = request.args.get("q", "").strip()
         mode = request.args.get("mode", "sku")
-        rows: list[data.ItemRow] = []
         content: dict[str, Any] = {}
-        sent: dict[str, str] = {}
         page = None
         if q and mode == "sku":
             rows, bucket = data.find_group(backend, feed, q)
             if bucket is not None:
                 content = data.compiled_content(backend, bucket, {r.key for r in rows})
-            sent = data.sent_times(backend, rows)
         else:
             page = data.browse(backend, feed, q, request.args.get("cursor"))
             rows = page.rows
-            sent = data.sent_times(backend, rows)
         pretty = {
             k: orjson.dumps(v, option=orjson.OPT_INDENT_2).decode() for k, v in content.items()
         }
         return render_template(
-            "items.html", feed=feed, q=q, mode=mode, rows=rows, content=pretty, sent=sent,
-            pager=page, page="items",
+            "items.html", feed=feed, q=q, mode=mode, rows=rows, content=pretty,
+            sent=data.sent_times(backend, rows), pager=page, page="items",
         )  # fmt: skip
 
-    def failure_filters() -> tuple[list[str], set[str], str]:
-        feed = request.args.get("feed", "")
-        feeds = [feed] if feed in backend.feeds else backend.feeds
-        status = request.args.get("status", "")
-        statuses = {status} if status in ("failed", "retry") else {"failed", "retry"}
-        return feeds, statuses, request.args.get("reason", "")
+
+def _failure_filters(backend: data.Backend) -> tuple[list[str], set[str], str]:
+    feed = request.args.get("feed", "")
+    feeds = [feed] if feed in backend.feeds else backend.feeds
+    status = request.args.get("status", "")
+    statuses = {status} if status in ("failed", "retry") else {"failed", "retry"}
+    return feeds, statuses, request.args.get("reason", "")
+
+
+def _failure_pages(app: Flask, backend: data.Backend) -> None:
+    """The failing items (sorted and paged on the server) and their CSV."""
 
     @app.get("/failures")
     def failures() -> str:
-        feeds, statuses, reason = failure_filters()
+        feeds, statuses, reason = _failure_filters(backend)
         every = list(data.failures(backend, feeds, statuses))
         groups: dict[str, int] = {}
         for r in every:
             g = data.reason_group(r.state.reason)
             groups[g] = groups.get(g, 0) + 1
         chosen = [r for r in every if not reason or data.reason_group(r.state.reason) == reason]
+        sort = request.args.get("sort", "")
+        descending = request.args.get("dir") == "desc"
+        data.sort_failures(chosen, sort, descending)
         offset = max(0, request.args.get("offset", 0, type=int))
         shown = chosen[offset : offset + data.PAGE_SIZE]
         return render_template(
             "failures.html", rows=shown, total=len(chosen), offset=offset,
             size=data.PAGE_SIZE, groups=sorted(groups.items(), key=lambda g: -g[1]),
-            reason=reason, issues=data.last_issues(backend, feeds),
-            args=request.args, page="failures",
+            reason=reason, issues=data.last_issues(backend, feeds), sort=sort,
+            descending=descending, columns=data.FAILURE_COLUMNS, args=request.args,
+            page="failures",
         )  # fmt: skip
 
     @app.get("/failures.csv")
     def failures_csv() -> Response:
-        feeds, statuses, reason = failure_filters()
-
-        def lines() -> Iterator[str]:
-            out = io.StringIO()
-            w = csv.writer(out, lineterminator="\n")
-            w.writerow(["feed", "item", "sku_or_group", "status", "reason", "attempts", "since"])
-            for r in data.failures(backend, feeds, statuses, reason):
-                s = r.state
-                w.writerow(
-                    [
-                        r.feed,
-                        r.label,
-                        r.group,
-                        s.status.value,
-                        s.reason or "",
-                        s.attempts,
-                        s.changed_at,
-                    ]
-                )
-                yield out.getvalue()
-                out.seek(0)
-                out.truncate()
-            yield out.getvalue()
-
+        feeds, statuses, reason = _failure_filters(backend)
         return Response(
-            lines(),
+            _failures_csv(data.failures(backend, feeds, statuses, reason)),
             mimetype="text/csv",
             headers={"Content-Disposition": "attachment; filename=catalog-sync-failures.csv"},
         )
+
+
+def _failures_csv(rows: Iterator[data.ItemRow]) -> Iterator[str]:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["feed", "item", "sku_or_group", "status", "reason", "attempts", "since"])
+    for r in rows:
+        s = r.state
+        w.writerow([r.feed, r.label, r.group, s.status.value, s.reason or "", s.attempts,
+                    s.changed_at])  # fmt: skip
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    yield out.getvalue()
+
+
+def _action_pages(
+    app: Flask, backend: data.Backend, jobs: Jobs, now: Any, target: Target | None, runner: Any
+) -> None:
+    """Actions: a confirmation page, then a job that runs in the background."""
 
     @app.get("/actions")
     def actions_page() -> str:
@@ -260,8 +277,6 @@ def create_app(
         if found is None:
             abort(404)
         return Response(orjson.dumps(found.as_json()), mimetype="application/json")
-
-    return app
 
 
 def _filters(app: Flask, now: Any) -> None:

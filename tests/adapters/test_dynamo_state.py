@@ -296,3 +296,40 @@ def test_dynamo_state_overflow_objects_do_not_pile_up(aws: LocalAws) -> None:
     state.write_bucket(back)
     assert blobs.exists(f"{prefix}7-someoneelse.bin")
     assert len(state.read_buckets("products", [3])[0].records) == 12_000
+
+
+def test_dynamo_state_keeps_the_failing_items_beside_each_bucket(aws: LocalAws) -> None:
+    from catalog_sync.sync.state import FAILING_INDEX_CAP
+
+    state = aws.state(overflow=aws.blobs())
+    small = bucket_with("products", 1, 50)
+    for i, key in enumerate(sorted(small.records)[:3]):
+        rec = small.records[key]
+        rec.status = Status.FAILED if i else Status.RETRY
+        rec.reason = f"item {i}: " + "x" * 1000
+        rec.attempts = i + 1
+    many = bucket_with("products", 2, 12_000)  # overflows; more failing than the index holds
+    for key in sorted(many.records)[: FAILING_INDEX_CAP + 5]:
+        many.records[key].status = Status.FAILED
+    clean = bucket_with("products", 3, 20)
+    for b in (small, many, clean):
+        state.write_bucket(b)
+
+    index = state.read_failing("products", [1, 2, 3, 4])
+
+    assert sorted(index) == [1, 2]  # nothing failing in 3; 4 never written
+    one = index[1]
+    assert one.complete and list(one.items) == sorted(small.records)[:3]
+    for key, rec in one.items.items():
+        full = small.records[key]
+        assert (rec.status, rec.attempts, rec.changed_at) == (
+            full.status, full.attempts, full.changed_at,
+        )  # fmt: skip
+        assert rec.reason == full.reason[:300]  # type: ignore[index]
+    assert not index[2].complete and len(index[2].items) == FAILING_INDEX_CAP
+    assert "overflow" in get_raw(aws, "state#products#0002", "bucket")
+    # fixed: the index goes with the records' next write
+    for rec in small.records.values():
+        rec.status = Status.SENT
+    state.write_bucket(small)
+    assert 1 not in state.read_failing("products", [1])

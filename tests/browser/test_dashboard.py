@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogctl.cli import Target
+from catalogctl.common import Target
 from catalogctl.dashboard.server import serve
 from tests.e2e.faults import Product, state_records, write_catalog
 
@@ -46,7 +46,7 @@ def test_dashboard_in_a_browser(make_stack, tmp_path: Path, monkeypatch):
     catalog = tmp_path / "catalog.csv"
     write_catalog(catalog, products, sorted(products))
     s = make_stack(catalog)
-    s.receiver.add_fault({"reject": {"sku": ["SKU-007"]}})
+    s.receiver.add_fault({"reject": {"sku": ["SKU-007", "SKU-002"]}})
     s.sync()
     s.receiver.clear_faults()
     records = state_records(s.runner.app)
@@ -93,6 +93,13 @@ def test_dashboard_in_a_browser(make_stack, tmp_path: Path, monkeypatch):
             text = page.locator("#failures").inner_text()
             assert "SKU-007" in text and "rejected by the fault plan" in text
             shot(page, "failures")
+            # sorted on the server (every failing item, not one page): by item, then reversed
+            page.click('#failures th a:text-is("item")')
+            first = page.locator("#failures tbody tr").first
+            assert "SKU-002" in first.inner_text() and "sort=item" in page.url
+            page.click('#failures th a:has-text("item")')
+            assert "SKU-007" in page.locator("#failures tbody tr").first.inner_text()
+            assert "dir=desc" in page.url
 
             # an action: resend failed (the receiver accepts SKU-007 now)
             page.goto(base + "/actions")

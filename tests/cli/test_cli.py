@@ -137,3 +137,30 @@ def test_cli_continue_resync_resumes_from_the_checkpoint(local):
     assert latest.resumed_from == interrupted.run_id
     # only items in buckets from 32 on were resent; the rest were done
     assert 0 < latest.counts["requeued"] < 11
+
+
+def test_cli_stdout_carries_only_its_own_lines(local):
+    """A real process, as a user starts it: no EMF blob, no Powertools warning, no JSON
+    log line on stdout after a whole sync (the handlers' metrics are not for a terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from catalogctl.cli import main; main()", "--local", "sync"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert any(" items sent" in line for line in lines), proc.stdout
+    for line in lines:
+        with pytest.raises(ValueError):
+            json.loads(line)  # no EMF document, no JSON log line
+        assert "metrics" not in line.lower(), line  # "No application metrics to publish"
+        assert "Warning:" not in line, line  # no Python/Powertools warning
+    assert "_aws" not in proc.stdout + proc.stderr

@@ -15,7 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from catalogctl import cli
+from catalogctl import running, status
+from catalogctl.common import Target
 from catalogctl.remote import INVOKE_CONFIG, RemoteRunner
 
 SMALL = Path(__file__).resolve().parents[1] / "fixtures" / "catalogs" / "small.csv"
@@ -81,7 +82,7 @@ def test_remote_resync_follows_the_run_and_its_exports(make_stack) -> None:
     stub = StubLambda(stack)
     runner = _deployed(stack, stub)
     lines: list[str] = []
-    result = cli.do_remote_run(
+    result = running.do_remote_run(
         runner, {"action": "resync", "feed": "products"}, lines.append, poll=0.05
     )
     assert len(stub.calls) == 1  # one invocation, however long it takes
@@ -96,7 +97,7 @@ def test_remote_resync_follows_the_run_and_its_exports(make_stack) -> None:
     assert f"exported {result['export']['parts']} part(s): {items:,} items sent" in text
 
 
-def test_ctrl_c_leaves_the_run_going_and_says_how_to_follow_it(make_stack) -> None:
+def test_ctrl_c_leaves_the_run_going_and_says_how_to_follow_it(make_stack, monkeypatch) -> None:
     stack = make_stack(SMALL)
     gate = threading.Event()
     runner = _deployed(stack, StubLambda(stack, gate))
@@ -126,7 +127,7 @@ def test_ctrl_c_leaves_the_run_going_and_says_how_to_follow_it(make_stack) -> No
 
     runner.state = interrupting_state  # type: ignore[method-assign]
     with pytest.raises(SystemExit) as info:
-        cli.do_remote_run(
+        running.do_remote_run(
             runner, {"action": "resync", "feed": "products"}, lines.append, sleep=sleep, poll=0.05
         )
     assert info.value.code == 130
@@ -134,15 +135,11 @@ def test_ctrl_c_leaves_the_run_going_and_says_how_to_follow_it(make_stack) -> No
     assert f"catalogctl status --run {run_id} --follow" in lines[-1]
     assert "goes on" in lines[-1]
     gate.set()  # the "function" finishes on its own; the exports follow
-    target = cli.Target(local=False, stack="unused", region=None)
+    target = Target(local=False, stack="unused", region=None)
     follow_lines: list[str] = []
-    orig_runner = cli._runner
-    try:
-        cli._runner = lambda _t: runner  # type: ignore[assignment]
-        runner.state = original  # type: ignore[method-assign]
-        doc = cli.do_follow(target, run_id, None, follow_lines.append, poll=0.05)
-    finally:
-        cli._runner = orig_runner  # type: ignore[assignment]
+    monkeypatch.setattr(running, "runner_for", lambda _t: runner)
+    runner.state = original  # type: ignore[method-assign]
+    doc = running.do_follow(target, run_id, None, follow_lines.append, poll=0.05)
     assert doc["status"] == "completed"
     assert doc["export"]["sent"] == len(stack.held()) > 0
     assert any(line.startswith("exported ") for line in follow_lines)
@@ -153,25 +150,21 @@ def test_a_refusal_is_reported_not_retried(make_stack) -> None:
     stub = StubLambda(stack)
     runner = _deployed(stack, stub)
     with pytest.raises(Exception, match="refused"):
-        cli.do_remote_run(
+        running.do_remote_run(
             runner, {"action": "sync", "source": "/proc/self/environ"}, print, poll=0.05
         )
     assert len(stub.calls) == 1
 
 
-def test_status_run_without_follow_prints_the_record(make_stack) -> None:
+def test_status_run_without_follow_prints_the_record(make_stack, monkeypatch) -> None:
     stack = make_stack(SMALL)
     result = stack.resync()
     run_id = result["runs"][0]["run_id"]
     runner = _deployed(stack, StubLambda(stack))
-    orig_runner = cli._runner
     lines: list[str] = []
-    try:
-        cli._runner = lambda _t: runner  # type: ignore[assignment]
-        target = cli.Target(local=False, stack="unused", region=None)
-        doc = cli.do_run_status(target, run_id, None, False, lines.append)
-    finally:
-        cli._runner = orig_runner  # type: ignore[assignment]
+    monkeypatch.setattr(status, "runner_for", lambda _t: runner)
+    target = Target(local=False, stack="unused", region=None)
+    doc = status.do_run_status(target, run_id, None, False, lines.append)
     assert doc["run_id"] == run_id and f"run {run_id}" in lines[0]
     with pytest.raises(Exception, match="no run 'nope'"):
         from catalogctl.remote import find_run

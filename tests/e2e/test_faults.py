@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from catalog_sync.errors import AuthError
-from catalogctl.cli import collect_status
+from catalogctl.status import collect_status
 from devstack import synth
 from tests.e2e.faults import (
     catalog_prices,

@@ -180,3 +180,14 @@ class CatalogProduct:
 
     def in_website(self, website: str) -> bool:
         return self.websites is None or website in self.websites
+
+    def variant_values(self) -> dict[str, set[str]]:
+        """A configurable's option labels by attribute code: the children's values,
+        and every configurable attribute (with no value when no child has one)."""
+        values: dict[str, set[str]] = {}
+        for variant in self.variants:
+            for code, label in variant.options:
+                values.setdefault(code, set()).add(label)
+        for code in self.variant_labels:
+            values.setdefault(code, set())
+        return values

@@ -36,7 +36,7 @@ from catalog_sync.errors import (
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
-from catalog_sync.sync.state import BucketCounts, StateBucket
+from catalog_sync.sync.state import BucketCounts, FailingIndex, StateBucket
 
 # A DynamoDB item holds at most 400 KB; keep room for the other attributes.
 MAX_INLINE_BYTES = 350_000
@@ -49,6 +49,7 @@ LEASE_KEEP_SECONDS = 86_400
 
 _BUCKET_PROJECTION = ("pk, #d, #v, overflow", {"#d": "data", "#v": "version"})
 _COUNTS_PROJECTION = ("pk, #c, #i, updated_at", {"#c": "counts", "#i": "items"})
+_FAILING_PROJECTION: tuple[str, dict[str, str]] = ("pk, failing", {})
 
 
 def bucket_pk(feed: str, bucket: int) -> str:
@@ -138,18 +139,33 @@ class DynamoFeedState:
                 )
         return out
 
+    def read_failing(self, feed: str, buckets: Sequence[int]) -> dict[int, FailingIndex]:
+        """The failing items of buckets, from the index written with each bucket
+        (small reads). Buckets written without one (or never) are left out."""
+        wanted = list(dict.fromkeys(buckets))
+        out: dict[int, FailingIndex] = {}
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            chunk = wanted[start : start + BATCH_GET_LIMIT]
+            keys = [{"pk": {"S": bucket_pk(feed, b)}, "sk": {"S": "bucket"}} for b in chunk]
+            for item in self._batch_get(keys, projection=_FAILING_PROJECTION):
+                if "failing" in item:
+                    number = int(item["pk"]["S"].rsplit("#", 1)[1])
+                    data = zlib.decompress(item["failing"]["B"])
+                    out[number] = FailingIndex.decode(number, data)
+        return out
+
     def _batch_get(
         self, keys: list[dict[str, Any]], projection: tuple[str, dict[str, str]] | None = None
     ) -> Iterator[dict[str, Any]]:
         expression, names = projection or _BUCKET_PROJECTION
-        request: dict[str, Any] = {
-            self.table: {
-                "Keys": keys,
-                "ConsistentRead": True,
-                "ProjectionExpression": expression,
-                "ExpressionAttributeNames": names,
-            }
+        keys_and_attributes: dict[str, Any] = {
+            "Keys": keys,
+            "ConsistentRead": True,
+            "ProjectionExpression": expression,
         }
+        if names:
+            keys_and_attributes["ExpressionAttributeNames"] = names
+        request: dict[str, Any] = {self.table: keys_and_attributes}
         for attempt in range(BATCH_GET_TRIES):
             try:
                 response = self.ddb.batch_get_item(RequestItems=request)
@@ -194,8 +210,12 @@ class DynamoFeedState:
             "items": {"N": str(len(bucket.records))},
             "updated_at": {"S": datetime.now(UTC).isoformat()},
         }
+        failing = FailingIndex.of(bucket)
+        if failing.items:  # who failed and why, readable without the records
+            item["failing"] = {"B": zlib.compress(failing.encode(), 1)}
         written: str | None = None  # the overflow object this write adds
-        if len(compressed) <= self.max_inline_bytes:
+        inline = len(compressed) + len(item.get("failing", {}).get("B", b""))
+        if inline <= self.max_inline_bytes:
             item["data"] = {"B": compressed}
         elif self.overflow is not None:
             # A fresh key per write: a writer that loses the race below never

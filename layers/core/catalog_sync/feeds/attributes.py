@@ -115,12 +115,7 @@ def _item(spec: _Spec, view: str, now: datetime) -> dict[str, Any]:
 
 
 def build_attribute_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
-    variant_options: dict[str, set[str]] = {}
-    for v in product.variants:
-        for code, label in v.options:
-            variant_options.setdefault(code, set()).add(label)
-    for code in product.variant_labels:
-        variant_options.setdefault(code, set())
+    variant_options = product.variant_values()
     labels = product.variant_labels
     now = ctx.now
     items: list[dict[str, Any]] = []

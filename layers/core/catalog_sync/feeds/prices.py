@@ -25,22 +25,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from catalog_sync.catalog import ALL_CUSTOMER_GROUPS, CatalogProduct, TierPrice
 from catalog_sync.feeds.products import special_active
-from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec
+from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec, WireModel
 from catalog_sync.sync.canonical import json_datetime
 
 BASE_GROUP = "0"  # the base price item: every customer group
 
 
-class TierPriceEntry(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
+class TierPriceEntry(WireModel):
     qty: float
     value: float
 

@@ -11,19 +11,14 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from catalog_sync.catalog import CatalogProduct, StoreValues
 from catalog_sync.feeds.attributes import derive_label
-from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec
+from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec, WireModel
 from catalog_sync.sync.canonical import json_datetime
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+class _Part(WireModel):
+    """A part of a product item (an image, a link, ...)."""
 
 
 class ProductImage(_Part):

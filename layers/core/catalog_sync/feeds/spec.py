@@ -35,16 +35,19 @@ class BuildError(CatalogSyncError):
         self.severity = severity
 
 
-class FeedItem(BaseModel):
-    """Base of every feed item model: camelCase JSON, `deleted`, `modifiedAt`."""
+class WireModel(BaseModel):
+    """Base of every model of a wire format: camelCase JSON, nothing else allowed,
+    immutable."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        ser_json_inf_nan="null",
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
+
+
+class FeedItem(WireModel):
+    """Base of every feed item model: camelCase JSON, `deleted`, `modifiedAt`."""
+
+    model_config = ConfigDict(ser_json_inf_nan="null")
 
     deleted: bool = False
     modified_at: datetime

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from catalog_sync.catalog import CatalogProduct
-from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec
+from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec, WireModel
 
 
-class VariantOptionValue(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
+class VariantOptionValue(WireModel):
     attribute_code: str
     label: str
 

@@ -142,6 +142,52 @@ class StateBucket:
         return out
 
 
+FAILING_INDEX_CAP = 200  # failing items listed beside a bucket (more: read the bucket)
+FAILING_REASON_CHARS = 300
+
+
+@dataclass(slots=True)
+class FailingIndex:
+    """The failed and retrying items of a bucket, stored beside it when it is written
+    (key order; at most FAILING_INDEX_CAP, `complete` False when there were more):
+    who failed and why, without decoding every record of the bucket."""
+
+    bucket: int
+    items: dict[str, ItemState]
+    complete: bool = True
+
+    @classmethod
+    def of(cls, bucket: StateBucket) -> FailingIndex:
+        failing = sorted(
+            (k, r) for k, r in bucket.records.items() if r.status in (Status.FAILED, Status.RETRY)
+        )
+        shown = failing[:FAILING_INDEX_CAP]
+        items = {
+            k: ItemState(
+                r.hash,
+                r.status,
+                deleted=r.deleted,
+                reason=(r.reason or "")[:FAILING_REASON_CHARS] or None,
+                changed_at=r.changed_at,
+                run_id=r.run_id,
+                attempts=r.attempts,
+            )
+            for k, r in shown
+        }
+        return cls(bucket.bucket, items, complete=len(shown) == len(failing))
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"complete": self.complete, "items": {k: r.to_row() for k, r in self.items.items()}}
+        )
+
+    @classmethod
+    def decode(cls, bucket: int, data: bytes) -> FailingIndex:
+        doc = orjson.loads(data)
+        items = {k: ItemState.from_row(r) for k, r in doc["items"].items()}
+        return cls(bucket, items, complete=bool(doc["complete"]))
+
+
 @dataclass(slots=True)
 class BucketCounts:
     """What `StateBucket.counts()` gave when the bucket was last written, stored

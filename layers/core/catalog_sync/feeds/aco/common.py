@@ -7,23 +7,16 @@ import unicodedata
 from collections.abc import Iterator
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from catalog_sync.catalog import CatalogProduct
-from catalog_sync.feeds.spec import AcoContext, BuildContext, BuildError
+from catalog_sync.feeds.spec import AcoContext, BuildContext, BuildError, WireModel
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9-]+(/[a-z0-9-]+)*$")
 MAX_SLUG = 1024
 _DEFAULT = AcoContext()
 
 
-class Wire(BaseModel):
+class Wire(WireModel):
     """Base of the ACO item models: camelCase JSON, nothing else allowed."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
 
 
 class Source(Wire):

@@ -213,12 +213,7 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
         for sku in sorted(set(skus))
     ]
     routes = [{"path": category_slug(path)} for path in category_paths(product)]
-    values: dict[str, set[str]] = {}
-    for variant in product.variants:
-        for code, label in variant.options:
-            values.setdefault(code, set()).add(label)
-    for code in product.variant_labels:
-        values.setdefault(code, set())
+    values = product.variant_values()
     configurations = [
         {
             "attributeCode": code,

@@ -152,21 +152,13 @@ def _quoted_attributes(cell: str) -> list[tuple[str, str]]:
     while pos < n:
         eq = cell.find("=", pos)
         comma = cell.find(",", pos)
-        if eq < 0 or (0 <= comma < eq):
+        code = cell[pos:eq].strip() if eq >= 0 else ""
+        if eq < 0 or (0 <= comma < eq) or not _ATTR_CODE.match(code):
+            # not `code=`: the fragment belongs to the previous value (it had a comma)
             end = n if comma < 0 else comma
-            frag = cell[pos:end]
-            if out:
-                code, value = out[-1]
-                out[-1] = (code, f"{value},{frag}")
-            pos = end + 1
-            continue
-        code = cell[pos:eq].strip()
-        if not _ATTR_CODE.match(code):
-            end = n if comma < 0 else comma
-            frag = cell[pos:end]
             if out:
                 prev_code, value = out[-1]
-                out[-1] = (prev_code, f"{value},{frag}")
+                out[-1] = (prev_code, f"{value},{cell[pos:end]}")
             pos = end + 1
             continue
         start = eq + 1
