@@ -184,3 +184,18 @@ def test_reindex_packs_messages_up_to_its_message_items():
         pending[next(b for b in buckets if key in w.state.read_buckets("toy", [b])[0].records)] += 1
     for m in messages:  # each message up to 12 items, unless one bucket alone is more
         assert sum(pending[b] for b in m.buckets) <= 12 or len(m.buckets) == 1
+
+
+def test_export_reads_each_bucket_state_once_when_nothing_conflicts():
+    w, messages = world(Batching(size=6))
+    reads: list[int] = []
+    read = w.state.read_buckets
+
+    def counting(feed, buckets):
+        reads.extend(buckets)
+        return read(feed, buckets)
+
+    w.state.read_buckets = counting  # type: ignore[method-assign]
+    export(w, messages[0])
+    assert sorted(reads) == messages[0].buckets  # outcomes go to the state as read
+    assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}

@@ -52,6 +52,7 @@ MAX_FAILURES_IN_RESULT = 50
 MAX_REASON = 500
 CONFLICT_TRIES = 8
 STATE_READ_CHUNK = 8  # bucket states read at a time
+HELD_STATES = 32  # bucket states kept in memory while their items are out
 # Time kept back at the end of a budget for the last request's record and the hand-back;
 # it grows to twice the slowest request seen.
 RESERVE_SECONDS = 10.0
@@ -179,7 +180,9 @@ class _Export:
         self.result = ExportResult(spec.name, message.run_id, counts=_zero())
         self.bucket_of: dict[str, int] = {}  # items handed out, not yet recorded
         self.outstanding = dict.fromkeys(message.buckets, 0)
-        self.listing: dict[int, StateBucket] = {}  # the bucket whose items are being handed out
+        # states of the buckets with items handed out and not yet recorded (as read, then
+        # as written), so a request's outcomes need no second read; at most HELD_STATES
+        self.held: dict[int, StateBucket] = {}
         self.listed: set[int] = set()
         self.done: set[int] = set()
 
@@ -220,12 +223,11 @@ class _Export:
             chunk = numbers[start : start + STATE_READ_CHUNK]
             for bucket in self.deps.state.read_buckets(self.spec.name, chunk):
                 b = bucket.bucket
-                self.listing[b] = bucket
+                self._hold(bucket)
                 for item in self._outgoing(bucket):
                     self.bucket_of[item.key] = b
                     self.outstanding[b] += 1
                     yield item
-                del self.listing[b]
                 self.listed.add(b)
                 self._maybe_finish(b)
 
@@ -261,10 +263,9 @@ class _Export:
             b = self.bucket_of.pop(item.key)
             by_bucket.setdefault(b, {})[item.key] = _Sent(item.hash, item.deleted, outcome)
         for b, results in sorted(by_bucket.items()):
-            current = self.listing.get(b)
-            written = _write_outcomes(self.deps, self.spec.name, b, results, current)
-            if current is not None:
-                self.listing[b] = written
+            written = _write_outcomes(self.deps, self.spec.name, b, results, self.held.get(b))
+            if b in self.held:
+                self.held[b] = written
             counts = self.counts[b]
             for key, sent in results.items():
                 status = sent.outcome.status
@@ -275,12 +276,20 @@ class _Export:
             self.outstanding[b] -= len(results)
             self._maybe_finish(b)
 
+    def _hold(self, bucket: StateBucket) -> None:
+        self.held[bucket.bucket] = bucket
+        while len(self.held) > HELD_STATES:  # the oldest is read again when recorded
+            del self.held[next(iter(self.held))]
+
     def _failure(self, b: int, key: str, reason: str) -> None:
         if len(self.failures[b]) < MAX_FAILURES_IN_RESULT:
             self.failures[b].append({"key": key.replace("\x1f", " / "), "reason": reason})
 
     def _maybe_finish(self, b: int) -> None:
-        if b in self.listed and not self.outstanding[b] and b not in self.done:
+        if b not in self.listed or self.outstanding[b]:
+            return
+        self.held.pop(b, None)
+        if b not in self.done:
             self._finish(b)
 
     def _finish(self, b: int, *, error: str | None = None) -> None:
