@@ -52,7 +52,9 @@ MAX_FAILURES_IN_RESULT = 50
 MAX_REASON = 500
 CONFLICT_TRIES = 8
 STATE_READ_CHUNK = 8  # bucket states read at a time
-HELD_STATES = 32  # bucket states kept in memory while their items are out
+# Bucket states kept in memory while their items are out, up to this many records in
+# all (about 25 MB; at 100k products a 1%-changed request spans ~20 buckets of 4,700)
+HELD_RECORDS = 50_000
 # Time kept back at the end of a budget for the last request's record and the hand-back;
 # it grows to twice the slowest request seen.
 RESERVE_SECONDS = 10.0
@@ -181,8 +183,9 @@ class _Export:
         self.bucket_of: dict[str, int] = {}  # items handed out, not yet recorded
         self.outstanding = dict.fromkeys(message.buckets, 0)
         # states of the buckets with items handed out and not yet recorded (as read, then
-        # as written), so a request's outcomes need no second read; at most HELD_STATES
+        # as written), so a request's outcomes need no second read; up to HELD_RECORDS
         self.held: dict[int, StateBucket] = {}
+        self.held_records = 0
         self.listed: set[int] = set()
         self.done: set[int] = set()
 
@@ -263,9 +266,11 @@ class _Export:
             b = self.bucket_of.pop(item.key)
             by_bucket.setdefault(b, {})[item.key] = _Sent(item.hash, item.deleted, outcome)
         for b, results in sorted(by_bucket.items()):
-            written = _write_outcomes(self.deps, self.spec.name, b, results, self.held.get(b))
-            if b in self.held:
+            held = self.held.get(b)
+            written = _write_outcomes(self.deps, self.spec.name, b, results, held)
+            if held is not None:  # the state as written (re-read after a conflict)
                 self.held[b] = written
+                self.held_records += len(written.records) - len(held.records)
             counts = self.counts[b]
             for key, sent in results.items():
                 status = sent.outcome.status
@@ -278,8 +283,10 @@ class _Export:
 
     def _hold(self, bucket: StateBucket) -> None:
         self.held[bucket.bucket] = bucket
-        while len(self.held) > HELD_STATES:  # the oldest is read again when recorded
-            del self.held[next(iter(self.held))]
+        self.held_records += len(bucket.records)
+        while self.held_records > HELD_RECORDS and len(self.held) > 1:
+            oldest = self.held.pop(next(iter(self.held)))  # read again when recorded
+            self.held_records -= len(oldest.records)
 
     def _failure(self, b: int, key: str, reason: str) -> None:
         if len(self.failures[b]) < MAX_FAILURES_IN_RESULT:
@@ -288,7 +295,9 @@ class _Export:
     def _maybe_finish(self, b: int) -> None:
         if b not in self.listed or self.outstanding[b]:
             return
-        self.held.pop(b, None)
+        gone = self.held.pop(b, None)
+        if gone is not None:
+            self.held_records -= len(gone.records)
         if b not in self.done:
             self._finish(b)
 
