@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv test test-fast lint format demo bench bench-large bench-dashboard soak build validate checkov lock clean dashboard-assets
 
 help:
-	@echo "make demo   - run a real sync end to end on the embedded local stack"
+	@echo "make demo   - run a real sync end to end on the embedded local stack (TARGET=aco: to the ACO emulator)"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make build  - sam validate --lint + sam build (aws-sam-cli in its own venv)"
@@ -59,7 +59,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 demo: $(STAMP)
-	$(BIN)/python -m devstack.demo
+	$(BIN)/python -m devstack.demo $(if $(TARGET),--target $(TARGET))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -69,6 +69,11 @@ def cli(ctx: click.Context, local: bool, stack: str, region: str | None) -> None
 @click.option(
     "--cleanup-feed", is_flag=True, help="Rebuild the feed state from scratch (deletes still sent)."
 )
+@click.option(
+    "--confirm-deletions",
+    is_flag=True,
+    help="Apply deletions the mass-deletion guard would hold (MAX_DELETE_FRACTION, MAX_DELETES).",
+)
 @click.pass_obj
 def resync(
     target: Target,
@@ -81,6 +86,7 @@ def resync(
     failed_only: bool,
     continue_resync: bool,
     cleanup_feed: bool,
+    confirm_deletions: bool,
 ) -> None:
     """Reindex a feed treating every item as changed, and send it."""
     event: dict[str, Any] = {"action": "resync", "feed": check_feed(feed)}
@@ -88,6 +94,7 @@ def resync(
         (failed_only, "failedOnly"),
         (continue_resync, "continueResync"),
         (cleanup_feed, "cleanupFeed"),
+        (confirm_deletions, "confirmDeletions"),
     ):
         if flag:
             event[name] = True
@@ -182,6 +189,16 @@ def local() -> None:
 def local_up(source: str | None, aws_port: int, receiver_port: int, target: str) -> None:
     """Run moto + the feed receiver (or the ACO emulator) in the foreground; print the environment."""
     _guard(lambda: do_local_up(source, aws_port, receiver_port, target=target))
+
+
+@cli.command("check-source")
+@click.argument("url")
+@click.option("--token", envvar="MAGENTO_TOKEN", default="", help="The token (or MAGENTO_TOKEN).")
+def check_source(url: str, token: str) -> None:
+    """Probe the Magento REST endpoints the source reads; report missing permissions."""
+    from catalogctl.check_source import run_check
+
+    raise SystemExit(_guard(lambda: run_check(url, token, click.echo)))
 
 
 # --- dashboard ---------------------------------------------------------------

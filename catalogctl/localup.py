@@ -38,7 +38,8 @@ def do_local_up(
             echo(f"{k}={v}")
         echo("")  # the end of the environment block
         sys.stdout.flush()
-        click.echo("local stack up (moto + feed receiver); Ctrl-C stops it", err=True)
+        saas = "ACO emulator" if target == "aco" else "feed receiver"
+        click.echo(f"local stack up (moto + {saas}); Ctrl-C stops it", err=True)
         stop = stop_event or threading.Event()
         if stop_event is None:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from catalog_sync.ports import FeedState
-from catalogctl.common import Target, runner_for
+from catalogctl.common import Target, UserError, runner_for
+from catalogctl.held import held_lines
 
 
 def progress_printer(echo: Callable[[str], None]) -> Callable[[str, int, int | None], None]:
@@ -34,6 +35,9 @@ def summarise_run(run: dict[str, Any], echo: Callable[[str], None]) -> None:
         f"unchanged {c.get('unchanged', 0):,}, resent {c.get('requeued', 0):,}; "
         f"{run.get('parts_enqueued', 0)} parts queued"
     )
+    if run.get("status") == "held" or (run.get("status") == "dry-run" and run.get("held")):
+        for line in held_lines(run):
+            echo(line)
     if c.get("deletions_withheld"):
         echo(
             f"  the source was not read completely: {c['deletions_withheld']:,} deletions withheld"
@@ -75,6 +79,7 @@ def do_run(
         if runner is None:
             runner = LocalRunner(default_local_env(), progress=progress_printer(echo))
         result = runner.reindex(event)
+        refusal(result)
         for run in result["runs"]:
             summarise_run(run, echo)
         queued = sum(r.get("parts_enqueued", 0) for r in result["runs"])
@@ -106,6 +111,12 @@ def do_run(
 
 
 # --- a deployed stack: invoke, follow the run, Ctrl-C leaves it going ---------------
+
+
+def refusal(result: dict[str, Any]) -> None:
+    """A refused request (the function's answer, not an error): one line, exit 1."""
+    if result.get("status") == "refused":
+        raise UserError(f"refused: {result.get('reason')}")
 
 
 def export_line(totals: dict[str, int]) -> str:
@@ -146,6 +157,7 @@ def do_remote_run(
     except Interrupted as exc:
         follow_hint(exc.runs, echo)
         raise SystemExit(130) from None
+    refusal(result)
     for run in result["runs"]:
         summarise_run(run, echo)
     if "export" in result:

@@ -11,6 +11,7 @@ import click
 from catalog_sync.ports import FeedState
 from catalog_sync.sync.state import Status
 from catalogctl.common import Target, queues_of, runner_for
+from catalogctl.held import held_lines, held_run
 from catalogctl.queues import dlq_depth
 from catalogctl.running import issue_text, summarise_run
 
@@ -86,6 +87,10 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
             f"  dead-letter queue: {status['dead_letter_messages']} export message(s) gave up; "
             "`catalogctl redrive` puts them back"
         )
+    held = held_run(status["runs"])
+    if held is not None:
+        for line in held_lines(held):
+            echo(line)
     if status["failed_items"]:
         echo("  failed items:")
         for f in status["failed_items"]:

@@ -14,6 +14,8 @@ endpoints a sync uses, as a real HTTP server (werkzeug), behaving as the docs sa
   Deleting a category deletes its children; deleting a price book deletes its
   children and their prices.
 - Rate: more than `max_rps` ingestion requests in one second: 429, `retry-after: 1`.
+- License: product upserts accepted are counted per window of `products_window`
+  seconds (60: ACO's products per minute), in `/_stats` `productsPerWindow`.
 
 Own routes: `GET /_state` (every entity's items), `GET /_stats` (requests per status
 and per one-second window, items accepted), `POST /_faults` (plans as
@@ -47,7 +49,7 @@ LOCAL_TENANT = "local-tenant"
 TOKEN_SECONDS = 86400
 
 
-def _key(ent: wire.Entity, item: dict[str, Any]) -> tuple[str, ...]:
+def item_key(ent: wire.Entity, item: dict[str, Any]) -> tuple[str, ...]:
     if ent is wire.PRICE_BOOKS:
         return (item["priceBookId"],)
     if ent is wire.PRICES:
@@ -67,8 +69,10 @@ class AcoEmulator:
         client_secret: str = LOCAL_CLIENT_SECRET,
         max_rps: int | None = None,
         token_seconds: int = TOKEN_SECONDS,
+        products_window: int = 60,
     ) -> None:
         self.tenant = tenant
+        self.products_window = products_window
         self.client_id = client_id
         self.client_secret = client_secret
         self.max_rps = max_rps
@@ -118,6 +122,7 @@ class AcoEmulator:
             }
             self.statuses: Counter[str] = Counter()
             self.windows: Counter[int] = Counter()
+            self.product_windows: Counter[int] = Counter()
             self.accepted: Counter[str] = Counter()
             self.tokens_issued = 0
             self.requests: list[dict[str, Any]] = []
@@ -144,6 +149,8 @@ class AcoEmulator:
                 "maxPerSecond": max(self.windows.values(), default=0),
                 "perSecond": {str(k): v for k, v in sorted(self.windows.items())},
                 "accepted": dict(self.accepted),
+                "productsPerWindow": {str(k): v for k, v in sorted(self.product_windows.items())},
+                "maxProductsPerWindow": max(self.product_windows.values(), default=0),
                 "tokensIssued": self.tokens_issued,
             }
 
@@ -266,6 +273,8 @@ class AcoEmulator:
                 self.requests.append({"path": request.path, "items": len(items), "status": 400})
                 return _json(400, failed.model_dump())
             self._apply(ent, delete, items)
+            if ent is wire.PRODUCTS and not delete:
+                self.product_windows[int(time.time() // self.products_window)] += len(items)
             self.accepted[ent.name + ("/delete" if delete else "")] += len(items)
             self._count(200)
             self.requests.append({"path": request.path, "items": len(items), "status": 200})
@@ -307,7 +316,7 @@ class AcoEmulator:
     def _apply(self, ent: wire.Entity, delete: bool, items: list[dict[str, Any]]) -> None:
         held = self.items[ent.name]
         for item in items:
-            key = _key(ent, item)
+            key = item_key(ent, item)
             if not delete:
                 held[key] = item
                 continue

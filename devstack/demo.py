@@ -1,9 +1,11 @@
-"""`make demo`: a real sync, end to end, on the embedded local stack.
+"""`make demo`: a real sync, end to end, on the embedded local stack
+(`make demo TARGET=aco`: the same to the local ACO emulator, `devstack/demo_aco.py`).
 
 It runs the same commands a user would, as separate processes:
 `catalogctl local up` (moto server + feed receiver), `catalogctl --local resync`,
 `catalogctl --local sync` after changing the catalog, `--no-reindex` with the
-source gone, and `catalogctl --local status`; and it checks what the receiver
+source gone, `catalogctl --local status`, and the mass-deletion guard (a header-only
+export held, then `resync --confirm-deletions`); and it checks what the receiver
 got at each step, exiting non-zero if anything is off.
 """
 
@@ -56,14 +58,18 @@ class Receiver:
 
 
 def start_stack(
-    source: Path | None = None, *, show: bool = True
+    source: Path | None = None, *, show: bool = True, target: str = "commerce-services"
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """`catalogctl local up` in a child process, on free ports; its environment."""
+    """`catalogctl local up [--target aco]` in a child process, on free ports; its
+    environment."""
     args = ["local", "up", "--aws-port", "0", "--receiver-port", "0"]
+    shown = " --target aco" if target == "aco" else ""
+    if target == "aco":
+        args += ["--target", "aco"]
     if source is not None:
         args += ["--source", str(source)]
         if show:
-            print("$ catalogctl local up --source " + str(source), flush=True)
+            print(f"$ catalogctl local up{shown} --source {source}", flush=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "catalogctl.cli", *args], stdout=subprocess.PIPE, text=True
     )
@@ -81,6 +87,55 @@ def start_stack(
         proc.kill()
         raise SystemExit("the local stack did not start")
     return proc, env
+
+
+def stop_stack(proc: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Stop `catalogctl local up` (Ctrl-C), or kill it when it does not stop in time."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def edit_catalog(catalog: Path) -> synth.EditResult:
+    """The demo's edit: 10 prices changed, 5 products removed, 3 added."""
+    say("Change 10 prices, remove 5 products, add 3 (standalone products)")
+    edited = WORK / "catalog-edited.csv"
+    change = synth.edit(catalog, edited, change_prices=10, remove=5, add=3, seed=11)
+    edited.replace(catalog)
+    print(f"  changed: {', '.join(change.changed)}")
+    print(f"  removed: {', '.join(change.removed)}")
+    print(f"  added:   {', '.join(change.added)}")
+    return change
+
+
+def show_the_guard(catalog: Path, env: dict[str, str], receiver: Receiver, env_id: str) -> None:
+    """The mass-deletion guard: a header-only export is held, then released."""
+    say("A failed Magento export job: the catalog file holds only its header row")
+    with (WORK / "catalog-away.csv").open(encoding="utf-8") as f:
+        catalog.write_text(f.readline(), encoding="utf-8")
+    held_before = len(receiver.state("products", env_id))
+    before = receiver.items_received()
+    out = catalogctl("--local", "sync", env=env)
+    held = len(receiver.state("products", env_id))
+    print(
+        f"  the receiver still holds {held:,} products items; {receiver.items_received() - before} sent"
+    )
+    if held != held_before or "HELD" not in out or receiver.items_received() != before:
+        raise SystemExit("demo: the header-only export was not held")
+
+    say("Status says what is held and how to release it")
+    out = catalogctl("--local", "status", "--feed", "products", env=env)
+    if "--confirm-deletions" not in out:
+        raise SystemExit("demo: status does not say how to release the held deletions")
+
+    say("The deletions are meant: confirm them")
+    catalogctl("--local", "resync", "--feed", "products", "--confirm-deletions", env=env)
+    left = len(receiver.state("products", env_id))
+    print(f"  the receiver holds {left} products items")
+    if left != 0:
+        raise SystemExit(f"demo: {left} products items left after the confirmed deletions")
 
 
 def main() -> None:
@@ -106,13 +161,7 @@ def main() -> None:
         held = receiver.state("products", env_id)
         print(f"  the receiver holds {len(held):,} products items")
 
-        say("Change 10 prices, remove 5 products, add 3 (standalone products)")
-        edited = WORK / "catalog-edited.csv"
-        change = synth.edit(catalog, edited, change_prices=10, remove=5, add=3, seed=11)
-        edited.replace(catalog)
-        print(f"  changed: {', '.join(change.changed)}")
-        print(f"  removed: {', '.join(change.removed)}")
-        print(f"  added:   {', '.join(change.added)}")
+        change = edit_catalog(catalog)
 
         say("The hourly sync: only what changed is sent")
         before = receiver.items_received()
@@ -143,12 +192,10 @@ def main() -> None:
 
         say("Status")
         catalogctl("--local", "status", "--feed", "products", env=env)
+
+        show_the_guard(catalog, env, receiver, env_id)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_stack(proc)
     say("Demo complete")
     print(
         "  open the dashboard on this stack: catalogctl local up, then catalogctl --local dashboard"
@@ -156,4 +203,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] in (["--target", "aco"], ["--target=aco"]):
+        from devstack import demo_aco
+
+        demo_aco.main()
+    elif sys.argv[1:] in ([], ["--target", "commerce-services"]):
+        main()
+    else:
+        raise SystemExit("usage: python -m devstack.demo [--target commerce-services|aco]")

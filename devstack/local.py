@@ -177,6 +177,7 @@ class LambdaContextStub:
 class DrainResult:
     succeeded: int = 0
     failed_attempts: int = 0
+    invocations: int = 0  # export handler calls
 
 
 class LocalRunner:
@@ -226,17 +227,22 @@ class LocalRunner:
         self,
         *,
         max_seconds: float = 600,
+        max_invocations: int | None = None,
+        batch_size: int = 10,
     ) -> DrainResult:
         """Deliver queued export messages to the export handler until the queue is
-        empty (failing messages go back and, after maxReceiveCount, to the DLQ)."""
+        empty (failing messages go back and, after maxReceiveCount, to the DLQ), or
+        after `max_invocations` handler calls of up to `batch_size` messages each."""
         queue_url = self.app.settings.export_queue_url
         out = DrainResult()
         deadline = time.monotonic() + max_seconds
         with self._installed():
             while time.monotonic() < deadline:
+                if max_invocations is not None and out.invocations >= max_invocations:
+                    break
                 resp = self.sqs.receive_message(
                     QueueUrl=queue_url,
-                    MaxNumberOfMessages=10,
+                    MaxNumberOfMessages=batch_size,
                     AttributeNames=["All"],
                     VisibilityTimeout=30,
                 )
@@ -248,6 +254,7 @@ class LocalRunner:
                     continue
                 event = {"Records": [_sqs_record(m, queue_url) for m in messages]}
                 result = self._export.handler(event, LambdaContextStub("catalog-sync-export"))
+                out.invocations += 1
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
                 done = [m for m in messages if m["MessageId"] not in failed]
                 if done:
@@ -306,14 +313,14 @@ def _sqs_record(m: dict[str, Any], queue_url: str) -> dict[str, Any]:
 
 
 def queue_depth(sqs: Any, queue_url: str) -> int:
-    """Messages in a queue, visible or in flight."""
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
+    """Messages in a queue: visible, in flight or delayed (handed back for later)."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attrs.get(name, 0)) for name in names)
 
 
 __all__ = [

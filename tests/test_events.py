@@ -55,6 +55,10 @@ def test_events_schedule_is_the_standard_scheduled_event() -> None:
     [
         ("reindex_resync.json", {"action": "resync", "feed": "products"}),
         (
+            "reindex_resync_confirm_deletions.json",
+            {"action": "resync", "feed": "products", "confirmDeletions": True},
+        ),
+        (
             "reindex_resync_no_reindex.json",
             {"action": "resync", "feed": "products", "noReindex": True},
         ),

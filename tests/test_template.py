@@ -403,3 +403,38 @@ def test_template_checkov_skips_are_named_with_reasons(resources: dict[str, Any]
     assert skips
     for skip in skips:
         assert skip["id"].startswith("CKV_") and len(skip["comment"]) > 40, skip
+
+
+def test_template_held_runs_alarm_watches_the_metric_the_code_emits(
+    resources: dict[str, Any],
+) -> None:
+    """app.py emits RunsHeld per feed and, for this alarm, a total with the service
+    dimension only (an alarm cannot sum over the feed dimension)."""
+    from catalog_sync.observability import NAMESPACE, SERVICE
+
+    alarm = resources["HeldRunsAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, "RunsHeld")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE}]
+    assert alarm["Statistic"] == "Sum" and alarm["Threshold"] == 0
+    env = _props(resources, "ReindexFunction")["Environment"]["Variables"]
+    assert env["MAX_DELETE_FRACTION"] == {"Ref": "MaxDeleteFraction"}
+
+
+# The totals (service dimension only) the code publishes, each shown by a test:
+# ItemsFailed (tests/handlers/test_metrics.py), RunsHeld (test_refusals_and_schedules.py),
+# SyncSucceeded (test_metrics.py).
+SERVICE_TOTALS = {"ItemsFailed", "RunsHeld", "SyncSucceeded"}
+
+
+def test_template_every_alarm_on_our_metrics_watches_a_total_the_code_publishes(
+    resources: dict[str, Any],
+) -> None:
+    """An alarm on a CatalogSync metric with the `service` dimension only sees values
+    published without a `feed` dimension (alarms cannot sum over a dimension)."""
+    from catalog_sync.observability import NAMESPACE, SERVICE
+
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    ours = [p for p in alarms if p.get("Namespace") == NAMESPACE]
+    assert {p["MetricName"] for p in ours} == SERVICE_TOTALS
+    for alarm in ours:
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE}], alarm

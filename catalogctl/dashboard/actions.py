@@ -1,6 +1,6 @@
 """The dashboard's actions: the same events and functions as the CLI commands
 (`resync`, `resync --no-reindex`, `resync --by-ids`, `resync --failed-only`,
-`redrive`), run against the runner the dashboard holds."""
+`resync --confirm-deletions`, `redrive`), run against the runner the dashboard holds."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from catalog_sync.sync.guard import release_command
 from catalogctl.common import Target, UserError, check_feed
 from catalogctl.dashboard import data
 from catalogctl.dashboard.jobs import Job
@@ -71,6 +72,20 @@ def describe(name: str, form: dict[str, str], backend: data.Backend) -> Action:
             f"Read these SKUs from the source and send their {feed} items: {shown}.",
             f"catalogctl resync --feed {feed} --by-ids {','.join(ids)}",
         )
+    if name == "confirm-deletions":
+        held = data.held_of(backend.state.list_runs(feed, limit=20))
+        if held is None:
+            raise UserError(f"{feed} has no held deletions")
+        n = held.counts.get("deletions_held", 0)
+        return Action(
+            name,
+            f"Confirm the {n:,} held deletion(s) of {feed}",
+            f"Run {held.run_id} held them: {held.held}. Confirming reads the catalog source "
+            f"again and deletes, at the SaaS service, the {feed} items it no longer has "
+            "(as a resync: every other item is sent again). If the export was wrong, fix "
+            "it instead: the next sync then deletes nothing.",
+            release_command(feed),
+        )
     if name == "resend-failed":
         groups = sorted({r.group for r in data.failures(backend, [feed], {"failed"})})
         retry = sum(1 for _ in data.failures(backend, [feed], {"retry"}))
@@ -114,6 +129,8 @@ def runner_for(
         return run(
             {"action": "resync", "feed": feed, "byIds": _ids(form.get("ids", "")), "idType": "sku"}
         )
+    if name == "confirm-deletions":
+        return run({"action": "resync", "feed": feed, "confirmDeletions": True})
     if name == "resend-failed":
         return lambda job: _resend_failed(job, backend, target, runner, feed)
     raise UserError(f"unknown action {name!r}")

@@ -22,9 +22,10 @@ from catalog_sync.errors import NotFoundError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import KEY_SEPARATOR, bucket_of
 from catalog_sync.ports import BlobStore, FeedState
-from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.sync.runs import FINISHED, FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import read_part
 from catalog_sync.sync.state import BucketCounts, FailingIndex, ItemState, StateBucket, Status
+from catalogctl.held import held_run
 
 STATUSES = ("sent", "pending", "retry", "failed", "deleted")
 PAGE_SIZE = 50
@@ -84,6 +85,13 @@ def duration_seconds(run: RunRecord) -> float | None:
 # --- overview ------------------------------------------------------------------
 
 
+def held_of(runs: list[RunRecord]) -> RunRecord | None:
+    """The run whose deletions the mass-deletion guard holds (`runs` newest first)."""
+    docs = [r.model_dump(mode="json") for r in runs]
+    held = held_run(docs)
+    return runs[docs.index(held)] if held is not None else None
+
+
 @dataclass
 class Health:
     level: str  # ok, info, warn, bad
@@ -100,6 +108,7 @@ class FeedCard:
     last_success: RunRecord | None
     last_export: dict[str, int]
     health: Health
+    held: RunRecord | None = None  # the run whose deletions the guard holds
 
 
 def feed_counts(state: FeedState, meta: FeedMeta) -> tuple[int, dict[str, int], list[int]]:
@@ -138,6 +147,7 @@ def health_of(
     dlq: int | None,
     now: datetime,
     stale_seconds: int,
+    held: RunRecord | None = None,
 ) -> Health:
     bad: list[str] = []
     warn: list[str] = []
@@ -150,9 +160,14 @@ def health_of(
         bad.append(f"{dlq:,} export message(s) in the dead-letter queue")
     if last_run.status == "failed":
         bad.append(f"the last run failed: {last_run.error or 'no reason recorded'}")
-    held = last_run.counts.get("deletions_withheld", 0) + last_run.counts.get("deletions_held", 0)
-    if held:
-        warn.append(f"{held:,} deletion(s) held (the source was not read completely)")
+    withheld = last_run.counts.get("deletions_withheld", 0)
+    if withheld:
+        warn.append(f"{withheld:,} deletion(s) withheld (the source was not read completely)")
+    if held is not None:
+        warn.append(
+            f"{held.counts.get('deletions_held', 0):,} deletion(s) held by the mass-deletion "
+            "guard: confirm them (Actions) or fix the export"
+        )
     if counts.get("retry"):
         warn.append(f"{counts['retry']:,} item(s) waiting for a retry")
     if last_run.status == "running":
@@ -185,14 +200,15 @@ def overview(backend: Backend, now: datetime) -> tuple[list[FeedCard], int | Non
         items, counts, _ = feed_counts(backend.state, meta)
         runs = backend.state.list_runs(feed, limit=20)
         last_run = runs[0] if runs else None
-        success = next((r for r in runs if r.status == "completed" and r.finished_at), None)
+        success = next((r for r in runs if r.status in FINISHED and r.finished_at), None)
+        held = held_of(runs)
         export = (
             export_counts(backend.state.list_part_results(feed, last_run.run_id))
             if last_run
             else {}
         )
-        health = health_of(counts, last_run, success, dlq, now, backend.stale_seconds)
-        cards.append(FeedCard(feed, meta, items, counts, last_run, success, export, health))
+        health = health_of(counts, last_run, success, dlq, now, backend.stale_seconds, held)
+        cards.append(FeedCard(feed, meta, items, counts, last_run, success, export, health, held))
     return cards, dlq
 
 

@@ -29,7 +29,9 @@ from catalogctl.dashboard.jobs import Busy, Jobs
 
 HERE = Path(__file__).resolve().parent
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
-ACTION_NAMES = ("resync", "resync-no-reindex", "resync-by-ids", "resend-failed", "redrive")
+ACTION_NAMES = (
+    "resync", "resync-no-reindex", "resync-by-ids", "resend-failed", "confirm-deletions", "redrive",
+)  # fmt: skip
 
 
 def _cookie_name() -> str:

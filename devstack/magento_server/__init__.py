@@ -6,6 +6,7 @@
 """
 
 from devstack.magento_server.criteria import parse_query
+from devstack.magento_server.inventory import Inventory, Stock
 from devstack.magento_server.server import MagentoApiServer
 
-__all__ = ["MagentoApiServer", "parse_query"]
+__all__ = ["Inventory", "MagentoApiServer", "Stock", "parse_query"]

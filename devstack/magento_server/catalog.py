@@ -10,9 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from catalog_sync.catalog import ALL_CUSTOMER_GROUPS, VISIBILITIES, CatalogProduct
+from catalog_sync.catalog import (
+    ALL_CUSTOMER_GROUPS,
+    VISIBILITIES,
+    CatalogProduct,
+    StoreValues,
+    TierPrice,
+)
 from catalog_sync.feeds.attributes import derive_label
 from catalog_sync.records import Rejected
+from catalog_sync.sources.values import DateError, parse_date
 
 DEFAULT_TOKEN = "local-magento-token"
 ROOT_CATEGORY = "Default Category"
@@ -21,6 +28,8 @@ TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_TEXT_ATTRIBUTES = frozenset(
     {"has_options", "required_options", "news_from_date", "news_to_date", "msrp"}
 )
+# Text attributes of type decimal: REST gives their values with six places.
+DEFAULT_DECIMAL_ATTRIBUTES = frozenset({"msrp"})
 # StoreValues scalar field -> REST custom attribute code (name/price/status/visibility/weight
 # are top-level fields).
 CUSTOM_SCALARS = {
@@ -84,6 +93,7 @@ class _Catalog:
     ) -> None:
         prev = previous
         self.text_attributes = text_attributes
+        self.decimal_attributes = DEFAULT_DECIMAL_ATTRIBUTES
         self.options: dict[str, dict[str, int]] = (
             {c: dict(o) for c, o in prev.options.items()} if prev else {}
         )
@@ -101,7 +111,8 @@ class _Catalog:
         self.by_sku: dict[str, _Rec] = {}
         self.by_id: dict[int, _Rec] = {}
         self.rejected: list[Rejected] = []
-        self._stock: list[dict[str, Any]] | None = None
+        self._stock: list[tuple[_Rec, dict[str, Any]]] | None = None
+        self.deleted_options: dict[str, set[str]] = {}
         next_id = max(prev.by_id, default=0) + 1 if prev else 1
         for product in products:
             key = product.sku.lower()
@@ -220,9 +231,11 @@ class _Catalog:
         kind = self.attribute_kind(code)
         options: list[dict[str, str]] = []
         if kind != "text":
+            gone = self.deleted_options.get(code, ())
             options = [{"label": " ", "value": ""}] + [
                 {"label": label, "value": str(oid)}
                 for label, oid in self.options.get(code, {}).items()
+                if label not in gone
             ]
         return {
             "attribute_id": self.attribute_ids.get(code, 172),
@@ -235,11 +248,11 @@ class _Catalog:
             "options": options,
         }
 
-    def stock_items(self) -> list[dict[str, Any]]:
-        """Every stock item, by product id (built once per catalog)."""
+    def stock_items(self) -> list[tuple[_Rec, dict[str, Any]]]:
+        """Every stock item with its product, by product id (built once per catalog)."""
         if self._stock is None:
-            items = [self.stock_item(rec, rec.product()) for rec in self.recs]
-            self._stock = [item for item in items if item is not None]
+            pairs = [(rec, self.stock_item(rec, rec.product())) for rec in self.recs]
+            self._stock = [(rec, item) for rec, item in pairs if item is not None]
         return self._stock
 
     def stock_item(self, rec: _Rec, p: CatalogProduct) -> dict[str, Any] | None:
@@ -258,10 +271,78 @@ class _Catalog:
             "notify_stock_qty": 1 if s.notify_qty is None else s.notify_qty,
             "use_config_notify_stock_qty": s.notify_qty is None,
             "low_stock_date": None,
+            "show_default_notification_message": False,
+            "use_config_min_qty": True,
+            "min_qty": 0,
+            "use_config_min_sale_qty": 1,
+            "min_sale_qty": 1,
+            "use_config_max_sale_qty": True,
+            "max_sale_qty": 10000,
+            "use_config_backorders": True,
+            "backorders": 0,
+            "use_config_qty_increments": True,
+            "qty_increments": 1,
+            "use_config_enable_qty_inc": True,
+            "enable_qty_increments": False,
+            "is_decimal_divided": False,
+            "stock_status_changed_auto": 0,
         }
 
+    def _bundle_options(self, rec: _Rec, p: CatalogProduct) -> list[dict[str, Any]]:
+        """`bundle_product_options` as Magento's REST API gives them."""
+        out = []
+        for i, option in enumerate(p.bundle, 1):
+            option_id = rec.id * 100 + i
+            out.append(
+                {
+                    "option_id": option_id,
+                    "title": option.title,
+                    "required": option.required,
+                    "type": "checkbox" if option.multi else "select",
+                    "position": i,
+                    "sku": p.sku,
+                    "product_links": [
+                        {
+                            "id": str(option_id * 100 + n),
+                            "sku": sel.sku,
+                            "option_id": option_id,
+                            "qty": sel.qty,
+                            "position": n,
+                            "is_default": sel.default,
+                            "price": 0,
+                            "price_type": 0,
+                            "can_change_quantity": int(sel.user_defined_qty),
+                        }
+                        for n, sel in enumerate(option.selections, 1)
+                    ],
+                }
+            )
+        return out
+
     def item(self, rec: _Rec, p: CatalogProduct, view: str | None) -> dict[str, Any]:
+        """The product as `GET /V1/products` lists it in `view` (None: `/rest/all`)."""
         v = p.values if view is None else p.values_for(view)
+        item = self._main(rec, p, v)
+        item["extension_attributes"] = self._extension(rec, p)
+        item["product_links"] = self._links(p)
+        item["options"] = []
+        item["media_gallery_entries"] = [
+            {
+                "id": rec.id * 100 + g.position,
+                "media_type": "image",
+                "label": g.label,
+                "position": g.position,
+                "disabled": g.hidden,
+                "types": [IMAGE_CODES[r] for r, path in v.images.items() if path == g.path],
+                "file": g.path,
+            }
+            for g in p.gallery
+        ]
+        item["tier_prices"] = [self._tier(t) for t in p.tier_prices]
+        item["custom_attributes"] = self._custom(p, v)
+        return item
+
+    def _main(self, rec: _Rec, p: CatalogProduct, v: StoreValues) -> dict[str, Any]:
         item: dict[str, Any] = {
             "id": rec.id,
             "sku": p.sku,
@@ -274,12 +355,17 @@ class _Catalog:
             item["name"] = v.name
         if v.price is not None:
             item["price"] = v.price
+        elif p.product_type in ("configurable", "bundle"):
+            item["price"] = 0  # Magento's answer for a parent or dynamic bundle without a price
         if v.enabled is not None:
             item["status"] = 1 if v.enabled else 2
         if v.visibility is not None:
             item["visibility"] = VISIBILITIES.index(v.visibility) + 1
         if v.weight is not None:
             item["weight"] = v.weight
+        return item
+
+    def _extension(self, rec: _Rec, p: CatalogProduct) -> dict[str, Any]:
         websites = self.websites if p.websites is None else p.websites
         ext: dict[str, Any] = {
             "website_ids": [self.websites[w] for w in websites],
@@ -289,10 +375,7 @@ class _Catalog:
             ],
         }
         if p.product_type == "configurable":
-            codes: dict[str, None] = {}
-            for variant in p.variants:
-                for code, _label in variant.options:
-                    codes.setdefault(code)
+            codes = dict.fromkeys(code for variant in p.variants for code, _ in variant.options)
             ext["configurable_product_options"] = [
                 {
                     "id": rec.id * 10 + i,
@@ -316,7 +399,11 @@ class _Catalog:
                 for variant in p.variants
                 if (child := self.by_sku.get(variant.sku.lower())) is not None
             ]
-        item["extension_attributes"] = ext
+        if p.product_type == "bundle":
+            ext["bundle_product_options"] = self._bundle_options(rec, p)
+        return ext
+
+    def _links(self, p: CatalogProduct) -> list[dict[str, Any]]:
         links: list[dict[str, Any]] = []
         for link_type, skus in (
             ("related", p.links.related),
@@ -330,33 +417,23 @@ class _Catalog:
             if g.qty is not None:
                 link["extension_attributes"] = {"qty": g.qty}
             links.append(link)
-        item["product_links"] = links
-        item["options"] = []
-        item["media_gallery_entries"] = [
-            {
-                "id": rec.id * 100 + g.position,
-                "media_type": "image",
-                "label": g.label,
-                "position": g.position,
-                "disabled": g.hidden,
-                "types": [IMAGE_CODES[r] for r, path in v.images.items() if path == g.path],
-                "file": g.path,
-            }
-            for g in p.gallery
-        ]
-        item["tier_prices"] = [
-            {
-                "customer_group_id": ALL_GROUPS_ID
-                if t.customer_group == ALL_CUSTOMER_GROUPS
-                else next(
-                    (gid for gid, code in CUSTOMER_GROUPS.items() if code == t.customer_group), 1
-                ),
-                "qty": t.qty,
-                "value": t.value,
-                "extension_attributes": {"website_id": self.websites.get(t.website or "", 0)},
-            }
-            for t in p.tier_prices
-        ]
+        return links
+
+    def _tier(self, t: TierPrice) -> dict[str, Any]:
+        if t.customer_group == ALL_CUSTOMER_GROUPS:
+            group = ALL_GROUPS_ID
+        else:
+            group = next(
+                (gid for gid, code in CUSTOMER_GROUPS.items() if code == t.customer_group), 1
+            )
+        return {
+            "customer_group_id": group,
+            "qty": t.qty,
+            "value": t.value,
+            "extension_attributes": {"website_id": self.websites.get(t.website or "", 0)},
+        }
+
+    def _custom(self, p: CatalogProduct, v: StoreValues) -> list[dict[str, Any]]:
         custom: list[dict[str, Any]] = []
         for fname, code in CUSTOM_SCALARS.items():
             value = getattr(v, fname)
@@ -370,13 +447,17 @@ class _Catalog:
         if v.tax_class is not None:
             tax_id = self.options["tax_class_id"][v.tax_class]
             custom.append({"attribute_code": "tax_class_id", "value": str(tax_id)})
+        if p.product_type == "bundle":  # 0: dynamic price (from the selections), 1: fixed
+            fixed = p.values.price is not None
+            custom.append({"attribute_code": "price_type", "value": "1" if fixed else "0"})
         for role, path in v.images.items():
             custom.append({"attribute_code": IMAGE_CODES[role], "value": path})
         for role, label in v.image_labels.items():
             custom.append({"attribute_code": LABEL_CODES[role], "value": label})
         for code, vals in v.attributes.items():
             if self.attribute_kind(code) == "text":
-                value = "|".join(vals)
+                decimal = code in self.decimal_attributes
+                value = "|".join(rest_text(x, decimal) for x in vals)
             else:
                 value = ",".join(str(self.options[code][label]) for label in vals)
             custom.append({"attribute_code": code, "value": value})
@@ -386,8 +467,7 @@ class _Catalog:
                 "value": [str(self.categories[path]) for path in p.categories],
             }
         )
-        item["custom_attributes"] = custom
-        return item
+        return custom
 
     def _link(self, sku: str, link_type: str, linked: str, pos: int) -> dict[str, Any]:
         target = self.by_sku.get(linked.lower())
@@ -400,4 +480,17 @@ class _Catalog:
         }
 
 
-# -- searchCriteria ----------------------------------------------------------------------
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def rest_text(value: str, decimal: bool) -> str:
+    """A text attribute's value as Magento's REST API gives it: a decimal attribute's
+    value with six places (`12.000000`), a date as `YYYY-MM-DD HH:MM:SS`."""
+    if decimal and _NUMBER.fullmatch(value):
+        return f"{float(value):.6f}"
+    if value[:1].isdigit() and any(sep in value for sep in "/-."):
+        try:
+            return parse_date(value).strftime(TS_FORMAT)
+        except DateError:
+            pass
+    return value

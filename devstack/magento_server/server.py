@@ -18,16 +18,30 @@ default view) the values as the view sees them. Entity, option, category and att
 are assigned in file order and kept across `load()`s. `updated_at` is the load time; a
 reload bumps it only for products whose data changed, `touch(sku)` bumps one.
 
+- `/V1/store/storeConfigs`, `/V1/inventory/{sources,stocks,stock-source-links,source-items}`
+  (MSI: `inventory=Inventory(...)`, default single-source; `msi = False`: not a route).
+
+Real 2.4 behaviour (checked against the published schema, AdobeDocs/commerce-webapi
+`admin-schema-2.4.7.yaml`): `price: 0` for a configurable or bundle without a price
+(a bundle without one is dynamic, `price_type` "0"); text attributes of decimal type
+with six places, dates as `YYYY-MM-DD HH:MM:SS`; store views with their website and
+`is_active` (`view_websites`, `inactive_views`); `delete_option(code, label)` leaves
+the id in products' values but not in the option list; `null_qty` SKUs have a NULL
+stock qty (never matched by lowStock's `qty <= N`); `input_limits = True`: Magento's
+web API input limits (page size 20 by default, more than 300 refused); `acl`: the
+token's ACL resources (a route needing another is a 401 naming it, as Magento does),
+`bearer_integration = False`: every call refused (2.4.4+ with the bearer setting off).
+
 Faults: `fail_next(status=503, times=2)` answers the next requests with an error
 (`status=0` drops the connection); `repeat_last_page = True` answers a page past the end
 with the last page again, as old Magento releases do.
 
 What the CSV cannot carry is not invented: select attributes given as labels are served
-with option ids; text attributes (`text_attributes`) and dates in attributes are passed
-through as the CSV has them. The server keeps its catalog in memory, one compressed
+with option ids; text attributes (`text_attributes`) as REST gives them. The server keeps its catalog in memory, one compressed
 record per product.
 
-CLI: `python -m devstack.magento_server CSV --port 8788 --token T`.
+CLI: `python -m devstack.magento_server CSV --port 8788 --token T [--input-limits]
+[--stock-sources stock_sources.csv --stocks "1=default:base;2=eu_a+eu_b:eu"]`.
 """
 
 from __future__ import annotations
@@ -37,7 +51,8 @@ import re
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,12 +63,14 @@ import click
 import orjson
 
 from catalog_sync.catalog import CatalogProduct
-from catalog_sync.errors import SourceError
+from catalog_sync.errors import CatalogSyncError
 from catalog_sync.records import Rejected
+from catalog_sync.sources.inventory import parse_stocks
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from devstack.magento_server.catalog import (
     _INDEXED,
     CUSTOMER_GROUPS,
+    DEFAULT_DECIMAL_ATTRIBUTES,
     DEFAULT_TEXT_ATTRIBUTES,
     DEFAULT_TOKEN,
     TS_FORMAT,
@@ -70,6 +87,17 @@ from devstack.magento_server.criteria import (
     _rec_field,
     parse_query,
 )
+from devstack.magento_server.inventory import ALL_RESOURCES, Inventory, Stock, resource_of
+from devstack.magento_server.routes import (
+    attribute_sets,
+    inventory_routes,
+    store_configs,
+    store_views,
+    websites,
+)
+
+DEFAULT_PAGE_SIZE = 20  # with the web API input limits on
+MAX_PAGE_SIZE = 300
 
 
 class MagentoApiServer:
@@ -84,12 +112,26 @@ class MagentoApiServer:
         token: str = DEFAULT_TOKEN,
         store_views: Sequence[str] = ("default",),
         text_attributes: Iterable[str] = DEFAULT_TEXT_ATTRIBUTES,
+        decimal_attributes: Iterable[str] = DEFAULT_DECIMAL_ATTRIBUTES,
         clock: Callable[[], datetime] | None = None,
+        view_websites: Mapping[str, str] | None = None,
+        inactive_views: Collection[str] = (),
+        inventory: Inventory | None = None,
+        acl: Collection[str] | None = None,
     ) -> None:
         self.token = token
         self.store_views = tuple(store_views)
         self.text_attributes = frozenset(text_attributes)
+        self.decimal_attributes = frozenset(decimal_attributes)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.view_websites = dict(view_websites or {})
+        self.inactive_views = frozenset(inactive_views)
+        self.inventory = inventory  # None: single-source (stock 1, source `default`)
+        self.msi = True  # False: the MSI modules are disabled (/V1/inventory/... 404)
+        self.acl = ALL_RESOURCES if acl is None else frozenset(acl)  # the token's resources
+        self.bearer_integration = True  # False: 2.4.4+ with the bearer setting off
+        self.input_limits = False  # web API input limits: page size 20 by default, max 300
+        self.null_qty: set[str] = set()  # SKUs (lowercase) whose stock item qty is NULL
         self.repeat_last_page = False
         self.requests: deque[str] = deque(maxlen=100_000)  # request targets, for tests
         self._lock = threading.Lock()
@@ -133,6 +175,7 @@ class MagentoApiServer:
         catalog = _Catalog(
             products(), self._catalog, self.store_views, self.text_attributes, self._now()
         )
+        catalog.decimal_attributes = self.decimal_attributes
         catalog.rejected = rejected
         with self._lock:
             self._catalog = catalog
@@ -161,6 +204,12 @@ class MagentoApiServer:
         with self._lock:
             for _ in range(times):
                 self._faults.append((status, retry_after, path_contains))
+
+    def delete_option(self, code: str, label: str) -> None:
+        """Delete an option of a select / multiselect attribute; products keep its id
+        (as in Magento, where the leftover id stays in the product's value)."""
+        with self._lock:
+            self.catalog.deleted_options.setdefault(code, set()).add(label)
 
     def corrupt(self, sku: str, field: str, value: Any) -> None:
         """Serve `field` (a top-level item field) of `sku` as `value` in every scope."""
@@ -223,15 +272,6 @@ class MagentoApiServer:
             status, retry_after = fault
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             return status, {"message": f"injected fault {status}"}, headers
-        if auth != f"Bearer {self.token}":
-            return (
-                401,
-                {
-                    "message": "The consumer isn't authorized to access %resources.",
-                    "parameters": {"resources": "Magento_Catalog::products"},
-                },
-                {},
-            )
         if method != "GET":
             raise _HttpError(405, "Request does not match any route.")
         split = urlsplit(target)
@@ -240,7 +280,15 @@ class MagentoApiServer:
         m = re.fullmatch(r"/rest(?:/([^/]+))?/V1/(.+)", path)
         if not m:
             raise _HttpError(404, "Request does not match any route.")
-        scope, route = m.group(1), m.group(2)
+        scope, route = m.group(1), m.group(2).rstrip("/")  # the schema has `lowStock/`
+        resource = resource_of(route) or "Magento_Backend::admin"
+        token_ok = auth == f"Bearer {self.token}" and self.bearer_integration
+        if not token_ok or resource not in self.acl:  # Magento answers both with a 401
+            raise _HttpError(
+                401,
+                "The consumer isn't authorized to access %resources.",
+                {"resources": resource},
+            )
         catalog = self.catalog
         view: str | None
         if scope == "all":
@@ -255,67 +303,30 @@ class MagentoApiServer:
 
     def _route(self, catalog: _Catalog, route: str, view: str | None, query: dict[str, Any]) -> Any:
         if route == "products":
-            return self._products(catalog, view, Criteria.parse(query))
+            return self._products(catalog, view, self._criteria(query))
         if route == "products/attributes":
-            c = Criteria.parse(query)
             codes = sorted(catalog.attribute_ids, key=catalog.attribute_ids.__getitem__)
             items = [catalog.attribute(code) for code in ("tax_class_id", *codes)]
-            return self._list(items, c)
+            return self._list(items, self._criteria(query))
         if route.startswith("products/attributes/"):
             return catalog.attribute(route[len("products/attributes/") :])
-        if route.startswith("products/attribute-sets/sets/list"):
-            c = Criteria.parse(query)
-            items = [
-                {
-                    "attribute_set_id": sid,
-                    "attribute_set_name": name,
-                    "sort_order": 0,
-                    "entity_type_id": 4,
-                }
-                for name, sid in sorted(catalog.attribute_sets.items(), key=lambda kv: kv[1])
-            ]
-            return self._list(items, c)
+        if route == "products/attribute-sets/sets/list":
+            return self._list(attribute_sets(catalog), self._criteria(query))
         if route.startswith("products/"):
-            rec = catalog.by_sku.get(route[len("products/") :].lower())
-            if rec is None:
-                raise _HttpError(
-                    404,
-                    "The product that was requested doesn't exist. Verify the product and try again.",
-                )
-            return self._item(catalog, rec, view)
+            return self._item(catalog, self._rec(catalog, route[len("products/") :]), view)
         if route == "categories":
             return catalog.tree if view is None else catalog.tree["children_data"][0]
         if route == "store/websites":
-            return [{"id": 0, "code": "admin", "name": "Admin", "default_group_id": 0}] + [
-                {"id": wid, "code": code, "name": code.title(), "default_group_id": wid}
-                for code, wid in sorted(catalog.websites.items(), key=lambda kv: kv[1])
-            ]
+            return websites(catalog)
         if route == "store/storeViews":
-            return [
-                {
-                    "id": 0,
-                    "code": "admin",
-                    "name": "Admin",
-                    "website_id": 0,
-                    "store_group_id": 0,
-                    "is_active": 1,
-                }
-            ] + [
-                {
-                    "id": sid,
-                    "code": code,
-                    "name": code,
-                    "website_id": 1,
-                    "store_group_id": 1,
-                    "is_active": 1,
-                }
-                for code, sid in sorted(catalog.views.items(), key=lambda kv: kv[1])
-            ]
+            return store_views(catalog, self.view_websites, self.inactive_views)
+        if route == "store/storeConfigs":
+            return store_configs(catalog, self.view_websites)
         if route == "stockItems/lowStock":
             return self._low_stock(catalog, query)
         if route.startswith("stockItems/"):
             rec = catalog.by_sku.get(route[len("stockItems/") :].lower())
-            item = catalog.stock_item(rec, rec.product()) if rec else None
+            item = self._stock_item(catalog, rec) if rec else None
             if item is None:
                 raise _HttpError(404, 'The Product with the "%1" SKU doesn\'t exist.', [route[11:]])
             return item
@@ -324,7 +335,39 @@ class MagentoApiServer:
             if gid.isdigit() and int(gid) in CUSTOMER_GROUPS:
                 return {"id": int(gid), "code": CUSTOMER_GROUPS[int(gid)], "tax_class_id": 3}
             raise _HttpError(404, "No such entity with id = %1", [gid])
+        if route.startswith("inventory/") and self.msi:
+            lists = inventory_routes(catalog, self.inventory, self._stock_item)
+            if route in lists:
+                return self._list(lists[route], self._criteria(query))
         raise _HttpError(404, "Request does not match any route.")
+
+    def _rec(self, catalog: _Catalog, sku: str) -> _Rec:
+        rec = catalog.by_sku.get(sku.lower())
+        if rec is None:
+            raise _HttpError(
+                404,
+                "The product that was requested doesn't exist. Verify the product and try again.",
+            )
+        return rec
+
+    def _criteria(self, query: dict[str, Any]) -> Criteria:
+        """searchCriteria, with the web API input limits when they are on."""
+        c = Criteria.parse(query)
+        if not self.input_limits:
+            return c
+        if c.page_size is None:
+            return replace(c, page_size=DEFAULT_PAGE_SIZE)
+        if c.page_size > MAX_PAGE_SIZE:
+            raise _HttpError(
+                400, "Maximum SearchCriteria pageSize is %max", {"max": str(MAX_PAGE_SIZE)}
+            )
+        return c
+
+    def _stock_item(self, catalog: _Catalog, rec: _Rec) -> dict[str, Any] | None:
+        item = catalog.stock_item(rec, rec.product())
+        if item is not None and rec.sku.lower() in self.null_qty:
+            item = {**item, "qty": None}
+        return item
 
     def _list(self, items: list[dict[str, Any]], c: Criteria) -> dict[str, Any]:
         groups = [[(f, _predicate(cd, v)) for f, cd, v in g] for g in c.groups]
@@ -406,7 +449,13 @@ class MagentoApiServer:
             page = max(1, int(query.get("currentPage") or 1))
         except ValueError:
             raise _HttpError(400, "qty, pageSize and currentPage must be numbers.") from None
-        items = [item for item in catalog.stock_items() if item["qty"] < limit]
+        if self.input_limits:
+            size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        items = [
+            item
+            for rec, item in catalog.stock_items()
+            if rec.sku.lower() not in self.null_qty and item["qty"] < limit  # NULL <= N: false
+        ]
         c = Criteria((), (), size, page)
         return {
             "items": _page(items, c, self.repeat_last_page),
@@ -489,14 +538,38 @@ class _Handler(BaseHTTPRequestHandler):
 @click.option("--port", default=8788, show_default=True, type=int)
 @click.option("--token", default=DEFAULT_TOKEN, show_default=True)
 @click.option("--store-view", "store_views", multiple=True, default=("default",), show_default=True)
-def main(csv_path: str, host: str, port: int, token: str, store_views: tuple[str, ...]) -> None:
+@click.option(
+    "--stock-sources", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="A Stock Sources export: serve a multi-source shop (with --stocks).",
+)  # fmt: skip
+@click.option("--stocks", default="", help="The stocks: 1=default:base;2=eu_a+eu_b:eu.")
+@click.option("--input-limits", is_flag=True, help="Web API input limits on (page size 20/300).")
+def main(
+    csv_path: str,
+    host: str,
+    port: int,
+    token: str,
+    store_views: tuple[str, ...],
+    stock_sources: str | None,
+    stocks: str,
+    input_limits: bool,
+) -> None:
     """Serve CSV_PATH (a Magento product export) as a Magento REST API."""
     try:
+        inventory = None
+        if stock_sources:
+            layout = [
+                Stock(int(d.stock_id), f"Stock {d.stock_id}", d.sources, d.websites)
+                for d in parse_stocks(stocks or "1=default:base")
+            ]
+            inventory = Inventory.from_csv(stock_sources, layout)
         server = MagentoApiServer(
-            csv_path, host=host, port=port, token=token, store_views=store_views
-        )
-    except SourceError as exc:
+            csv_path, host=host, port=port, token=token, store_views=store_views,
+            inventory=inventory,
+        )  # fmt: skip
+    except CatalogSyncError as exc:
         raise click.ClickException(str(exc)) from exc
+    server.input_limits = input_limits
     click.echo(
         orjson.dumps({"url": server.url, "products": len(server.catalog.recs)}).decode(), nl=True
     )

@@ -2,6 +2,8 @@
 
 Events: the EventBridge scheduled event (= `{"action": "sync"}`) or
 `{"action": "resync", "feed": "products", "noReindex": false, "byIds": [...]}`.
+A refused request (bad options, an unknown feed, a refused source, a lease held by
+another run) is answered with `{"status": "refused", "reason": ...}`, not an error.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalog_sync.app import current_app, run_reindex_event
+from catalog_sync.app import current_app, refused, run_reindex_event
+from catalog_sync.errors import RefusedError
 from catalog_sync.observability import logger, metrics, tracer
 
 
@@ -18,4 +21,7 @@ from catalog_sync.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)  # responses can be large
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return run_reindex_event(event, current_app())
+    try:
+        return run_reindex_event(event, current_app())
+    except RefusedError as exc:
+        return refused(exc)

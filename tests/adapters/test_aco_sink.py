@@ -228,6 +228,10 @@ def test_pacing_counted_at_emulator(emulator: AcoEmulator, aws_clients) -> None:
             with lock:
                 return aws.dynamodb.update_item(**kw)
 
+        def get_item(self, **kw: object) -> object:
+            with lock:
+                return aws.dynamodb.get_item(**kw)
+
     def run(prefix: str) -> None:
         pacer = DynamoPacer(Atomic(), aws.names.table, "t1", max_rps=2, max_wait=30)
         s = AcoSink(emulator.base_url, tokens(emulator), pacer=pacer, batch_sizes={"products": 1})
@@ -246,6 +250,9 @@ def test_pacing_counted_at_emulator(emulator: AcoEmulator, aws_clients) -> None:
 
 
 def test_product_budget_hands_back(emulator: AcoEmulator, aws_clients) -> None:  # type: ignore[no-untyped-def]
+    """A budget of 3 products a window and batches of 2: the first batch goes whole,
+    the second only as far as the budget goes, the rest comes back `paced:` with the
+    time the next window opens."""
     from catalog_sync.aws.pacing import DynamoPacer
 
     aws = aws_clients()
@@ -261,8 +268,39 @@ def test_product_budget_hands_back(emulator: AcoEmulator, aws_clients) -> None: 
     )
     s = AcoSink(emulator.base_url, tokens(emulator), pacer=pacer, batch_sizes={"products": 2})
     out = s.send("products", [item(product(f"Q{i}")) for i in range(5)])
-    assert [o.status for o in out] == ["sent", "sent", "retry", "retry", "retry"]
-    assert str(out[2].reason).startswith("paced:")
+    assert [o.status for o in out] == ["sent", "sent", "sent", "retry", "retry"]
+    assert str(out[3].reason).startswith("paced:")
+    assert [r["items"] for r in emulator.requests[-2:]] == [2, 1]
+    assert s.take_paced() == 660.0  # the next minute
+    assert s.take_paced() is None
+
+
+def test_budget_smaller_than_a_batch_is_never_exceeded(emulator: AcoEmulator, aws_clients) -> None:  # type: ignore[no-untyped-def]
+    """Batches of 100 under a budget of 7 a window: 7 products go, not 100."""
+    from catalog_sync.aws.pacing import DynamoPacer
+
+    aws = aws_clients()
+    with_metadata(sink(emulator))
+    now = [1200.0]
+    pacer = DynamoPacer(
+        aws.dynamodb,
+        aws.names.table,
+        "t3",
+        max_rps=100,
+        max_products_per_minute=7,
+        clock=lambda: now[0],
+    )
+    s = AcoSink(emulator.base_url, tokens(emulator), pacer=pacer)
+    docs = [item(product(f"R{i}")) for i in range(20)]
+    sent: list[int] = []
+    for _ in range(3):  # three windows
+        out = s.send("products", docs)
+        sent.append(sum(o.status == "sent" for o in out))
+        docs = [d for d, o in zip(docs, out, strict=True) if o.status != "sent"]
+        now[0] += 60
+    assert sent == [7, 7, 6]
+    assert len(emulator.state()["products"]) == 20
+    assert emulator.stats()["accepted"]["products"] == 20  # none twice
 
 
 def test_ims_unreachable_leaves_items_pending(emulator: AcoEmulator) -> None:

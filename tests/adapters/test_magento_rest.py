@@ -60,11 +60,12 @@ def from_csv() -> dict[str, CatalogProduct]:
 
 
 def differences(a: CatalogProduct, b: CatalogProduct) -> list[str]:
-    # `line` is where the product starts in a file: REST has no lines.
+    # `line` is where the product starts in a file: REST has no lines; `product_id`
+    # is Magento's entity id: the export CSV has none.
     return [
         f"{a.sku}.{f.name}: {getattr(a, f.name)!r} != {getattr(b, f.name)!r}"
         for f in fields(CatalogProduct)
-        if f.name != "line" and getattr(a, f.name) != getattr(b, f.name)
+        if f.name not in ("line", "product_id") and getattr(a, f.name) != getattr(b, f.name)
     ]
 
 
@@ -80,11 +81,31 @@ def test_magento_rest_reads_same_products_as_csv_source(
     assert sorted(rest) == sorted(from_csv)
     diffs = [d for sku in from_csv for d in differences(from_csv[sku], rest[sku])]
     assert diffs == []
+    ids = {rec.sku: rec.id for rec in server.catalog.recs}
+    assert {sku: p.product_id for sku, p in rest.items()} == ids
     report = src.report()
     assert report.complete is True
     assert (report.rows, report.records, report.issues) == (12, 12, [])
     assert report.store_views == ["default", "fr"]
     assert src.high_water_mark == T0
+
+
+def test_magento_rest_reads_a_bundle_as_the_csv_source_does(tmp_path: Path) -> None:
+    """Its options from `bundle_product_options`, its selections' bundle parents from
+    the parents pass: the same records as the export CSV gives."""
+    from tests.unit.aco_fixtures import write_bundle_catalog
+
+    path = tmp_path / "catalog.csv"
+    write_bundle_catalog(path)
+    csv_records = {
+        p.sku: p for p in MagentoCsvSource(str(path)).read() if isinstance(p, CatalogProduct)
+    }
+    with MagentoApiServer(path) as srv:
+        rest = products(source(srv))
+    assert len(csv_records["KIT-1"].bundle) == 2
+    assert rest["24-MB04"].bundle_parents == ("KIT-1",)
+    diffs = [d for sku in csv_records for d in differences(csv_records[sku], rest[sku])]
+    assert diffs == []
 
 
 def test_magento_rest_maps_option_ids_overrides_children_and_stock(
@@ -135,6 +156,21 @@ def test_magento_rest_incremental_read_returns_changed_products_and_is_never_com
     report = src.report()
     assert report.complete is False
     assert "deletions" in str(report.issues[0])
+
+
+def test_magento_rest_incremental_read_includes_given_skus_once(
+    server: MagentoApiServer, clock: Clock
+) -> None:
+    """`include`: SKUs an incremental read reads whatever their updated_at (a price
+    window that passed); one also updated is yielded once."""
+    src = source(server, since=T0 + timedelta(hours=1), overlap=timedelta(0))
+    server.touch("24-MB04", T0 + timedelta(hours=3))
+    src.include(["24-MB01", "24-MB04"])
+    assert list(products(src)) == ["24-MB04", "24-MB01"]
+    assert src.high_water_mark == T0 + timedelta(hours=3)
+    full = source(server)
+    full.include(["24-MB01"])  # a full read reads everything anyway, each once
+    assert len(products(full)) == 12
 
 
 def test_magento_rest_incremental_overlap_reads_the_window_before_since(

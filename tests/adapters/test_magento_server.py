@@ -208,3 +208,74 @@ def test_parse_query_nests_brackets() -> None:
         "searchCriteria": {"filter_groups": {"0": {"filters": {"0": {"field": "sku"}}}}},
         "fields": "items",
     }
+
+
+# Required fields of the 2.4.7 admin REST schema's definitions (AdobeDocs/commerce-webapi,
+# src/openapi/admin-schema-2.4.7.yaml), written out for the answers the source reads.
+SCHEMA_REQUIRED = {
+    "store-data-store-interface": {"id", "code", "name", "website_id", "store_group_id", "is_active"},
+    "store-data-website-interface": {"id", "code", "name", "default_group_id"},
+    "eav-data-attribute-set-interface": {"attribute_set_name", "sort_order"},
+    "catalog-data-category-tree-interface": {
+        "parent_id", "name", "is_active", "position", "level", "product_count", "children_data",
+    },
+    "catalog-inventory-data-stock-item-interface": {
+        "qty", "is_in_stock", "is_qty_decimal", "show_default_notification_message",
+        "use_config_min_qty", "min_qty", "use_config_min_sale_qty", "min_sale_qty",
+        "use_config_max_sale_qty", "max_sale_qty", "use_config_backorders", "backorders",
+        "use_config_notify_stock_qty", "notify_stock_qty", "use_config_qty_increments",
+        "qty_increments", "use_config_enable_qty_inc", "enable_qty_increments",
+        "use_config_manage_stock", "manage_stock", "low_stock_date", "is_decimal_divided",
+        "stock_status_changed_auto",
+    },
+    "search-results": {"items", "search_criteria", "total_count"},
+}  # fmt: skip
+SCHEMA_FIELDS = {
+    "inventory-api-data-source-item-interface": {"sku", "source_code", "quantity", "status"},
+    "inventory-api-data-stock-interface": {"stock_id", "name", "extension_attributes"},
+    "inventory-api-data-stock-source-link-interface": {"stock_id", "source_code", "priority"},
+}
+
+
+def test_magento_server_answers_carry_the_schema_fields(server: MagentoApiServer) -> None:
+    req = SCHEMA_REQUIRED
+    for view in get(server, "/rest/all/V1/store/storeViews"):
+        assert req["store-data-store-interface"] <= view.keys()
+    for site in get(server, "/rest/all/V1/store/websites"):
+        assert req["store-data-website-interface"] <= site.keys()
+    sets = get(server, "/rest/all/V1/products/attribute-sets/sets/list", sc())
+    assert req["search-results"] <= sets.keys()
+    assert all(req["eav-data-attribute-set-interface"] <= s.keys() for s in sets["items"])
+    tree = get(server, "/rest/all/V1/categories")
+    assert req["catalog-data-category-tree-interface"] <= tree.keys()
+    low = get(server, "/rest/all/V1/stockItems/lowStock/", {"scopeId": 0, "qty": 1e9})
+    assert req["search-results"] <= low.keys()
+    assert all(req["catalog-inventory-data-stock-item-interface"] <= i.keys() for i in low["items"])
+    for route, definition in (
+        ("source-items", "inventory-api-data-source-item-interface"),
+        ("stocks", "inventory-api-data-stock-interface"),
+        ("stock-source-links", "inventory-api-data-stock-source-link-interface"),
+    ):
+        body = get(server, f"/rest/all/V1/inventory/{route}", sc())
+        assert req["search-results"] <= body.keys()
+        assert body["items"] and all(SCHEMA_FIELDS[definition] <= i.keys() for i in body["items"])
+
+
+def test_magento_server_refuses_per_endpoint_as_magento_does(server: MagentoApiServer) -> None:
+    server.acl = server.acl - {"Magento_Customer::group"}
+    body = get(server, "/rest/all/V1/customerGroups/1", status=401)
+    assert body == {
+        "message": "The consumer isn't authorized to access %resources.",
+        "parameters": {"resources": "Magento_Customer::group"},
+    }
+    assert get(server, "/rest/all/V1/categories")["id"] == 1
+    server.bearer_integration = False
+    body = get(server, "/rest/all/V1/categories", status=401)
+    assert body["parameters"] == {"resources": "Magento_Catalog::categories"}
+
+
+def test_magento_server_input_limits_page_lists(server: MagentoApiServer) -> None:
+    server.input_limits = True
+    assert get(server, "/rest/all/V1/products", sc())["search_criteria"]["page_size"] == 20
+    body = get(server, "/rest/all/V1/products", sc(pageSize="301"), status=400)
+    assert "300" in str(body)

@@ -113,6 +113,31 @@ def test_dashboard_in_a_browser(make_stack, tmp_path: Path, monkeypatch):
             assert not any(r.status.value == "failed" for r in after.values())
             page.goto(base + "/")
             assert card.locator('[data-count="failed"]').inner_text() == "0"
+
+            # the mass-deletion guard: a header-only export is held, confirming applies it
+            write_catalog(catalog, products, [])
+            held = s.sync()["runs"]
+            assert {r["feed"]: r["status"] for r in held}["products"] == "held"
+            page.goto(base + "/")
+            assert "held by the mass-deletion guard" in card.inner_text()
+            page.goto(base + "/actions")
+            page.click('[data-action="confirm-deletions-products"]')
+            assert "catalogctl resync --feed products --confirm-deletions" in page.content()
+            shot(page, "confirm-deletions")
+            page.click("#confirm")
+            sync_api.expect(page.locator("#job-status")).not_to_have_text("running", timeout=60_000)
+            assert page.locator("#job-status").inner_text() == "succeeded", page.content()
+            live = [k for k in after if k.startswith("SKU-")]
+            assert f"deleted {len(live)}," in page.locator("#job-lines").inner_text()
+            shot(page, "confirm-deletions-result")
+            gone = state_records(s.runner.app)
+            assert all(gone[k].deleted for k in live)
+            assert len(s.held()) == 0  # the receiver deleted them
+            page.goto(base + "/")
+            assert card.locator('[data-count="deleted"]').inner_text() == f"{len(live):,}"
+            assert "held by the mass-deletion guard" not in card.inner_text()
+            page.goto(base + "/actions")
+            assert page.locator('[data-action="confirm-deletions-products"]').count() == 0
             browser.close()
         # another client with no cookie cannot act
         req = urllib.request.Request(base + "/actions/redrive/run", data=b"token=x", method="POST")

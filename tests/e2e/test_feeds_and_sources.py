@@ -8,12 +8,11 @@ import shutil
 import uuid
 from pathlib import Path
 
-import pytest
 import requests
 
-from catalog_sync.errors import ConfigError
 from devstack.magento_server import MagentoApiServer
 from tests.e2e.conftest import FIXTURES
+from tests.fixtures.featured import STOCKS, featured_server, write_featured
 
 SMALL = FIXTURES / "catalogs" / "small.csv"
 ALL_FEEDS = "products,prices,variants,inventoryStockStatus,categories,productAttributes"
@@ -129,16 +128,18 @@ def test_e2e_resync_by_product_ids_through_the_rest_source(make_stack):
         [note] = [i for i in run["issues"] if i["field"] == "productId"]
         assert "product id 999999 is not in Magento" in note["message"]
 
-        with pytest.raises(ConfigError, match="'abc' is not a product id"):
-            s.resync(byIds=["abc"], idType="productId")
-        with pytest.raises(ConfigError, match="no product with id 999998"):
-            s.resync(byIds=["999998"], idType="productId")
+        # refusals: the handler's answer, not a function error
+        refused = s.resync(byIds=["abc"], idType="productId")
+        assert refused["status"] == "refused" and "'abc' is not a product id" in refused["reason"]
+        refused = s.resync(byIds=["999998"], idType="productId")
+        assert refused["status"] == "refused" and "no product with id 999998" in refused["reason"]
 
 
 def test_e2e_product_ids_need_the_rest_source(make_stack):
     s = make_stack(SMALL, STORE_VIEWS=VIEWS)
-    with pytest.raises(ConfigError, match="export CSV carries no product ids"):
-        s.resync(byIds=["1"], idType="productId")
+    refused = s.resync(byIds=["1"], idType="productId")
+    assert refused["status"] == "refused"
+    assert "export CSV carries no product ids" in refused["reason"]
 
 
 def test_e2e_rows_of_unconfigured_store_views_are_not_built(make_stack, tmp_path: Path):
@@ -158,3 +159,31 @@ def test_e2e_rows_of_unconfigured_store_views_are_not_built(make_stack, tmp_path
     assert run["counts"]["rejected"] == 0
     assert ("24-MB01", "default") in s.held()
     assert any("store view 'xx' ignored" in i["message"] for i in run["issues"])
+
+
+def test_e2e_csv_and_rest_agree_on_a_featured_multi_source_catalog(make_stack, tmp_path: Path):
+    """Configurable and dynamic bundle without a price, 25 attribute sets under the web
+    API input limits, decimal and date text attributes, a NULL quantity, an inactive
+    store view, and MSI (two stocks): the same items in every feed from both sources
+    (the export CSV with its Stock Sources file beside it)."""
+    catalog, sources = write_featured(tmp_path)
+    views = "default:base,fr:base,eu_en:eu"
+    via_csv = make_stack(catalog, FEEDS=ALL_FEEDS, STORE_VIEWS=views, INVENTORY_STOCKS=STOCKS)
+    via_csv.sync()
+    secret = f"magento-token-{uuid.uuid4().hex[:8]}"
+    with featured_server(catalog, sources, TOKEN) as shop:
+        via_rest = make_stack(
+            None, FEEDS=ALL_FEEDS, STORE_VIEWS=views, CATALOG_SOURCE=shop.url,
+            MAGENTO_TOKEN_SECRET_ID=secret,
+        )  # fmt: skip
+        via_rest.runner.app.client("secretsmanager").create_secret(Name=secret, SecretString=TOKEN)
+        result = via_rest.sync()
+        assert all(r["counts"]["rejected"] == 0 for r in result["runs"])
+
+    csv_items, rest_items = _all_held(via_csv), _all_held(via_rest)
+    for feed in ALL_FEEDS.split(","):
+        assert csv_items[feed], feed
+        assert rest_items[feed] == csv_items[feed], feed
+    stock = {(i["sku"], i["stockId"]) for i in rest_items["inventoryStockStatus"]}
+    assert {("SYN-01", "1"), ("SYN-01", "2"), ("SYN-CFG", "1")} <= stock
+    assert not any(i["sku"] in ("SYN-CFG", "SYN-BDL") for i in rest_items["prices"])

@@ -45,6 +45,15 @@ def _server(location: str = "") -> tuple[HTTPServer, type[_Recorder]]:
 
 
 def _refused(s, event: dict) -> str:
+    """The handler answers a refused request with a result, not a function error."""
+    result = s.runner.reindex(event)
+    assert result["status"] == "refused" and result["runs"] == [], result
+    reason: str = result["reason"]
+    return reason
+
+
+def _failed(s, event: dict) -> str:
+    """The configured source itself is wrong: a function error (the alarm should fire)."""
     with pytest.raises(CatalogSyncError) as info:
         s.runner.reindex(event)
     return str(info.value)
@@ -99,7 +108,7 @@ def test_a_redirecting_shop_gets_no_second_request_with_the_token(make_stack) ->
         s.runner.app.client("secretsmanager").create_secret(
             Name="magento-token-redirect", SecretString=TOKEN
         )
-        message = _refused(s, {"action": "sync"})
+        message = _failed(s, {"action": "sync"})
         assert "redirect" in message and "not followed" in message
         assert shop_seen.seen and all(auth == f"Bearer {TOKEN}" for _, auth in shop_seen.seen)
         assert seen.seen == []  # the redirect target never heard of us
@@ -114,7 +123,7 @@ def test_a_file_that_is_not_a_catalog_leaks_none_of_its_content(make_stack, tmp_
         f"AWS_ACCESS_KEY_ID=AKIAEXAMPLE\0AWS_SECRET_ACCESS_KEY={SECRET}\0HOME=/root\0".encode()
     )
     s = make_stack(environ)
-    message = _refused(s, {"action": "sync"})
+    message = _failed(s, {"action": "sync"})
     assert "no 'sku' column" in message
     assert SECRET not in message and "AKIAEXAMPLE" not in message and "AWS_" not in message
     for run in s.runner.app.state.list_runs("products"):

@@ -75,7 +75,11 @@ class SyncMachine(RuleBasedStateMachine):
         ).start()
         assert self.stack.receiver is not None
         self.receiver = self.stack.receiver
-        self.runner = LocalRunner({**self.stack.env, "SAAS_MAX_TRIES": "3"})
+        # Random edits delete far more than 10 % of a dozen products: the guard (its own
+        # tests: test_deletion_guard.py) would hold them; a read leaves one product at least.
+        self.runner = LocalRunner(
+            {**self.stack.env, "SAAS_MAX_TRIES": "3", "MAX_DELETE_FRACTION": "1"}
+        )
         self.plan = install_crashes(self.runner.app, CrashPlan(on_send=self._on_send))
         record_sleeps(self.runner.app, cap=0.005)
         retry_whole_failed_batches(self.runner)

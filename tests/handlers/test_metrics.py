@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.e2e.conftest import FIXTURES
+from tests.e2e.faults import state_records
 
 SMALL = FIXTURES / "catalogs" / "small.csv"
 
@@ -67,10 +68,29 @@ def test_an_export_invocation_sums_its_parts_per_feed(make_stack, monkeypatch, c
 
     stack.runner.drain()
 
-    docs = _emf_docs(capsys.readouterr().out)
+    docs = [d for d in _emf_docs(capsys.readouterr().out) if "feed" in d]
     sent = 0
     for doc in docs:  # one document per export invocation (an SQS batch of parts)
         by_feed, _ = _by_feed([doc])
         assert list(by_feed) == ["products"]
         sent += by_feed["products"]["ItemsSent"]
     assert docs and sent == 11
+
+
+def test_failed_items_are_published_as_a_total_the_alarm_sees(make_stack, monkeypatch, capsys):
+    stack = make_stack(SMALL)
+    stack.receiver.add_fault({"reject": {"sku": ["24-MB01", "24-WG086"]}})
+    stack.runner.reindex({"action": "resync", "feed": "products"})
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+
+    stack.runner.drain()
+
+    failed = sum(r.status.value == "failed" for r in state_records(stack.runner.app).values())
+    assert failed >= 2
+    per_feed = service = 0
+    for doc in _emf_docs(capsys.readouterr().out):
+        by_feed, totals = _by_feed([doc])
+        per_feed += sum(d.get("ItemsFailed", 0) for d in by_feed.values())
+        service += sum(d.get("ItemsFailed", 0) for d in totals)
+    assert per_feed == service == failed  # the FailedItemsAlarm watches the total

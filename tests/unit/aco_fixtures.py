@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime
+from pathlib import Path
 
 from catalog_sync.catalog import (
+    BundleOption,
+    BundleSelection,
     CatalogProduct,
     GalleryImage,
     GroupedLink,
@@ -122,6 +126,35 @@ def yoga_set() -> CatalogProduct:
     )
 
 
+def companion_kit() -> CatalogProduct:
+    """Luma's bundle: the Sprite Yoga Companion Kit (a ball, a strap, a brick)."""
+    return CatalogProduct(
+        sku="24-WG080-KIT",
+        product_type="bundle",
+        websites=("base",),
+        values=StoreValues(name="Sprite Yoga Companion Kit", url_key="sprite-kit", enabled=True),
+        bundle=(
+            BundleOption(
+                "Sprite Stasis Ball",
+                required=True,
+                selections=(
+                    BundleSelection("24-WG081-blue", 1.0, default=True),
+                    BundleSelection("24-WG082-pink", 1.0),
+                ),
+            ),
+            BundleOption(
+                "Sprite Yoga Strap",
+                multi=True,
+                selections=(
+                    BundleSelection("24-WG085", 1.0, user_defined_qty=True, default=True),
+                    BundleSelection("24-WG081-blue", 2.0),  # offered twice: kept once
+                ),
+            ),
+        ),
+        product_id=2046,
+    )
+
+
 def catalog() -> list[CatalogProduct]:
     return [
         hoodie(),
@@ -130,3 +163,44 @@ def catalog() -> list[CatalogProduct]:
         bag(),
         yoga_set(),
     ]
+
+
+SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
+KIT_BUNDLE_VALUES = (
+    "name=Bag,type=radio,required=1,sku=24-MB01,price=0.0000,default=1,"
+    "default_qty=1.0000,price_type=fixed,can_change_qty=0|"
+    "name=Bag,type=radio,required=1,sku=24-MB04,price=0.0000,default=0,"
+    "default_qty=1.0000,price_type=fixed,can_change_qty=1|"
+    "name=Extras,type=checkbox,required=0,sku=24-WG085,price=0.0000,default=0,"
+    "default_qty=2.0000,price_type=fixed"
+)
+
+
+def bundle_values(skus: list[str]) -> str:
+    """One required radio option offering these SKUs, the first the default."""
+    return "|".join(
+        f"name=Pick,type=radio,required=1,sku={sku},price=0.0000,default={int(n == 0)},"
+        "default_qty=1.0000,price_type=fixed"
+        for n, sku in enumerate(skus)
+    )
+
+
+def write_bundle_catalog(
+    path: Path, bundle_values: str = KIT_BUNDLE_VALUES, base: Path = SMALL
+) -> None:
+    """An export CSV (the small fixture) plus a bundle `KIT-1` of its products."""
+    with base.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    kit = {k: ("" if k.startswith("configurable_") else v) for k, v in rows[0].items()}
+    kit.update(
+        sku="KIT-1",
+        store_view_code="",
+        product_type="bundle",
+        name="Kit",
+        url_key="kit-1",
+        bundle_values=bundle_values,
+    )
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([*rows, kit])

@@ -14,6 +14,7 @@ import orjson
 from catalog_sync.feeds.aco import ACO_FEED_NAMES
 from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from catalog_sync.sync.export import ExportDeps, export_part
+from catalog_sync.sync.guard import DeletionGuard
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.sync.snapshot import ExportMessage
 from catalog_sync.sync.state import Status
@@ -61,6 +62,9 @@ class World:
             store_views=VIEWS,
             buckets=4,
             aco=ACO,
+            # a toy catalog's deletions are a large fraction of it; the guard's own
+            # tests are in test_deletion_guard.py
+            guard=DeletionGuard(max_fraction=1.0),
         )
         return reindex_feed(ReindexRequest(feeds=feeds, **req), deps)
 

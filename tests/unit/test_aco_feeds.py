@@ -22,7 +22,19 @@ from catalog_sync.records import Rejected
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sync.canonical import canonical_bytes, content_hash, encode
 from devstack import synth
-from tests.unit.aco_fixtures import ACO, CTX, NOW, bag, catalog, child, hoodie, yoga_set
+from tests.unit.aco_fixtures import (
+    ACO,
+    CTX,
+    NOW,
+    bag,
+    bundle_values,
+    catalog,
+    child,
+    companion_kit,
+    hoodie,
+    write_bundle_catalog,
+    yoga_set,
+)
 
 SMALL = Path(__file__).parent.parent / "fixtures" / "catalogs" / "small.csv"
 
@@ -143,6 +155,62 @@ def test_aco_products_grouped_links_its_products_and_low_stock_is_carried() -> N
         {"code": "activity", "values": ["Gym", "Travel"]},
         {"code": "strap_count", "values": ["2"]},
     ]
+
+
+def test_aco_products_bundle_groups_its_options_and_items_link_in_bundle() -> None:
+    from catalog_sync.sinks.aco import wire
+
+    kit = by_locale(build("acoProducts", companion_kit()))["en-US"]
+    assert kit["bundles"] == [
+        {
+            "group": "Sprite Stasis Ball",
+            "required": True,
+            "multiSelect": False,
+            "items": [
+                {"sku": "24-WG081-blue", "qty": 1.0, "userDefinedQty": False},
+                {"sku": "24-WG082-pink", "qty": 1.0, "userDefinedQty": False},
+            ],
+            "defaultItemSkus": ["24-WG081-blue"],
+        },
+        {
+            "group": "Sprite Yoga Strap",
+            "required": False,
+            "multiSelect": True,
+            "items": [{"sku": "24-WG085", "qty": 1.0, "userDefinedQty": True}],
+            "defaultItemSkus": ["24-WG085"],
+        },
+    ]
+    assert kit["externalIds"] == [{"id": "2046", "origin": "AdobeCommerce"}]
+    wire.Product.model_validate(kit)  # what ACO accepts
+    ball = dataclasses.replace(bag(), sku="24-WG081-blue", bundle_parents=("24-WG080-KIT",))
+    links = by_locale(build("acoProducts", ball))["en-US"]["links"]
+    assert {"type": "IN_BUNDLE", "sku": "24-WG080-KIT"} in links
+    plain = by_locale(build("acoProducts", bag()))["en-US"]
+    assert "bundles" not in plain and "externalIds" not in plain  # the CSV has no ids
+
+
+def test_aco_products_bundle_from_the_export_csv(tmp_path: Path) -> None:
+    """`bundle_values` on the bundle's row: its options; the selections link to it."""
+    path = tmp_path / "catalog.csv"
+    write_bundle_catalog(path)
+    records = {r.sku: r for r in MagentoCsvSource(str(path)).read() if not isinstance(r, Rejected)}
+    item = by_locale(build("acoProducts", records["KIT-1"]))["en-US"]
+    assert [(b["group"], b["required"], b["multiSelect"]) for b in item["bundles"]] == [
+        ("Bag", True, False),
+        ("Extras", False, True),
+    ]
+    assert item["bundles"][0]["items"] == [
+        {"sku": "24-MB01", "qty": 1.0, "userDefinedQty": False},
+        {"sku": "24-MB04", "qty": 1.0, "userDefinedQty": True},
+    ]
+    assert item["bundles"][0]["defaultItemSkus"] == ["24-MB01"]
+    for sku in ("24-MB01", "24-MB04", "24-WG085"):
+        links = by_locale(build("acoProducts", records[sku]))["en-US"]["links"]
+        assert {"type": "IN_BUNDLE", "sku": "KIT-1"} in links, sku
+    write_bundle_catalog(path, "name=Bag,type=radio,required=1,price=0.0000")  # no sku
+    bad = next(r for r in MagentoCsvSource(str(path)).read() if r.sku == "KIT-1")
+    assert isinstance(bad, Rejected) and bad.issues[0].field == "bundle_values"
+    assert "selection 1 needs name= and sku=" in bad.issues[0].message
 
 
 def test_aco_products_locale_defaults_to_the_store_view_code() -> None:
@@ -390,7 +458,20 @@ def test_aco_feeds_on_the_small_export_csv() -> None:
 
 
 def test_aco_feeds_on_a_synthetic_catalog(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.csv"
-    synth.generate(path, 120, seed=3, store_views=("fr", "de"))
+    generated = tmp_path / "generated.csv"
+    synth.generate(generated, 120, seed=3, store_views=("fr", "de"))
+    simples = [
+        r.sku
+        for r in MagentoCsvSource(str(generated)).read()
+        if not isinstance(r, Rejected) and r.product_type == "simple" and not r.parent_skus
+    ][:3]
+    path = tmp_path / "catalog.csv"  # and a bundle of three of its simples
+    write_bundle_catalog(path, bundle_values(simples), base=generated)
     counts = _all_items(path, (("default", "base"), ("fr", "base"), ("de", "base")))
     assert counts["acoProducts"] > 120 and all(n > 0 for n in counts.values()), counts
+    records = {r.sku: r for r in MagentoCsvSource(str(path)).read() if not isinstance(r, Rejected)}
+    kit = by_locale(build("acoProducts", records["KIT-1"]))["en-US"]
+    assert [i["sku"] for i in kit["bundles"][0]["items"]] == simples
+    for sku in simples:
+        links = by_locale(build("acoProducts", records[sku]))["en-US"]["links"]
+        assert {"type": "IN_BUNDLE", "sku": "KIT-1"} in links

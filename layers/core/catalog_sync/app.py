@@ -7,6 +7,7 @@ through `run_reindex_event` and `run_export_message`.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -21,17 +22,19 @@ from catalog_sync.aws.dynamodb import DynamoFeedState
 from catalog_sync.aws.s3 import S3BlobStore
 from catalog_sync.aws.secrets import api_key_provider
 from catalog_sync.aws.sqs import SqsExportQueue
-from catalog_sync.errors import LeaseHeldError
+from catalog_sync.errors import LeaseHeldError, RefusedError, RequestError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.infra.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
-from catalog_sync.ports import CatalogSource, FeedSink
+from catalog_sync.ports import CatalogSource, FeedSink, PacedSink
 from catalog_sync.settings import Settings
 from catalog_sync.sinks.feed_api import HttpFeedSink
 from catalog_sync.source_policy import allowed_source
+from catalog_sync.sources.inventory import parse_stocks
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
 from catalog_sync.sync.export import Budget, ExportDeps, ExportResult, export_part
+from catalog_sync.sync.guard import DeletionGuard, release_command
 from catalog_sync.sync.reindex import Progress, ReindexDeps, reindex_feed
 from catalog_sync.sync.requests import ReindexEvent
 from catalog_sync.sync.runs import RunRecord
@@ -61,10 +64,14 @@ class App:
         None  # AWS endpoint override (the local stack); else AWS_ENDPOINT_URL
     )
     clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep  # a sync waiting for a resend's lease
     new_id: Callable[[], str] = field(default_factory=lambda: lambda: uuid.uuid4().hex)
     progress: Progress | None = None  # long-running stages report here (the CLI's progress bar)
     _clients: dict[str, Any] = field(default_factory=dict)
     _sink: FeedSink | None = None
+    # Until when (epoch seconds) the sink's shared budget is out: the export takes no
+    # more parts before then, it hands them back to the queue (the ACO license).
+    paced_until: float = 0.0
 
     @classmethod
     def from_env(cls) -> App:
@@ -134,7 +141,15 @@ class App:
         s3 = self.client("s3") if uri.startswith("s3://") else None
         # Rows of other store views are skipped (and reported), never built: a bad
         # value there must not reject the product.
-        return MagentoCsvSource(uri, s3_client=s3, workdir=workdir, store_views=views)
+        stock_sources, optional = s.catalog_stock_sources, False
+        if not stock_sources and s3 is None:  # a local catalog: its folder's Stock Sources file
+            local = Path(uri.removeprefix("file://"))
+            stock_sources, optional = str(local.with_name("stock_sources.csv")), True
+        return MagentoCsvSource(
+            uri, s3_client=s3, workdir=workdir, store_views=views,
+            stock_sources=stock_sources, stock_sources_optional=optional,
+            stocks=parse_stocks(s.inventory_stocks),
+        )  # fmt: skip
 
     def _secret(self, secret_id: str | None, parameter: str | None, name: str) -> Callable[[], str]:
         return api_key_provider(
@@ -169,7 +184,10 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
     request = ReindexEvent.parse(event)
     feeds = [request.feed] if request.feed else app.settings.feed_names()
     for feed in feeds:
-        get_feed(feed)  # fail early on an unknown feed
+        try:
+            get_feed(feed)  # fail early on an unknown feed
+        except KeyError as exc:
+            raise RequestError(str(exc.args[0])) from None
     check_feeds(app.settings, feeds)  # and on a feed of the other target
     req = request.to_request(tuple(feeds))
     source = _source_for(app, request, feeds) if req.reads_source else None
@@ -178,9 +196,8 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
         results = reindex_feed(req, _reindex_deps(app, source))
     except LeaseHeldError as exc:
         if request.action in ("sync", "resend"):  # scheduled runs step aside, visibly
-            logger.warning(str(exc))
-            return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": str(exc)}]}
-        raise
+            return _skipped(request.action, exc)
+        raise  # a resync: refused (the handler answers with the reason)
     if request.action == "sync" and not request.dry_run:  # the heartbeat (issue 10)
         metrics.add_metric("SyncSucceeded", MetricUnit.Count, 1)
     out = []
@@ -194,6 +211,29 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
     for feed in feeds:
         metrics.add_metric("ReindexSeconds", MetricUnit.Seconds, elapsed, feed=feed)
     return {"runs": out}
+
+
+def _skipped(action: str, exc: LeaseHeldError) -> dict[str, Any]:
+    """A scheduled run that met another run's lease. A resend's work is done by any
+    reindex run (it queues every bucket with waiting items); a skipped sync is not,
+    so it is counted (`RunsSkipped`, per feed and in total) besides the log line."""
+    reason = str(exc)
+    if action == "resend":
+        reason += "; that run sends the waiting items itself"
+        logger.info(reason)
+    else:
+        logger.warning(reason)
+        metrics.add_metric("RunsSkipped", MetricUnit.Count, 1, feed=exc.feed, total=True)
+    return {"runs": [{"feed": exc.feed, "status": "skipped", "reason": reason}]}
+
+
+def refused(exc: RefusedError) -> dict[str, Any]:
+    """The result of a refused request (bad options, an unknown feed, a source outside
+    the allow-list, a lease held by another run): a clear answer, not a function
+    error, so the errors alarm is not raised by an operator's mistake."""
+    logger.warning("request refused: %s", exc)
+    metrics.add_metric("RequestsRefused", MetricUnit.Count, 1)
+    return {"status": "refused", "reason": str(exc), "runs": []}
 
 
 def _reindex_deps(app: App, source: CatalogSource | None) -> ReindexDeps:
@@ -215,6 +255,9 @@ def _reindex_deps(app: App, source: CatalogSource | None) -> ReindexDeps:
         workers=resolve_workers(settings.reindex_workers),
         aco=aco_context(settings),
         message_items=settings.export_message_items,
+        guard=DeletionGuard(settings.max_delete_fraction, settings.max_deletes),
+        lease_wait_seconds=settings.lease_wait_seconds,
+        sleep=app.sleep,
     )
 
 
@@ -233,6 +276,17 @@ def _report_run(run: RunRecord) -> None:
             f"Items{name.title()}", MetricUnit.Count, run.counts.get(name, 0), feed=run.feed
         )
     metrics.add_metric("SourceIssues", MetricUnit.Count, run.issues_total, feed=run.feed)
+    if run.status == "held":  # the HeldRunsAlarm watches the total (service dimension)
+        logger.warning(
+            "deletions held",
+            extra={
+                "feed": run.feed,
+                "held": run.counts.get("deletions_held", 0),
+                "reason": run.held,
+                "release": release_command(run.feed),
+            },
+        )
+        metrics.add_metric("RunsHeld", MetricUnit.Count, 1, feed=run.feed, total=True)
 
 
 def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSource:
@@ -246,15 +300,27 @@ def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSou
     return app.source(request.source, since=since)
 
 
-def _requeue(app: App, message: ExportMessage, *, delay: int | None = None) -> None:
+def _requeue(app: App, message: ExportMessage, delay: float | None = None) -> None:
     """A message goes back to the queue as a new message (the wait does not count
     towards the DLQ's maxReceiveCount): delayed, for a part whose prerequisites are
-    still exporting; at once (`delay=0`), for the work an export hands back."""
+    still exporting or whose sink budget is out; at once (`delay=0`), for the work an
+    export hands back when its time runs low."""
+    seconds = app.settings.export_requeue_delay_seconds if delay is None else delay
     app.client("sqs").send_message(
         QueueUrl=app.settings.export_queue_url,
         MessageBody=message.model_dump_json(),
-        DelaySeconds=app.settings.export_requeue_delay_seconds if delay is None else delay,
+        DelaySeconds=min(900, max(0, math.ceil(seconds))),
     )
+
+
+def _paced(message: ExportMessage, app: App, reason: str) -> ExportResult:
+    """The message goes back to the queue until the budget frees; nothing more is sent."""
+    _requeue(app, message, app.paced_until - time.time())
+    logger.info(
+        "export handed back until the ACO budget frees up",
+        extra={"feed": message.feed, "part": message.describe(), "reason": reason},
+    )
+    return ExportResult(message.feed, message.run_id, counts={"paced": 1}, error=reason)
 
 
 def export_budget(settings: Settings, remaining_seconds: float | None) -> Budget | None:
@@ -269,6 +335,8 @@ def run_export_message(
 ) -> ExportResult:
     """Export one message; with a budget, the work left when it runs low goes back to
     the queue as a new message."""
+    if app.paced_until > time.time():  # an earlier part found the budget out: take no more
+        return _paced(message, app, "paced: not started, the budget is out for now")
     deps = ExportDeps(
         state=app.state,
         blobs=app.blobs,
@@ -281,9 +349,19 @@ def run_export_message(
     result = export_part(message, deps)  # an AuthError is recorded in the part results
     for name in ("sent", "failed", "retry"):
         metrics.add_metric(
-            f"Items{name.title()}", MetricUnit.Count, result.counts.get(name, 0), feed=result.feed
+            f"Items{name.title()}",
+            MetricUnit.Count,
+            result.counts.get(name, 0),
+            feed=result.feed,
+            total=name == "failed",  # the FailedItemsAlarm watches the total
         )
     metrics.add_metric("ExportRequests", MetricUnit.Count, result.requests, feed=result.feed)
     if result.handed_back is not None:
         metrics.add_metric("ExportHandbacks", MetricUnit.Count, 1, feed=result.feed)
+    sink = deps.sink
+    until = sink.take_paced() if isinstance(sink, PacedSink) else None
+    if until is not None:  # what is left goes again once the budget frees
+        app.paced_until = until
+        if result.handed_back is None:  # (a hand-back already queued the rest)
+            _paced(message, app, "paced: the rest waits for the budget")
     return result

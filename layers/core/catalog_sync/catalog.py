@@ -106,6 +106,16 @@ class Stock:
     notify_qty: float | None = None  # notify_on_stock_below; None: the store configuration
 
 
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    """A product's stock on one MSI stock (multi-source shops): the sum of its
+    in-stock source items on the stock's sources, for the stock's websites."""
+
+    stock_id: str
+    websites: tuple[str, ...]  # the stock's sales channels (website codes; "*": every one)
+    stock: Stock
+
+
 ALL_CUSTOMER_GROUPS = "ALL GROUPS"  # TierPrice.customer_group for every group (REST: 32000)
 
 
@@ -144,6 +154,28 @@ class GroupedLink:
 
 
 @dataclass(frozen=True, slots=True)
+class BundleSelection:
+    """A product a bundle option offers: its SKU, the default quantity, whether the
+    shopper may change it, whether it is preselected."""
+
+    sku: str
+    qty: float | None = None
+    user_defined_qty: bool = False
+    default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BundleOption:
+    """One option (group) of a bundle product: its title, whether a choice is
+    required, whether several may be chosen (checkbox, multiselect), its selections."""
+
+    title: str
+    required: bool = False
+    multi: bool = False
+    selections: tuple[BundleSelection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Links:
     related: tuple[str, ...] = ()
     crosssell: tuple[str, ...] = ()
@@ -170,6 +202,10 @@ class CatalogProduct:
     links: Links = field(default_factory=Links)
     grouped: tuple[GroupedLink, ...] = ()  # grouped product's associated products
     tier_prices: tuple[TierPrice, ...] = ()
+    bundle: tuple[BundleOption, ...] = ()  # a bundle product's options
+    bundle_parents: tuple[str, ...] = ()  # bundles that offer this product
+    product_id: int | None = None  # Magento's entity id, where the source has it (REST)
+    stocks: tuple[StockLevel, ...] = ()  # per MSI stock; empty: `stock` (the legacy item)
 
     def values_for(self, store_view: str) -> StoreValues:
         """The values as `store_view` sees them: global overlaid with its overrides."""
@@ -177,6 +213,13 @@ class CatalogProduct:
         if override is None:
             return self.values
         return self.values.overlay(override)
+
+    def stock_for(self, website: str) -> Stock | None:
+        """The stock that sells on `website`: its MSI stock's level, else `stock`."""
+        for level in self.stocks:
+            if website in level.websites or "*" in level.websites:
+                return level.stock
+        return self.stock
 
     def in_website(self, website: str) -> bool:
         return self.websites is None or website in self.websites

@@ -23,7 +23,13 @@ class AuthError(CatalogSyncError):
     """The SaaS API refused the credentials (401/403): stop the run, mark nothing sent."""
 
 
-class LeaseHeldError(CatalogSyncError):
+class RefusedError(CatalogSyncError):
+    """A request refused as it was asked (bad options, an unknown feed, a source outside
+    the allow-list, a lease held by another run): the reindex handler answers it with
+    a result (`{"status": "refused", "reason": ...}`), not a function error."""
+
+
+class LeaseHeldError(RefusedError):
     """Another run holds the feed's lease."""
 
     def __init__(self, feed: str, holder: str, expires_at: str) -> None:
@@ -46,3 +52,7 @@ class NotFoundError(CatalogSyncError):
 
 class ConfigError(CatalogSyncError):
     """The configuration (environment, options) is wrong."""
+
+
+class RequestError(ConfigError, RefusedError):
+    """The request is wrong (its options, feed, source or ids): refused, not failed."""

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 import requests
 from requests.adapters import HTTPAdapter
 
+from catalog_sync.errors import ConfigError
+
 
 @dataclass
 class RetryPolicy:
@@ -56,6 +58,30 @@ def new_session(pool_maxsize: int = 16) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def try_post(
+    session: requests.Session,
+    url: str,
+    *,
+    data: bytes,
+    headers: dict[str, str],
+    timeout: tuple[float, float],
+) -> tuple[requests.Response | None, str]:
+    """One POST, no redirects and no retry of its own (the caller's policy decides):
+    the response, or None and what went wrong on the way (a timeout, a dropped
+    connection, a broken response). A URL that cannot be requested is a ConfigError."""
+    try:
+        resp = session.post(url, data=data, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        return None, "timeout"
+    except requests.ConnectionError as exc:
+        return None, f"connection error ({root_cause(exc)})"
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+        raise ConfigError(f"the URL {url} is not valid: {exc}") from None
+    except requests.RequestException as exc:  # broken response, decoding, ...
+        return None, f"request failed ({type(exc).__name__})"
+    return resp, ""
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -70,10 +70,20 @@ class InvocationMetrics:
         self._values: dict[str | None, dict[str, tuple[MetricUnit, float]]] = {}
 
     def add_metric(
-        self, name: str, unit: MetricUnit, value: float, *, feed: str | None = None
+        self,
+        name: str,
+        unit: MetricUnit,
+        value: float,
+        *,
+        feed: str | None = None,
+        total: bool = False,
     ) -> None:
         """Add `value` to this invocation's `name` for `feed` (counts and durations
-        are summed; other units keep the largest value)."""
+        are summed; other units keep the largest value). `total`: also to the
+        service's own figure (the `service` dimension only), which is what an alarm
+        can watch: CloudWatch alarms cannot sum a metric over its `feed` dimension."""
+        if total and feed is not None:
+            self.add_metric(name, unit, value)
         values = self._values.setdefault(feed, {})
         seen = values.get(name)
         if seen is None:

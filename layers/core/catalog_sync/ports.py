@@ -177,3 +177,21 @@ def batches_of(items: Iterable[OutgoingItem], size: int) -> Iterator[list[Outgoi
             batch = []
     if batch:
         yield batch
+
+
+@runtime_checkable
+class PacedSink(FeedSink, Protocol):
+    """A sink under a shared budget (ACO's requests per second and products per
+    minute). `take_paced()` says, once, when (epoch seconds) the budget that stopped
+    a `send` since the last call frees up; None when nothing was paced."""
+
+    def take_paced(self) -> float | None: ...
+
+
+@runtime_checkable
+class WindowedSource(IncrementalSource, Protocol):
+    """An incremental source that can also read given SKUs whatever their change
+    time: the products whose special price window opened or closed since the last
+    run (`sync/windows.py`), which an incremental read would not see."""
+
+    def include(self, skus: Collection[str]) -> None: ...

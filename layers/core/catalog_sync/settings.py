@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from catalog_sync.errors import ConfigError
+from catalog_sync.sources.inventory import parse_stocks
 
 
 class Settings(BaseModel):
@@ -25,6 +26,10 @@ class Settings(BaseModel):
     saas_api_key_secret_id: str | None = None  # Secrets Manager secret name or ARN
     saas_api_key_parameter: str | None = None  # or an SSM SecureString parameter name
     catalog_source: str | None = None  # path, s3://bucket/key (export CSV), https://shop (REST)
+    # the "Stock Sources" export (MSI) of an export-CSV source: path or s3://bucket/key;
+    # unset: `stock_sources.csv` beside a local catalog file, if there is one
+    catalog_stock_sources: str | None = None
+    inventory_stocks: str = ""  # MSI stocks: 1=default:base;2=eu_a+eu_b:eu (export CSV only)
     magento_token_secret_id: str | None = None  # REST source: bearer token in Secrets Manager
     magento_token_parameter: str | None = None  # or in an SSM SecureString parameter
     magento_page_size: int = Field(default=100, ge=1, le=1000)
@@ -47,6 +52,11 @@ class Settings(BaseModel):
     # --- sources an event may name (issue 10: the source is fixed at deploy time) ---
     # comma-separated s3://bucket/prefix/ or folder entries; empty: CATALOG_SOURCE's folder
     catalog_source_allow: str | None = None
+    # --- the mass-deletion guard (sync/guard.py): more deletions than this are held ---
+    max_delete_fraction: float = Field(default=0.1, ge=0, le=1)  # of a feed's live items
+    max_deletes: int | None = Field(default=None, ge=0)  # and at most this many (None: no bound)
+    # a sync that meets the lease of a resend (seconds long) waits this long for it
+    lease_wait_seconds: float = Field(default=120, ge=0, le=600)
     # finished run records and part results expire (DynamoDB TTL) after this many days
     run_retention_days: int = Field(default=90, ge=1)
 
@@ -63,6 +73,15 @@ class Settings(BaseModel):
     # seconds this invocation may use (unset: the Lambda context's remaining time); an
     # export hands its unfinished buckets back to the queue when it runs low
     run_time_budget_seconds: float | None = Field(default=None, ge=0)
+
+    @field_validator("inventory_stocks")
+    @classmethod
+    def _check_stocks(cls, v: str) -> str:
+        try:
+            parse_stocks(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
     @field_validator("store_view_locales", "website_currencies")
     @classmethod
@@ -104,6 +123,11 @@ class Settings(BaseModel):
         return f"https://{host}.api.commerce.adobe.com/{self.aco_tenant_id}"
 
     # --- end of the ACO group ---------------------------------------------------------------
+
+    @field_validator("max_deletes", mode="before")
+    @classmethod
+    def _no_bound(cls, v: object) -> object:
+        return None if v == "" else v  # MAX_DELETES="" is no absolute bound
 
     @field_validator("store_views")
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from catalog_sync.errors import ConfigError
+from catalog_sync.errors import ConfigError, RequestError
 
 _WEB = ("https://", "http://")
 
@@ -63,7 +63,7 @@ def allowed_source(requested: str | None, configured: str | None, allow: str | N
         )
         if same and configured:
             return configured
-        raise ConfigError(
+        raise RequestError(
             f"source {shown} refused: this stack reads its catalog from the configured shop "
             "only (CATALOG_SOURCE); an event may narrow a run (feed, ids), not move it"
         )
@@ -83,7 +83,7 @@ def allowed_source(requested: str | None, configured: str | None, allow: str | N
         if e.startswith("s3://") == candidate.startswith("s3://")
     ):
         return requested if requested.startswith("s3://") else candidate
-    raise ConfigError(
+    raise RequestError(
         f"source {shown} refused: not within the sources this stack allows "
         f"({', '.join(entries) or 'none'}; CATALOG_SOURCE_ALLOW)"
     )

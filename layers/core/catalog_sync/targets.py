@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from catalog_sync.errors import ConfigError
+from catalog_sync.errors import ConfigError, RequestError
 from catalog_sync.feeds.aco import ACO_FEED_NAMES
 from catalog_sync.feeds.spec import AcoContext
 
@@ -54,7 +54,7 @@ def check_feeds(settings: Settings, feeds: list[str]) -> None:
     allowed = target_feeds(settings.saas_target)
     wrong = [f for f in feeds if f not in allowed and _builtin(f)]
     if wrong:
-        raise ConfigError(
+        raise RequestError(
             f"feed {', '.join(wrong)} is not a feed of SAAS_TARGET={settings.saas_target} "
             f"(its feeds: {', '.join(sorted(allowed))})"
         )

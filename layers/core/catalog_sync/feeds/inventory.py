@@ -1,8 +1,10 @@
-"""The `inventoryStockStatus` feed: one item per product on the default stock.
+"""The `inventoryStockStatus` feed: one item per product and stock.
 
-Identity `stockId` + `sku`, grouped by `sku`. The Magento export CSV carries the legacy
-stock item only, which is the default stock (`stockId` "1"); MSI sources and stocks are
-a separate export. A product without stock data has no item.
+Identity `stockId` + `sku`, grouped by `sku`. A single-source shop has one stock, the
+default (`stockId` "1"), whose item is the legacy stock item. A multi-source (MSI)
+shop gives a product a level per stock (`CatalogProduct.stocks`: from the REST API's
+`/V1/inventory/...`, or from the "Stock Sources" export file with `INVENTORY_STOCKS`),
+one item each. A product without stock data has no item.
 
 - `isInStock`, `qty`, `manageStock`: as the source says (`manageStock` null: the store
   configuration decides, which is "yes" by default).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog_sync.catalog import CatalogProduct
+from catalog_sync.catalog import CatalogProduct, Stock
 from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec
 
 DEFAULT_STOCK_ID = "1"
@@ -37,28 +39,33 @@ class StockStatusItem(FeedItem):
 
 
 def build_stock_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
-    """The product's stock item, as a JSON-ready dict shaped as `StockStatusItem`."""
-    stock = product.stock
-    if stock is None:
+    """The product's stock items, as JSON-ready dicts shaped as `StockStatusItem`."""
+    if product.stocks:
+        return [_item(product, level.stock_id, level.stock, ctx) for level in product.stocks]
+    if product.stock is None:
         return []
+    return [_item(product, DEFAULT_STOCK_ID, product.stock, ctx)]
+
+
+def _item(
+    product: CatalogProduct, stock_id: str, stock: Stock, ctx: BuildContext
+) -> dict[str, Any]:
     qty = float(stock.qty)
     managed = stock.manage_stock is not False
     in_stock = stock.is_in_stock or not managed
     notify = DEFAULT_NOTIFY_QTY if stock.notify_qty is None else float(stock.notify_qty)
     low = managed and qty < notify and product.product_type not in COMPOSITE_TYPES
-    return [
-        {
-            "deleted": False,
-            "modifiedAt": ctx.now,
-            "stockId": DEFAULT_STOCK_ID,
-            "sku": product.sku,
-            "qty": qty,
-            "isInStock": stock.is_in_stock,
-            "isSalable": in_stock and product.values.enabled is not False,
-            "lowStock": low,
-            "manageStock": stock.manage_stock,
-        }
-    ]
+    return {
+        "deleted": False,
+        "modifiedAt": ctx.now,
+        "stockId": stock_id,
+        "sku": product.sku,
+        "qty": qty,
+        "isInStock": stock.is_in_stock,
+        "isSalable": in_stock and product.values.enabled is not False,
+        "lowStock": low,
+        "manageStock": stock.manage_stock,
+    }
 
 
 INVENTORY = FeedSpec(

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from catalog_sync.catalog import CatalogProduct, StoreValues
+from catalog_sync.catalog import CatalogProduct, Stock, StoreValues
 from catalog_sync.feeds.attributes import derive_label
 from catalog_sync.feeds.spec import BuildContext, FeedItem, FeedSpec, WireModel
 from catalog_sync.sync.canonical import json_datetime
@@ -198,6 +198,16 @@ def _attributes(values: StoreValues) -> list[dict[str, Any]]:
     ]
 
 
+def _availability(stock: Stock | None) -> dict[str, Any] | None:
+    if stock is None:
+        return None
+    return {
+        "inStock": stock.is_in_stock,
+        "qty": float(stock.qty),
+        "manageStock": stock.manage_stock,
+    }
+
+
 def _shared(product: CatalogProduct) -> dict[str, Any]:
     """The store-view independent fields of a product's items, built once."""
     stock = product.stock
@@ -219,13 +229,7 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
         "categories": sorted({category_path(p) for p in product.categories if p})
         if product.categories
         else [],
-        "availability": None
-        if stock is None
-        else {
-            "inStock": stock.is_in_stock,
-            "qty": float(stock.qty),
-            "manageStock": stock.manage_stock,
-        },
+        "availability": _availability(stock),
         "parentSkus": sorted(set(product.parent_skus)) if product.parent_skus else [],
         "variants": [variants[s] for s in sorted(variants)] if variants else [],
         # The CSV may lack configurable_variation_labels: derive the label from the code
@@ -328,7 +332,10 @@ def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[dict
                 "images": images,
                 "attributes": attributes,
                 "price": price,
-                "availability": shared["availability"],
+                # a multi-source shop: the stock of the view's website (catalog.StockLevel)
+                "availability": _availability(product.stock_for(website))
+                if product.stocks
+                else shared["availability"],
                 "parentSkus": shared["parentSkus"],
                 "variants": shared["variants"],
                 "configurableAttributes": shared["configurableAttributes"],

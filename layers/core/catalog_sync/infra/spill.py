@@ -65,8 +65,16 @@ class BucketSpill:
         for f in self._files.values():
             f.close()
 
-    def read(self, bucket: int) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
-        """Items of a bucket by key, the kept groups (lower-cased), and duplicate keys."""
+    def drop(self, bucket: int) -> None:
+        """Delete a bucket's files (read with `consume=False`)."""
+        for segment in self.segments:
+            self._path(bucket, segment).unlink(missing_ok=True)
+
+    def read(
+        self, bucket: int, *, consume: bool = True
+    ) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
+        """Items of a bucket by key, the kept groups (lower-cased), and duplicate keys;
+        `consume=False` keeps the bucket's files for another read (then `drop` them)."""
         items: dict[str, EncodedItem] = {}
         keep: set[str] = set()
         duplicates: list[str] = []
@@ -75,7 +83,8 @@ class BucketSpill:
             if not path.exists():
                 continue
             data = path.read_bytes()
-            path.unlink()
+            if consume:
+                path.unlink()
             pos, end = 0, len(data)
             unpack_len, unpack_klen = _LEN.unpack_from, _KLEN.unpack_from
             while pos < end:

@@ -37,7 +37,7 @@ import orjson
 import requests
 
 from catalog_sync.errors import AuthError, ConfigError
-from catalog_sync.http import RetryPolicy, new_session, retry_after_seconds, root_cause
+from catalog_sync.http import RetryPolicy, new_session, retry_after_seconds, try_post
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import ItemOutcome, OutgoingItem
 
@@ -246,28 +246,13 @@ class HttpFeedSink:
 
     def _post(self, url: str, body: bytes, request_id: str) -> tuple[requests.Response | None, str]:
         """One POST of a batch: the response, or None and what went wrong on the way."""
-        try:
-            resp = self._session.post(
-                url,
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Content-Encoding": "gzip",
-                    "x-api-key": self._api_key(),
-                    "x-request-id": request_id,
-                },
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            return None, "timeout"
-        except requests.ConnectionError as exc:
-            return None, f"connection error ({root_cause(exc)})"
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-            raise ConfigError(f"the SaaS feed URL {url} is not valid: {exc}") from None
-        except requests.RequestException as exc:  # broken response, decoding, ...
-            return None, f"request failed ({type(exc).__name__})"
-        return resp, ""
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "x-api-key": self._api_key(),
+            "x-request-id": request_id,
+        }
+        return try_post(self._session, url, data=body, headers=headers, timeout=self.timeout)
 
     def _give_up(
         self, batch: list[int], outcomes: list[ItemOutcome | None], reason: str, ctx: dict[str, Any]

@@ -56,3 +56,29 @@ def _year(y: str) -> int:
 
 def _dt(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None) -> datetime:
     return datetime(y, mo, d, int(hh or 0), int(mm or 0), int(ss or 0), tzinfo=UTC)
+
+
+_DECIMAL = re.compile(r"-?\d+\.\d+")
+_DATE_START = re.compile(r"\d{1,4}[-/.]\d")
+
+
+def attribute_value(value: str) -> str:
+    """An attribute value in one form whichever source read it: a decimal without its
+    trailing zeros (REST's `12.000000`, the export's `12.0000`: `12`; `12.50`: `12.5`)
+    and a date as `YYYY-MM-DD` (`YYYY-MM-DD HH:MM:SS` when it has a time of day):
+    REST's `2024-03-06 00:00:00` and the export's `3/6/24` are the same date. Anything
+    else is left as it is."""
+    if not value or not (value[0].isdigit() or value[0] == "-"):
+        return value
+    if _DECIMAL.fullmatch(value):
+        text = value.rstrip("0").rstrip(".")
+        return "0" if text in ("", "-", "-0") else text
+    if _DATE_START.match(value):
+        try:
+            stamp = parse_date(value)
+        except DateError:
+            return value
+        if stamp.hour or stamp.minute or stamp.second:
+            return stamp.strftime("%Y-%m-%d %H:%M:%S")
+        return stamp.strftime("%Y-%m-%d")
+    return value

@@ -4,6 +4,14 @@ Per bucket, in this order (a crash anywhere loses nothing): the bucket's new
 snapshot part (an immutable object; an orphan is harmless), then the bucket's
 state together with the pointer to that part, in one conditional write. A lost
 write is re-applied to the fresh state (the diff is a pure function of its inputs).
+
+Deletions pass the mass-deletion guard (`guard.py`) first. Their total is only known
+after the last bucket, so a guarded run diffs in two passes: the first applies and
+writes every bucket without would-be deletions and only counts the deletions of the
+others (nothing of those buckets is written); the second re-reads just those buckets
+and diffs them again, with their deletions applied when the total is within the
+guard's limits, or held (left live, counted) when it is not. Each bucket is written
+once, under the same conflict rules.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore, FeedState
 from catalog_sync.sync.canonical import EncodedItem, encode
+from catalog_sync.sync.guard import DeletionGuard, release_command
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.snapshot import PartWriter, part_key, read_part
 from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
@@ -35,6 +44,7 @@ COUNTS = (
     "requeued",
     "kept",
     "deletions_withheld",
+    "deletions_held",
     "parts_written",
     "parts_reused",
     "duplicates",
@@ -62,6 +72,7 @@ class Differ:
         blobs: BlobStore,
         complete: bool,
         stale_pending_seconds: int = 1800,
+        guard: DeletionGuard | None = None,
     ) -> None:
         self.spec = spec
         self.request = request
@@ -77,6 +88,12 @@ class Differ:
         self.parts: dict[int, PartRef] = {}
         self.to_export: set[int] = set()
         self.pending: dict[int, int] = {}  # bucket -> items to send (packs the messages)
+        # The guard (None: deletions confirmed): only a complete read deletes anything.
+        self.guard = guard if complete and request.reads_source else None
+        self.live = 0  # live items in the state before this run (a guarded run counts them)
+        self.deferred: dict[int, int] = {}  # bucket -> its would-be deletions (first pass)
+        self.held: str | None = None  # why this run's deletions are held (None: not held)
+        self._first_pass = False
 
     def _note(self, kind: str, key: str, counts: dict[str, int]) -> None:
         counts[kind] += 1
@@ -194,6 +211,9 @@ class Differ:
             if not self.complete:
                 counts["deletions_withheld"] += 1
                 continue
+            if self.held:
+                counts["deletions_held"] += 1  # stays live in the state and the snapshot
+                continue
             rec.deleted = True
             rec.hash = encode(self.spec, self.spec.tombstone(key, self.now)).hash
             rec.changed_at = self.now_iso
@@ -215,28 +235,71 @@ class Differ:
         progress: Callable[[str, int, int | None], None] | None = None,
     ) -> None:
         """Diff buckets 0..total-1 (`spill`: what the read compiled; None when the
-        source is not read), calling `checkpoint(done)` every few buckets."""
+        source is not read), calling `checkpoint(done)` every few buckets; then, in a
+        guarded run, the buckets with deletions (see the module's docstring)."""
+        self._first_pass = self.guard is not None
         for start in range(0, total, STATE_READ_CHUNK):
             numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
             for bucket in self.state.read_buckets(self.spec.name, numbers):
                 if spill is not None:
-                    items, keep, duplicates = spill.read(bucket.bucket)
+                    # A guarded run may read a bucket's items again in its second pass.
+                    items, keep, duplicates = spill.read(bucket.bucket, consume=not self.guard)
                     self.counts["duplicates"] += len(duplicates)
                 else:
                     items, keep = {}, set()
-                self._diff_one(bucket, items, keep, workdir)
+                if self._diff_one(bucket, items, keep, workdir) and self.guard and spill:
+                    spill.drop(bucket.bucket)
             done = numbers[-1] + 1
             if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
-                checkpoint(done)
+                checkpoint(min(done, *self.deferred) if self.deferred else done)
             if progress:
                 progress("diff", done, total)
+        self._first_pass = False
+        if self.deferred:
+            self._second_pass(spill, workdir)
+            if checkpoint is not None:
+                checkpoint(total)
+
+    def _second_pass(self, spill: BucketSpill | None, workdir: Path) -> None:
+        """The buckets with deletions, diffed again: deletions applied if the guard
+        allows their total, else held."""
+        assert self.guard is not None
+        total = sum(self.deferred.values())
+        self.held = self.guard.verdict(total, self.live)
+        if self.held:  # app.py logs the held run as a warning, with its release command
+            log.info(
+                "%s: %d deletions held: %s; to apply them: %s",
+                self.spec.name,
+                total,
+                self.held,
+                release_command(self.spec.name),
+            )
+        numbers = sorted(self.deferred)
+        for start in range(0, len(numbers), STATE_READ_CHUNK):
+            chunk = numbers[start : start + STATE_READ_CHUNK]
+            for bucket in self.state.read_buckets(self.spec.name, chunk):
+                items: dict[str, EncodedItem] = {}
+                keep: set[str] = set()
+                if spill is not None:
+                    items, keep, _ = spill.read(bucket.bucket)
+                self._diff_one(bucket, items, keep, workdir)
 
     def _diff_one(
         self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str], workdir: Path
-    ) -> None:
+    ) -> bool:
+        """Diff and write one bucket; False when the first pass of a guarded run
+        defers it (it has would-be deletions: nothing of it is written yet)."""
+        if self._first_pass:
+            self.live += sum(1 for r in bucket.records.values() if not r.deleted)
+            shown = {kind: len(keys) for kind, keys in self.preview.items()}
         new_part: PartRef | None = None  # the content does not depend on the attempt
         for attempt in range(CONFLICT_TRIES):
             counts, content_changed = self.apply(bucket, items, keep)
+            if self._first_pass and counts["deleted"]:
+                self.deferred[bucket.bucket] = counts["deleted"]
+                for kind, n in shown.items():  # the second pass notes them again
+                    del self.preview[kind][n:]
+                return False
             if self.request.dry_run:
                 break
             if content_changed:
@@ -256,6 +319,7 @@ class Differ:
                     raise
                 bucket = self.state.read_buckets(bucket.feed, [bucket.bucket])[0]
         self._account(bucket, counts, content_changed)
+        return True
 
     def _account(self, bucket: StateBucket, counts: dict[str, int], content_changed: bool) -> None:
         for k, v in counts.items():

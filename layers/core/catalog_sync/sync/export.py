@@ -42,7 +42,7 @@ from catalog_sync.ports import (
     ItemOutcome,
     OutgoingItem,
 )
-from catalog_sync.sync.runs import PartResult
+from catalog_sync.sync.runs import FINISHED, PartResult
 from catalog_sync.sync.snapshot import ExportMessage, read_part
 from catalog_sync.sync.state import ItemState, StateBucket, Status
 
@@ -161,7 +161,7 @@ def prerequisites_pending(spec: FeedSpec, deps: ExportDeps) -> str | None:
                 break
             if run.status == "running":
                 return name  # still compiling: its messages are not even queued
-            if run.status != "completed" or not run.parts_enqueued:
+            if run.status not in FINISHED or not run.parts_enqueued:
                 continue
             done = {p.bucket for p in deps.state.list_part_results(name, run.run_id)}
             if len(done) < run.parts_enqueued:

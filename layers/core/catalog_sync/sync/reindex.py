@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,10 +34,13 @@ from catalog_sync.ports import (
     FeedState,
     IncrementalSource,
     PartitionedSource,
+    WindowedSource,
 )
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.diff import Differ, run_id_of
+from catalog_sync.sync.guard import DeletionGuard
+from catalog_sync.sync.lease import take_lease
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
@@ -48,6 +52,7 @@ from catalog_sync.sync.snapshot import (
     pack_messages,
 )
 from catalog_sync.sync.watermark import advance_watermark
+from catalog_sync.sync.windows import WindowTracker, due
 
 log = get_logger(__name__)
 
@@ -78,6 +83,9 @@ class ReindexDeps:
     workers: int = 1  # processes that compile a partitioned read (1: this one)
     aco: AcoContext | None = None  # the ACO target's build options
     message_items: int = 50_000  # pending items an export message carries at most
+    guard: DeletionGuard = field(default_factory=DeletionGuard)  # mass-deletion limits
+    lease_wait_seconds: float = 120  # a sync waits this long for a resend's lease
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass
@@ -157,7 +165,11 @@ def _leased(
     leased: list[str] = []
     try:
         for spec in specs:
-            deps.state.acquire_lease(spec.name, run_id, now, deps.lease_seconds)
+            take_lease(
+                deps.state, spec.name, run_id, request.mode, clock=deps.clock,
+                ttl_seconds=deps.lease_seconds, wait_seconds=deps.lease_wait_seconds,
+                sleep=deps.sleep,
+            )  # fmt: skip
             leased.append(spec.name)
         if request.mode == "resync-continue":
             resume_from, resumed = find_checkpoint(deps.state, specs[0].name)
@@ -191,13 +203,18 @@ def _run(
             feed_dir.mkdir()
             fr.collector = Collector(fr.spec, BucketSpill(feed_dir, fr.meta.buckets))
         report = ReadReport(complete=True)
+        # the price windows a read sees, for a source read incrementally (sync/windows.py)
+        windows = WindowTracker(now) if isinstance(deps.source, WindowedSource) else None
         if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
-            report = _read_source(feed_runs, request, deps, now)
+            report = _read_source(feed_runs, request, deps, now, windows)
         for fr in feed_runs:
             fr.c.spill.finish()
             differ = _diff(fr, request, deps, now, report, workdir / fr.spec.name)
+            if windows is not None and request.reads_source and not request.dry_run:
+                full = report.complete and request.by_ids is None
+                windows.save(deps.blobs, fr.spec.name, full=full)
             results.append(_finish(fr, differ, report, request, deps, now))
     return results
 
@@ -222,6 +239,7 @@ def _diff(
         blobs=deps.blobs,
         complete=complete,
         stale_pending_seconds=deps.stale_pending_seconds,
+        guard=None if request.confirm_deletions else deps.guard,
     )
 
     def checkpoint(done: int) -> None:
@@ -255,6 +273,7 @@ def _finish(
     counts["rows"] = report.rows
     counts["rejected"] = fr.c.rejected
     run.complete = differ.complete
+    run.held = differ.held  # a dry run says so too
     run.counts = dict(counts)
     run.issues_total = len(issues)
     run.issues = [i.to_dict() for i in issues[:MAX_ISSUES_IN_RUN]]
@@ -293,7 +312,7 @@ def _finish(
     run.manifest = mkey
     run.parts_enqueued = len(pending)  # one part result per bucket
     run.messages_enqueued = len(result.messages)
-    run.status = "completed"
+    run.status = "held" if differ.held else "completed"
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)
     return result
@@ -326,10 +345,17 @@ def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | N
 
 
 def _read_source(
-    feed_runs: list[_FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
+    feed_runs: list[_FeedRun],
+    request: ReindexRequest,
+    deps: ReindexDeps,
+    now: datetime,
+    windows: WindowTracker | None = None,
 ) -> ReadReport:
     source = deps.source
     assert source is not None
+    if isinstance(source, WindowedSource) and source.incremental and request.by_ids is None:
+        # windows that opened or closed since the last run: no edit, no updated_at
+        source.include(due(deps.blobs, [fr.spec.name for fr in feed_runs], now))
     enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
     ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled, aco=deps.aco)
     # An aggregate item (a category, an attribute's options) is the union over every
@@ -349,6 +375,8 @@ def _read_source(
 
     if not isinstance(source, PartitionedSource):  # read as one stream (the REST API)
         for entry in source.read(skus=request.by_ids):
+            if windows is not None:
+                windows.observe(entry)
             if compile_record(entry, building, ctx):
                 advance(1)
     else:

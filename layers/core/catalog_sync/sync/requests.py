@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from catalog_sync.errors import ConfigError
+from catalog_sync.errors import RequestError
 from catalog_sync.sync.runs import RunKind
 
 IdType = Literal["sku", "productId"]
@@ -26,6 +26,8 @@ _MODE_OPTIONS = {
     "cleanup_feed": ("--cleanup-feed", "resync-cleanup"),
     "by_ids": ("--by-ids", "resync-by-ids"),
 }
+
+_NO_READ = ("resync-no-reindex", "resend")  # modes that read no source (and delete nothing)
 
 
 class ReindexEvent(BaseModel):
@@ -47,22 +49,25 @@ class ReindexEvent(BaseModel):
     failed_only: bool = False  # resync: resend what waits for a retry; no source read
     cleanup_feed: bool = False  # resync: rebuild the feed state from scratch
     continue_resync: bool = False  # resync: continue an interrupted resync
+    # resync: apply the deletions the mass-deletion guard would hold (sync/guard.py)
+    confirm_deletions: bool = False
 
     @classmethod
     def parse(cls, event: dict[str, Any]) -> ReindexEvent:
-        """The event as the handler receives it; a bad combination is a `ConfigError`
+        """The event as the handler receives it; a bad combination is a `RequestError`
         naming the options."""
         if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
             return cls(action="sync")  # the hourly rule passes the scheduled event as is
         try:
             return cls.model_validate(event)
         except ValidationError as exc:
-            raise ConfigError(f"bad reindex event: {_problems(exc)}") from None
+            raise RequestError(f"bad reindex event: {_problems(exc)}") from None
 
     @model_validator(mode="after")
     def _one_mode(self) -> ReindexEvent:
         chosen = [flag for name, (flag, _) in _MODE_OPTIONS.items() if getattr(self, name)]
         if self.action != "resync":
+            chosen += ["--confirm-deletions"] if self.confirm_deletions else []
             if chosen:
                 raise ValueError(f"{', '.join(chosen)}: only a resync takes these options")
             return self
@@ -70,6 +75,10 @@ class ReindexEvent(BaseModel):
             raise ValueError("a resync needs a feed")
         if len(chosen) > 1:
             raise ValueError(f"choose one of {', '.join(f for f, _ in _MODE_OPTIONS.values())}")
+        if self.confirm_deletions and self.mode in _NO_READ:
+            raise ValueError(
+                f"--confirm-deletions: {chosen[0]} reads no source, so it deletes nothing"
+            )
         if "id_type" in self.model_fields_set and self.id_type != "sku" and not self.by_ids:
             raise ValueError("--id-type productId needs --by-ids")
         if self.by_ids and self.id_type == "productId":
@@ -98,6 +107,7 @@ class ReindexEvent(BaseModel):
             by_ids=frozenset(v.lower() for v in ids) if ids and self.id_type == "sku" else None,
             product_ids=tuple(int(v) for v in ids) if ids and self.id_type == "productId" else None,
             dry_run=self.dry_run,
+            confirm_deletions=self.confirm_deletions,
         )
 
 
@@ -121,6 +131,7 @@ class ReindexRequest:
     product_ids: tuple[int, ...] | None = None  # or these Magento product ids (the engine
     # resolves them to SKUs through the source)
     dry_run: bool = False
+    confirm_deletions: bool = False  # the mass-deletion guard does not hold this run's deletions
     # Continue an interrupted resync (`resumed_from`): buckets below `resume_from` were
     # done by it. Set by the engine from the run's checkpoint, under the lease.
     resume_from: int = 0

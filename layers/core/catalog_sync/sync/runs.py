@@ -15,7 +15,9 @@ RunKind = Literal[
     "resync-cleanup",
     "resend",
 ]
-RunStatus = Literal["running", "completed", "failed", "dry-run"]
+# held: completed, but its deletions are held by the mass-deletion guard (sync/guard.py)
+RunStatus = Literal["running", "completed", "held", "failed", "dry-run"]
+FINISHED = ("completed", "held")  # a run that wrote its manifest and queued its messages
 
 DEFAULT_BUCKETS = 64
 
@@ -47,6 +49,7 @@ class RunRecord(BaseModel):
     buckets_done: int = 0  # checkpoint: the diff got this far
     resumed_from: str | None = None  # the interrupted run this one continues
     error: str | None = None
+    held: str | None = None  # why its deletions (counts["deletions_held"]) are held
 
 
 class PartResult(BaseModel):

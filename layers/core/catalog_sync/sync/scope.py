@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from catalog_sync.errors import ConfigError
+from catalog_sync.errors import RequestError
 from catalog_sync.ports import CatalogSource, FeedState, ProductIdSource
 from catalog_sync.records import SourceIssue
 
@@ -15,14 +15,14 @@ def skus_of_product_ids(source: CatalogSource, ids: tuple[int, ...]) -> frozense
     through the source (only the REST API knows ids). Unknown ids are reported in
     the run; none known is an error."""
     if not isinstance(source, ProductIdSource):
-        raise ConfigError(
+        raise RequestError(
             "the Magento export CSV carries no product ids: use --id-type sku with this "
             "source, or the Magento REST API as the source"
         )
     found = source.skus_for_ids(list(ids))
     missing = [i for i in ids if i not in found]
     if not found:
-        raise ConfigError(
+        raise RequestError(
             f"no product with id {', '.join(map(str, missing))} in Magento: nothing to resync"
         )
     for number in missing:
@@ -44,8 +44,8 @@ def find_checkpoint(state: FeedState, feed: str) -> tuple[int, str]:
         if run.kind in RESUMABLE:
             if run.status in ("running", "failed"):
                 return run.buckets_done, run.run_id
-            raise ConfigError(
+            raise RequestError(
                 f"no interrupted resync of {feed} to continue: the last one ({run.run_id}) "
                 f"is {run.status}"
             )
-    raise ConfigError(f"no resync of {feed} to continue")
+    raise RequestError(f"no resync of {feed} to continue")

@@ -84,6 +84,25 @@ class ProductConfiguration(Wire):
     values: list[OptionValue]
 
 
+class BundleItem(Wire):
+    sku: str
+    qty: float | None = None
+    user_defined_qty: bool | None = None
+
+
+class ProductBundle(Wire):
+    group: str
+    required: bool
+    multi_select: bool
+    items: list[BundleItem]
+    default_item_skus: list[str] = []
+
+
+class ExternalId(Wire):
+    id: str
+    origin: str
+
+
 class ProductItem(Wire):
     sku: str = Field(min_length=1)
     source: Source
@@ -99,6 +118,8 @@ class ProductItem(Wire):
     links: list[ProductLink] = []
     routes: list[ProductRoute] = []
     configurations: list[ProductConfiguration] = []
+    bundles: list[ProductBundle] = []
+    external_ids: list[ExternalId] = []
 
 
 def variant_reference_id(code: str, label: str) -> str:
@@ -209,6 +230,7 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
             ("UPSELL", product.links.upsell),
             ("VARIANT_OF", product.parent_skus),
             ("GROUPED", tuple(g.sku for g in product.grouped)),
+            ("IN_BUNDLE", product.bundle_parents),
         )
         for sku in sorted(set(skus))
     ]
@@ -230,8 +252,39 @@ def _shared(product: CatalogProduct) -> dict[str, Any]:
         "links": links,
         "routes": sorted(routes, key=lambda r: r["path"]),
         "configurations": configurations,
+        "bundles": _bundles(product),
         "stock": _stock_value(product),
     }
+
+
+def _bundles(product: CatalogProduct) -> list[dict[str, Any]]:
+    """A bundle's options as ACO `bundles`: a group per option, its selections as
+    items (a SKU once per bundle: ACO refuses a repeat, the first one is kept)."""
+    seen: set[str] = set()
+    out = []
+    for option in product.bundle:
+        items = []
+        for sel in option.selections:
+            if sel.sku in seen:
+                continue
+            seen.add(sel.sku)
+            item: dict[str, Any] = {"sku": sel.sku, "userDefinedQty": sel.user_defined_qty}
+            if sel.qty is not None:
+                item["qty"] = float(sel.qty)
+            items.append(item)
+        if items:
+            offered = {i["sku"] for i in items}
+            defaults = [s.sku for s in option.selections if s.default and s.sku in offered]
+            out.append(
+                {
+                    "group": option.title,
+                    "required": option.required,
+                    "multiSelect": option.multi,
+                    "items": items,
+                    "defaultItemSkus": list(dict.fromkeys(defaults)),
+                }
+            )
+    return out
 
 
 def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[dict[str, Any]]:
@@ -265,6 +318,10 @@ def build_product_items(product: CatalogProduct, ctx: BuildContext) -> list[dict
             "routes": [dict(x) for x in shared["routes"]],
             "configurations": shared["configurations"],
         }
+        if shared["bundles"]:
+            item["bundles"] = shared["bundles"]
+        if product.product_id is not None:  # Adobe's connector: productId, "AdobeCommerce"
+            item["externalIds"] = [{"id": str(product.product_id), "origin": "AdobeCommerce"}]
         meta = _meta(v)
         if meta is not None:
             item["metaTags"] = meta

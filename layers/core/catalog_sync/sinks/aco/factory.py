@@ -12,7 +12,16 @@ from catalog_sync.sinks.aco.auth import ImsTokens
 from catalog_sync.sinks.aco.sink import AcoSink
 
 
-def build_aco_sink(settings: Settings, *, secrets_client: Any, dynamodb_client: Any) -> AcoSink:
+def build_aco_sink(
+    settings: Settings,
+    *,
+    secrets_client: Any,
+    dynamodb_client: Any,
+    pacing_window_seconds: int = 60,
+) -> AcoSink:
+    """The sink of the ACO_* settings. `pacing_window_seconds`: the window of the
+    products-per-minute budget (60; tests shorten it, so that a spread-out load
+    takes seconds, not minutes)."""
     if not settings.aco_credentials_secret_id:
         raise ConfigError("set ACO_CREDENTIALS_SECRET_ID (a JSON {clientId, clientSecret} secret)")
     credentials = json_secret_provider(
@@ -31,6 +40,7 @@ def build_aco_sink(settings: Settings, *, secrets_client: Any, dynamodb_client: 
         max_rps=settings.aco_max_requests_per_second,
         max_products_per_minute=settings.aco_max_products_per_minute,
         max_wait=settings.aco_pacing_max_wait_seconds,
+        window_seconds=pacing_window_seconds,
     )
     small, large = settings.aco_batch_size, settings.aco_price_batch_size
     return AcoSink(

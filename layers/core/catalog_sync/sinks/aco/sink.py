@@ -15,36 +15,38 @@ one per item:
   (a 400 naming no item fails the batch);
 - 401: the token is dropped and fetched again, once per call; a second 401, or 403:
   `AuthError` (nothing of that call counts as sent);
-- 429: waits `retry-after` (at most `backoff_cap`, else the items come back `retry`);
-- 5xx, timeouts, dropped connections: backoff with full jitter, at most `max_tries`
-  tries, then `retry` for that batch and the rest of the call (left pending);
-- pacing (`Pacer`): before each request the sink takes a request slot and, for
-  product upserts, the batch's share of the products-per-minute budget. When the
-  pacer says no (the budget is out), the rest of the call comes back `retry` with a
-  reason starting "paced:", without waiting past the invocation.
+- 429, 5xx, timeouts, dropped connections: the project's one HTTP policy
+  (`catalog_sync.http.RetryPolicy`): `retry-after` waited as given (one over the cap
+  gives up), else backoff with full jitter, at most `max_tries` tries; then `retry`
+  for that batch and the rest of the call (left pending). A repeat is safe: an
+  upsert or delete of the same items applies once;
+- pacing (`Pacer`): every try takes a request slot, and a product upsert takes its
+  items' share of the products-per-minute budget first: when less is left, that
+  many are sent now and the rest asks again. When the pacer says no, the rest of the
+  call comes back `retry` with a reason starting "paced:", without waiting past the
+  invocation, and `take_paced()` tells the caller when the budget frees up (the
+  export hands the part back to the queue until then, and takes no more parts).
 """
 
 from __future__ import annotations
 
 import gzip
-import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 
 from catalog_sync.errors import AuthError, ConfigError, RetryableError
+from catalog_sync.http import RetryPolicy, new_session, retry_after_seconds, try_post
+from catalog_sync.observability import get_logger
 from catalog_sync.ports import ItemOutcome, OutgoingItem
 from catalog_sync.sinks.aco import wire
-from catalog_sync.sinks.feed_api import retry_after_seconds
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RETRYABLE = frozenset({408, 425, 500, 502, 503, 504})
 PACED = "paced:"
@@ -57,49 +59,18 @@ class Tokens(Protocol):
 
 
 class Pacer(Protocol):
-    """Shared pacing for one tenant. `acquire` returns False when the budget is out
-    (the caller hands the items back instead of waiting)."""
+    """Shared pacing for one tenant. `acquire(k)` returns how many of k products may
+    be sent now (for a request without products: 1), 0 when the budget is out; then
+    `resume_at()` is when (epoch seconds) it frees up. The caller hands the items
+    back instead of waiting."""
 
-    def acquire(self, products: int = 0) -> bool: ...
+    def acquire(self, products: int = 0) -> int: ...
+
+    def resume_at(self) -> float: ...
 
 
 class _GiveUp(Exception):
     """Stop this call: the remaining items come back `retry` with this reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tried:
-    """What one HTTP try gave: a response, or a transport problem."""
-
-    response: requests.Response | None
-    problem: str = ""
-
-
-def post_once(
-    session: requests.Session, url: str, body: bytes, headers: dict[str, str], timeout: Any
-) -> Tried:
-    """One POST; transport failures become a `problem`. (The one spot to swap for the
-    shared HTTP policy of `catalog_sync/http.py` when it lands.)"""
-    try:
-        return Tried(
-            session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-        )
-    except requests.Timeout:
-        return Tried(None, "timeout")
-    except requests.ConnectionError as exc:
-        return Tried(None, f"connection error ({type(exc).__name__})")
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-        raise ConfigError(f"the ACO URL {url} is not valid: {exc}") from None
-    except requests.RequestException as exc:
-        return Tried(None, f"request failed ({type(exc).__name__})")
-
-
-def new_session() -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 class AcoSink:
@@ -132,17 +103,27 @@ class AcoSink:
                 raise ConfigError(f"the ACO batch size of {name} must be positive")
             self.batch_sizes[wire.entity(name).name] = size
         self._pacer = pacer
+        self._paced_until: float | None = None
         self._session = session if session is not None else new_session()
         self.timeout = timeout
-        self.max_tries = max_tries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._rng = rng
+        self.retry = RetryPolicy(
+            max_tries=max_tries,
+            base=backoff_base,
+            cap=backoff_cap,
+            max_retry_after=backoff_cap,
+            sleep=sleep,
+            rng=rng,
+        )
         self.compresslevel = compresslevel
 
     def close(self) -> None:
         self._session.close()
+
+    def take_paced(self) -> float | None:
+        """When (epoch seconds) the pacing budget that stopped a send since the last
+        call frees up; None when no send was paced. Clears it."""
+        until, self._paced_until = self._paced_until, None
+        return until
 
     # -- FeedSink -------------------------------------------------------------------------
 
@@ -177,10 +158,10 @@ class AcoSink:
             (ent.upsert_path, ent is wire.PRODUCTS, upserts[k : k + size])
             for k in range(0, len(upserts), size)
         ]
-        state = {"refreshed": False}
+        call = _Call(items, outcomes)
         for number, (path, counts_products, batch) in enumerate(batches):
             try:
-                self._send_batch(ent, path, counts_products, items, batch, outcomes, state)
+                self._send_batch(path, counts_products, batch, call)
             except _GiveUp as stop:
                 reason = str(stop)
                 for _, _, rest in batches[number:]:
@@ -210,26 +191,34 @@ class AcoSink:
 
     # -- one batch ------------------------------------------------------------------------
 
-    def _send_batch(
-        self,
-        ent: wire.Entity,
-        path: str,
-        counts_products: bool,
-        items: Sequence[OutgoingItem],
-        batch: list[int],
-        outcomes: list[ItemOutcome | None],
-        state: dict[str, bool],
-    ) -> None:
+    def _send_batch(self, path: str, counts_products: bool, batch: list[int], call: _Call) -> None:
+        """Send a batch: in as many requests as the product budget allows, each sent
+        again without the items a 400 names."""
+        todo = list(batch)
+        while todo:
+            granted = self._pace(len(todo) if counts_products else 0)
+            now, todo = (todo[:granted], todo[granted:]) if counts_products else (todo, [])
+            todo = self._request(path, now, call) + todo
+
+    def _pace(self, products: int) -> int:
+        if self._pacer is None:
+            return max(products, 1)
+        granted = self._pacer.acquire(products)
+        if granted < 1:
+            resume = self._pacer.resume_at()
+            self._paced_until = max(self._paced_until or 0.0, resume)
+            raise _GiveUp(f"{PACED} the ACO request or product budget is used up for now")
+        return granted
+
+    def _request(self, path: str, batch: list[int], call: _Call) -> list[int]:
+        """One request of `batch`, tried as the retry policy says: [] once accepted,
+        the items to send again after a 400 that named others."""
         url = self.base_url + path
+        raw = b"[" + b",".join(call.items[i].body for i in batch) + b"]"
+        body = gzip.compress(raw, compresslevel=self.compresslevel, mtime=0)
         attempt = 0
-        while batch:
-            if self._pacer is not None and not self._pacer.acquire(
-                len(batch) if counts_products else 0
-            ):
-                raise _GiveUp(f"{PACED} the ACO request or product budget is used up for now")
+        while True:
             attempt += 1
-            raw = b"[" + b",".join(items[i].body for i in batch) + b"]"
-            body = gzip.compress(raw, compresslevel=self.compresslevel, mtime=0)
             try:
                 token = self._tokens.token()
             except RetryableError as exc:  # IMS unreachable or 5xx: left pending
@@ -239,24 +228,24 @@ class AcoSink:
                 "Content-Type": "application/json",
                 "Content-Encoding": "gzip",
             }
-            tried = post_once(self._session, url, body, headers, self.timeout)
-            resp = tried.response
+            resp, problem = try_post(
+                self._session, url, data=body, headers=headers, timeout=self.timeout
+            )
             retry_after: float | None = None
             if resp is not None:
                 status = resp.status_code
                 if status == 200:
                     for i in batch:
-                        outcomes[i] = ItemOutcome("sent")
-                    return
+                        call.outcomes[i] = ItemOutcome("sent")
+                    return []
                 if status == 400:
-                    batch = self._rejected(resp, batch, outcomes, path)
-                    attempt = 0
-                    continue
-                if status == 401 and not state["refreshed"]:
-                    state["refreshed"] = True
+                    return self._rejected(resp, batch, call.outcomes, path)
+                if status == 401 and not call.refreshed:
+                    call.refreshed = True
                     self._tokens.invalidate(token)
                     log.info("ACO answered 401; fetching a new IMS token once")
                     attempt -= 1
+                    self._pace(0)
                     continue
                 if status in (401, 403):
                     log.error("ACO refused the IMS token (HTTP %d)", status)
@@ -269,24 +258,23 @@ class AcoSink:
                     raise _GiveUp(f"unexpected HTTP {status} from {url}: {resp.text[:200]}")
                 problem = f"HTTP {status}"
                 retry_after = retry_after_seconds(resp.headers.get("retry-after"))
-            else:
-                problem = tried.problem
             self._wait(problem, retry_after, attempt)
+            self._pace(0)  # the next try is a request too
 
     def _wait(self, problem: str, retry_after: float | None, attempt: int) -> None:
-        if attempt >= self.max_tries:
+        delay = self.retry.wait(attempt, retry_after)
+        if delay is None:
+            if retry_after is not None and attempt < self.retry.max_tries:
+                raise _GiveUp(f"{problem} with retry-after {retry_after:g}s (over the cap)")
             raise _GiveUp(f"{problem} after {attempt} tries")
-        if retry_after is not None and retry_after > self.backoff_cap:
-            raise _GiveUp(f"{problem} with retry-after {retry_after:g}s (over the cap)")
-        delay = (
-            retry_after
-            if retry_after is not None
-            else self._rng() * min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        )
         log.info(
-            "ACO try %d/%d failed (%s); retrying in %.2fs", attempt, self.max_tries, problem, delay
+            "ACO try %d/%d failed (%s); retrying in %.2fs",
+            attempt,
+            self.retry.max_tries,
+            problem,
+            delay,
         )
-        self._sleep(delay)
+        self.retry.sleep(delay)
 
     def _rejected(
         self,
@@ -329,6 +317,16 @@ def _is_delete(ent: wire.Entity, item: OutgoingItem) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(doc, dict) and wire.is_delete(ent, doc)
+
+
+class _Call:
+    """One `send` call: its items, their outcomes so far, whether the token was
+    refreshed after a 401 (once per call)."""
+
+    def __init__(self, items: Sequence[OutgoingItem], outcomes: list[ItemOutcome | None]) -> None:
+        self.items = items
+        self.outcomes = outcomes
+        self.refreshed = False
 
 
 def _auth_message(resp: requests.Response) -> str:

@@ -8,6 +8,8 @@ from typing import Any
 
 from catalog_sync.catalog import (
     PRODUCT_TYPES,
+    BundleOption,
+    BundleSelection,
     CatalogProduct,
     GalleryImage,
     GroupedLink,
@@ -17,6 +19,7 @@ from catalog_sync.catalog import (
     Variant,
 )
 from catalog_sync.records import Rejected, SourceIssue
+from catalog_sync.sources.inventory import StockDef, stock_levels
 from catalog_sync.sources.magento_csv.cells import (
     _ENABLED_CELLS,
     _NO_CLEARS,
@@ -33,10 +36,12 @@ from catalog_sync.sources.magento_csv.cells import (
     _visibility,
 )
 from catalog_sync.sources.magento_csv.columns import (
+    _BUNDLE_LINK,
     _ENABLED,
     _LINK,
     _NUM,
     _ROW,
+    _SOURCE,
     _TEXT,
     _VISIBILITY,
     _VISIBILITY_CELLS,
@@ -44,28 +49,39 @@ from catalog_sync.sources.magento_csv.columns import (
     VARIATION_EXTRA_KEYS,
     _Columns,
 )
+from catalog_sync.sources.magento_csv.stock_sources import source_item
 from catalog_sync.sources.magento_csv.stream import _printable
-from catalog_sync.sources.values import DateError, parse_date
+from catalog_sync.sources.values import DateError, attribute_value, parse_date
 
 
 class _Builder:
     """Turns the frames of one SKU into a CatalogProduct (or a Rejected)."""
 
-    def __init__(self, columns: _Columns, warn: Callable[[SourceIssue], None]) -> None:
+    def __init__(
+        self,
+        columns: _Columns,
+        warn: Callable[[SourceIssue], None],
+        stocks: tuple[StockDef, ...] = (),
+    ) -> None:
         self.c = columns
         self.warn = warn
+        self.stocks = stocks  # MSI stocks (a Stock Sources file was read)
 
     def build(self, frames: list[tuple[bytes, int, bytes]]) -> CatalogProduct | Rejected | None:
         c = self.c
         issues: list[SourceIssue] = []
         rows: list[tuple[int, list[str]]] = []
         parents: dict[str, str] = {}
+        bundles: dict[str, str] = {}
+        sources: list[tuple[int, bytes]] = []
         for kind, line, payload in frames:
             if kind == _ROW:
                 rows.append((line, marshal.loads(payload)))
-            elif kind == _LINK:
+            elif kind == _SOURCE:
+                sources.append((line, payload))
+            elif kind in (_LINK, _BUNDLE_LINK):
                 parent = payload.decode("utf-8", "surrogateescape")
-                parents.setdefault(parent.lower(), parent)
+                (parents if kind == _LINK else bundles).setdefault(parent.lower(), parent)
             else:
                 fld, msg, row_sku = marshal.loads(payload)
                 issues.append(SourceIssue(msg, line=line, sku=_printable(row_sku), field=fld))
@@ -120,6 +136,11 @@ class _Builder:
                     )
             return Rejected(sku or None, issues)
         product.parent_skus = tuple(parents.values())
+        product.bundle_parents = tuple(bundles.values())
+        if self.stocks:
+            items = [source_item(p, ln, sku, self.warn) for ln, p in sources]
+            found = [i for i in items if i is not None]
+            product.stocks = stock_levels(found, self.stocks, product.stock)
         return product
 
     def _product(
@@ -172,6 +193,7 @@ class _Builder:
                     upsell=_split_list(row[c.upsell]) if c.upsell >= 0 else (),
                 ),
                 grouped=self._grouped(row),
+                bundle=_bundle(row[c.bundle_values]) if c.bundle_values >= 0 else (),
             )
         except _RowError as exc:
             fail(exc.field, exc.message)
@@ -271,7 +293,7 @@ class _Builder:
                         if not is_global:
                             attributes[code] = ()
                         continue
-                    vals = _multi(value)
+                    vals = tuple(map(attribute_value, _multi(value)))
                     if vals or not is_global:
                         attributes[code] = vals
         for i, code, _col in c.attributes:
@@ -281,7 +303,7 @@ class _Builder:
                     if not is_global:
                         attributes[code] = ()
                 else:
-                    attributes[code] = _multi(cell)
+                    attributes[code] = tuple(map(attribute_value, _multi(cell)))
         return attributes
 
     def _stock(self, row: list[str]) -> Stock | None:
@@ -377,3 +399,47 @@ class _Builder:
             except ValueError as exc:
                 raise _RowError("associated_skus", f"{entry!r}: {exc}") from None
         return tuple(out)
+
+
+# bundle_values `type`s that let the shopper choose several selections
+MULTI_SELECT_TYPES = frozenset({"checkbox", "multi"})
+
+
+def _bundle(cell: str) -> tuple[BundleOption, ...]:
+    """`bundle_values`: selections joined by `|`, each `name=,type=,required=,sku=,
+    price=,default=,default_qty=,price_type=[,can_change_qty=]`; the selections of
+    one option share its `name`, in file order."""
+    if not cell or cell == EMPTY_VALUE:
+        return ()
+    options: dict[str, tuple[dict[str, str], list[BundleSelection]]] = {}
+    for n, entry in enumerate(cell.split("|"), start=1):
+        if not entry.strip():
+            continue
+        pairs = dict(
+            (k.strip(), v.strip())
+            for k, eq, v in (p.partition("=") for p in entry.split(","))
+            if eq
+        )
+        sku, title = pairs.get("sku", ""), pairs.get("name", "")
+        if not sku or not title:
+            raise _RowError("bundle_values", f"selection {n} needs name= and sku=: {entry!r}")
+        try:
+            qty = _number(pairs["default_qty"]) if pairs.get("default_qty") else None
+            selection = BundleSelection(
+                sku=sku,
+                qty=qty,
+                user_defined_qty=_flag(pairs.get("can_change_qty") or "0", "bundle_values"),
+                default=_flag(pairs.get("default") or "0", "bundle_values"),
+            )
+        except ValueError as exc:
+            raise _RowError("bundle_values", f"selection {n}: {exc}") from None
+        options.setdefault(title, (pairs, []))[1].append(selection)
+    return tuple(
+        BundleOption(
+            title=title,
+            required=_flag(first.get("required") or "0", "bundle_values"),
+            multi=first.get("type", "").lower() in MULTI_SELECT_TYPES,
+            selections=tuple(selections),
+        )
+        for title, (first, selections) in options.items()
+    )

@@ -151,7 +151,8 @@ _VISIBILITY_CELLS = _VISIBILITY_LABELS | {v: v for v in VISIBILITIES}
 _ATTR_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _FRAME = struct.Struct("<cIIH")  # kind, line, payload length, key length
-_ROW, _LINK, _ISSUE = b"R", b"L", b"E"
+_ROW, _LINK, _ISSUE, _BUNDLE_LINK = b"R", b"L", b"E", b"B"
+_SOURCE = b"S"  # a row of the "Stock Sources" export file (stock_sources.py)
 
 
 class _Columns:
@@ -204,3 +205,4 @@ class _Columns:
         self.variations = get("configurable_variations", -1)
         self.variation_labels = get("configurable_variation_labels", -1)
         self.associated = get("associated_skus", -1)
+        self.bundle_values = get("bundle_values", -1)

@@ -17,6 +17,7 @@ from typing import IO, Any
 from catalog_sync.catalog import (
     CatalogProduct,
 )
+from catalog_sync.sources.inventory import StockDef
 from catalog_sync.sources.magento_csv.builder import _Builder
 from catalog_sync.sources.magento_csv.columns import _FRAME, _Columns
 
@@ -117,8 +118,10 @@ class CsvPartition:
         wanted: frozenset[str] | None,
         path: Path | None,
         memory: list[tuple[str, bytes, int, bytes]] | None,
+        stocks: tuple[StockDef, ...] = (),
     ) -> None:
         self.header = header
+        self.stocks = stocks
         self.wanted = wanted
         self.path = path
         self.memory = memory
@@ -127,14 +130,21 @@ class CsvPartition:
     def __getstate__(self) -> dict[str, Any]:
         if self.path is None:
             raise TypeError("an in-memory partition cannot leave its process")
-        return {"header": self.header, "wanted": self.wanted, "path": self.path}
+        return {
+            "header": self.header,
+            "wanted": self.wanted,
+            "path": self.path,
+            "stocks": self.stocks,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["header"], state["wanted"], state["path"], None)  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["header"], state["wanted"], state["path"], None, state.get("stocks", ())
+        )
 
     def records(self, warn: Callable[[SourceIssue], None]) -> Iterator[CatalogProduct | Rejected]:
         """The partition's products (and rejections); `warn` takes warnings."""
-        builder = _Builder(_Columns(self.header), warn)
+        builder = _Builder(_Columns(self.header), warn, self.stocks)
         wanted = self.wanted
         if self.path is not None:
             groups = _file_groups(self.path) if self.path.exists() else iter(())

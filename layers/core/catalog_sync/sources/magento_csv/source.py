@@ -30,7 +30,7 @@ import io
 import marshal
 import math
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,7 +39,9 @@ from catalog_sync.catalog import (
 )
 from catalog_sync.errors import SourceError
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
+from catalog_sync.sources.inventory import StockDef
 from catalog_sync.sources.magento_csv.columns import (
+    _BUNDLE_LINK,
     _ISSUE,
     _LINK,
     _ROW,
@@ -51,6 +53,7 @@ from catalog_sync.sources.magento_csv.columns import (
     _Columns,
 )
 from catalog_sync.sources.magento_csv.partitions import CsvPartition, CsvSplit, _Spill
+from catalog_sync.sources.magento_csv.stock_sources import spill_stock_sources
 from catalog_sync.sources.magento_csv.stream import (
     _bad_field,
     _Lines,
@@ -58,6 +61,10 @@ from catalog_sync.sources.magento_csv.stream import (
     _StreamRaw,
     _variation_children,
 )
+
+
+class _MissingError(SourceError):
+    """The file (or S3 object) does not exist."""
 
 
 class MagentoCsvSource:
@@ -77,8 +84,14 @@ class MagentoCsvSource:
         workdir: Path | None = None,
         store_views: Collection[str] | None = None,
         partition_bytes: int = PARTITION_BYTES,
+        stock_sources: str | None = None,
+        stocks: Sequence[StockDef] = (),
+        stock_sources_optional: bool = False,
     ) -> None:
         self.uri = uri
+        self.stock_sources = stock_sources  # the "Stock Sources" export (MSI), path or s3://
+        self.stocks = tuple(stocks)  # the stock layout (INVENTORY_STOCKS)
+        self.stock_sources_optional = stock_sources_optional  # a missing file: no MSI
         self.s3_client = s3_client
         self.workdir = workdir
         self.store_views = frozenset(store_views) if store_views is not None else None
@@ -95,33 +108,37 @@ class MagentoCsvSource:
 
     # -- opening -----------------------------------------------------------
 
-    def _open(self) -> tuple[BinaryIO, int | None]:
-        if self.uri.startswith("s3://"):
-            return self._open_s3()
-        path = Path(self.uri[7:] if self.uri.startswith("file://") else self.uri)
+    def _open(self, uri: str | None = None) -> tuple[BinaryIO, int | None]:
+        uri = uri or self.uri
+        if uri.startswith("s3://"):
+            return self._open_s3(uri)
+        path = Path(uri[7:] if uri.startswith("file://") else uri)
         try:
             f = open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115
             return f, path.stat().st_size
+        except FileNotFoundError as exc:
+            raise _MissingError(f"cannot open catalog file {path}: {exc.strerror}") from exc
         except OSError as exc:
             raise SourceError(f"cannot open catalog file {path}: {exc.strerror or exc}") from exc
 
-    def _open_s3(self) -> tuple[BinaryIO, int | None]:
+    def _open_s3(self, uri: str) -> tuple[BinaryIO, int | None]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self.s3_client is None:
-            raise SourceError(f"{self.uri}: an S3 source needs an s3 client")
-        bucket, _, key = self.uri[5:].partition("/")
+            raise SourceError(f"{uri}: an S3 source needs an s3 client")
+        bucket, _, key = uri[5:].partition("/")
         if not bucket or not key:
-            raise SourceError(f"{self.uri}: expected s3://bucket/key")
+            raise SourceError(f"{uri}: expected s3://bucket/key")
         try:
             resp = self.s3_client.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             err = exc.response.get("Error", {})
-            raise SourceError(
-                f"cannot read {self.uri}: {err.get('Code', 'error')} {err.get('Message', '')}".strip()
+            kind = _MissingError if err.get("Code") in ("NoSuchKey", "404") else SourceError
+            raise kind(
+                f"cannot read {uri}: {err.get('Code', 'error')} {err.get('Message', '')}".strip()
             ) from exc
         except BotoCoreError as exc:
-            raise SourceError(f"cannot read {self.uri}: {exc}") from exc
+            raise SourceError(f"cannot read {uri}: {exc}") from exc
         size = resp.get("ContentLength")
         raw = _StreamRaw(resp["Body"])
         return io.BufferedReader(raw, buffer_size=READ_BUFFER), size
@@ -169,14 +186,32 @@ class MagentoCsvSource:
                 else:
                     rejected.append(entry)
             stream.close()
+            stocks = self._spill_stock_sources(spill, wanted)
             spill.finish()
             if columns is None:  # pragma: no cover - pass 1 raises first
                 raise SourceError(f"{self.uri}: no header")
             partitions = [
-                CsvPartition(columns.header, wanted, spill.path(part), spill.take_memory())
+                CsvPartition(columns.header, wanted, spill.path(part), spill.take_memory(), stocks)
                 for part in range(parts)
             ]
             yield CsvSplit(rejected, partitions, self)
+
+    def _spill_stock_sources(
+        self, spill: _Spill, wanted: frozenset[str] | None
+    ) -> tuple[StockDef, ...]:
+        """The Stock Sources file into the partitions; the stocks to build (none
+        without the file)."""
+        if not self.stock_sources:
+            return ()
+        try:
+            stream, _size = self._open(self.stock_sources)
+        except _MissingError:
+            if self.stock_sources_optional:
+                return ()
+            raise
+        with stream:
+            codes = spill_stock_sources(stream, self.stock_sources, spill, wanted, self._issue)
+        return self.stocks or (StockDef("1", tuple(codes), ("*",)),)
 
     def _issue(self, issue: SourceIssue) -> None:
         """A read-level issue (structure) or a warning, kept in the report."""
@@ -201,6 +236,7 @@ class MagentoCsvSource:
         sku_i = columns.index["sku"]
         sv_i = columns.index.get("store_view_code", -1)
         cv_i = columns.index.get("configurable_variations", -1)
+        bv_i = columns.index.get("bundle_values", -1)
         views: dict[str, None] = {}
         allowed_views = self.store_views
         rows = 0
@@ -244,11 +280,12 @@ class MagentoCsvSource:
                     yield Rejected(None, [problem])
                     continue
                 key = sku.lower()
-                if cv_i >= 0 and n > cv_i and row[cv_i]:
-                    for child in _variation_children(row[cv_i]):
-                        ckey = child.lower()
-                        if wanted is None or ckey in wanted:
-                            add(ckey, _LINK, start, sku.encode("utf-8", "surrogateescape"))
+                for i, kind in ((cv_i, _LINK), (bv_i, _BUNDLE_LINK)):  # children -> parents
+                    if i >= 0 and n > i and row[i]:
+                        for child in _variation_children(row[i]):
+                            ckey = child.lower()
+                            if wanted is None or ckey in wanted:
+                                add(ckey, kind, start, sku.encode("utf-8", "surrogateescape"))
                 if wanted is not None and key not in wanted:
                     continue
                 if problem is not None:

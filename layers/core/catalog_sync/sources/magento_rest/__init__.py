@@ -4,6 +4,9 @@
   search criteria, pages fetched `concurrency` at a time and yielded in order;
 - `mapper`: REST JSON to `CatalogProduct` (option ids to labels, categories, stock,
   store-view overrides), the same records the export CSV gives;
+- `parts`: the smaller JSON parts (numbers, the category tree, stock items, gallery,
+  links, the store-view difference);
+- `inventory`: MSI sources, stocks, links and source items (multi-source shops);
 - `source`: `MagentoRestSource`, the read: metadata, parents, stock, then the products.
 """
 

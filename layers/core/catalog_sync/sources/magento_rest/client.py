@@ -17,11 +17,39 @@ from catalog_sync.http import RetryPolicy, retry_after_seconds
 from catalog_sync.records import ReadReport, SourceIssue
 
 CHILD_CHUNK = 200  # ids per `entity_id in (...)` request
+LIST_PAGE_SIZE = 300  # the largest page Magento's web API input limits allow
 VIEW_FIELDS = "items[id,sku,name,price,status,visibility,weight,custom_attributes],total_count"
 CHILD_FIELDS = "items[id,sku,custom_attributes],total_count"
-PARENT_FIELDS = "items[id,sku,type_id,extension_attributes[configurable_product_links]],total_count"
+PARENT_FIELDS = (
+    "items[id,sku,type_id,extension_attributes[configurable_product_links,"
+    "bundle_product_options]],total_count"
+)
 
 Filter = tuple[str, str, str]  # field, condition_type, value
+
+
+BEARER_SETTING = "oauth/consumer/enable_integration_as_bearer"
+BEARER_HINT = (
+    "on Magento 2.4.4+ an integration token is accepted as a bearer token only with "
+    'Stores > Configuration > Services > OAuth > Consumer Settings > "Allow OAuth Access '
+    f'Tokens to be used as standalone Bearer tokens" = Yes ({BEARER_SETTING} = 1)'
+)
+
+
+class RefusedError(SourceError):
+    """Magento refused the token on one endpoint (HTTP 401/403): a missing ACL
+    resource of the integration, or a token it does not accept at all."""
+
+    def __init__(self, base_url: str, path: str, status: int, resource: str | None) -> None:
+        self.path = path
+        self.status = status
+        self.resource = resource
+        needs = f"the permission {resource}" if resource else "a permission"
+        super().__init__(
+            f"Magento at {base_url} refused the access token (HTTP {status}) on GET {path}: "
+            f"the integration lacks {needs}, or the token is not accepted at all (check it; "
+            f"{BEARER_HINT}); `catalogctl check-source` lists every missing permission"
+        )
 
 
 class _FetchFailedError(Exception):
@@ -39,6 +67,7 @@ class _Page:
     total: int
     views: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     children: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stock: dict[int, Any] = field(default_factory=dict)  # stock items read one by one
 
 
 def search_criteria(
@@ -98,11 +127,7 @@ class MagentoHttp:
             else:
                 status = resp.status_code
                 if status in (401, 403):
-                    raise SourceError(
-                        f"Magento at {self.base_url} refused the access token (HTTP {status}) "
-                        f"on GET {path}: check the integration token and its API permissions"
-                        f"{_message(resp)}"
-                    )
+                    raise RefusedError(self.base_url, path, status, _resource(resp))
                 if 300 <= status < 400:
                     raise SourceError(
                         f"Magento at {self.base_url} answered GET {path} with a redirect "
@@ -196,6 +221,22 @@ class MagentoHttp:
             for _, future in pending:
                 future.cancel()
 
+    def _list_all(
+        self, pool: ThreadPoolExecutor, path: str, what: str, size: int = LIST_PAGE_SIZE
+    ) -> list[dict[str, Any]]:
+        """Every item of a searchCriteria list, page by page until `total_count` (with
+        the web API input limits on, an unpaged list stops at 20 items)."""
+        base = search_criteria((), (), size)
+
+        def fetch(number: int) -> _Page:
+            data = self._get(path, [*base, ("searchCriteria[currentPage]", str(number))])
+            return _Page(number, data.get("items") or [], int(data.get("total_count") or 0))
+
+        out: list[dict[str, Any]] = []
+        for page in self._paged(pool, fetch, size, what, strict=True):
+            out.extend(page.items)
+        return out
+
     def _by_ids(self, path: str, ids: list[int], fields: str) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         ids = list(dict.fromkeys(ids))
@@ -208,6 +249,19 @@ class MagentoHttp:
             for it in data.get("items") or ():
                 out[int(it["id"])] = it
         return out
+
+
+def _resource(resp: requests.Response) -> str | None:
+    """The ACL resource a refusal names (`parameters.resources`), if it names one."""
+    try:
+        body = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return None
+    params = body.get("parameters") if isinstance(body, dict) else None
+    if isinstance(params, dict) and isinstance(params.get("resources"), str):
+        name = params["resources"][:100]
+        return name if all(ch.isalnum() or ch in "_:,. " for ch in name) else None
+    return None
 
 
 def _message(resp: requests.Response) -> str:

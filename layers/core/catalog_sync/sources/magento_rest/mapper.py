@@ -7,37 +7,48 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from catalog_sync.sources.magento_rest.source import MagentoRestSource
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from catalog_sync.catalog import (
     ALL_CUSTOMER_GROUPS,
     PRODUCT_TYPES,
-    SCALAR_VALUES,
     VISIBILITIES,
+    BundleOption,
+    BundleSelection,
     CatalogProduct,
-    GalleryImage,
-    GroupedLink,
-    Links,
     Stock,
+    StockLevel,
     StoreValues,
     TierPrice,
     Variant,
 )
 from catalog_sync.records import Rejected, SourceIssue
+from catalog_sync.sources.inventory import SourceItem, StockDef, stock_levels
 from catalog_sync.sources.magento_rest.client import (
+    RefusedError,
     _FetchFailedError,
     _Page,
     _quote,
     search_criteria,
 )
-from catalog_sync.sources.values import parse_date
+from catalog_sync.sources.magento_rest.parts import (
+    _diff,
+    _dynamic_bundle,
+    _gallery,
+    _grouped,
+    _links,
+    _number,
+)
+from catalog_sync.sources.values import attribute_value, parse_date
 
-TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 ALL_GROUPS_ID = 32000
+# The customer groups of every Magento install, used when the integration may not read
+# /V1/customerGroups (Magento_Customer::group).
+DEFAULT_GROUPS = {0: "NOT LOGGED IN", 1: "General", 2: "Wholesale", 3: "Retailer"}
+# Types whose price Magento derives (children, selections): REST gives `price: 0`.
+DERIVED_PRICE = frozenset({"configurable"})
 LOW_STOCK_QTY = "99999999999"  # lowStock returns items with qty below this: all of them
 SKU_CHUNK = 100
 # custom attribute code -> (StoreValues field, kind)
@@ -127,10 +138,21 @@ class _Mapper:
         self.sets = sets
         self.categories = categories
         self.parents: dict[int, tuple[str, ...]] = {}
+        self.bundle_parents: dict[str, tuple[str, ...]] = {}  # lower-cased SKU -> bundles
         self.stock: dict[int, Stock] = {}
         self.attributes: dict[str, _Attribute | _FetchFailedError] = {}
         self.attribute_codes: dict[str, str] = {}  # attribute_id -> code
         self.groups: dict[int, str] = {ALL_GROUPS_ID: ALL_CUSTOMER_GROUPS}
+        self.groups_refused = False
+        self.stock_defs: tuple[StockDef, ...] = ()  # MSI stocks (multi-source shops only)
+        self.source_items: dict[str, list[SourceItem]] = {}  # lowercase sku -> items
+        self._warned: set[tuple[str, ...]] = set()
+
+    def warn(self, key: tuple[str, ...], issue: SourceIssue) -> None:
+        """A warning in the read's report, once per `key` and read."""
+        if key not in self._warned:
+            self._warned.add(key)
+            self.source._report.issues.append(issue)
 
     # -- metadata, cached per read -------------------------------------------------------
 
@@ -172,12 +194,33 @@ class _Mapper:
 
     def group(self, group_id: int) -> str:
         code = self.groups.get(group_id)
-        if code is None:
+        if code is None and not self.groups_refused:
             try:
                 data = self.source._get(f"/rest/all/V1/customerGroups/{group_id}")
             except _FetchFailedError as exc:
                 raise _RejectError("tier_prices", f"customer group {group_id}: {exc}") from None
-            code = self.groups[group_id] = str(data["code"])
+            except RefusedError as exc:
+                self.groups_refused = True
+                self.warn(
+                    ("customerGroups",),
+                    SourceIssue(
+                        f"customer groups cannot be read ({exc.resource or 'a permission'} "
+                        f"missing, HTTP {exc.status} on GET {exc.path}): tier prices use the "
+                        "default group codes (0 NOT LOGGED IN, 1 General, 2 Wholesale, "
+                        "3 Retailer); products with tier prices of other groups are rejected",
+                        field="tier_prices",
+                        severity="warning",
+                    ),
+                )
+            else:
+                code = self.groups[group_id] = str(data["code"])
+        if code is None:
+            code = DEFAULT_GROUPS.get(group_id)
+            if code is None:
+                raise _RejectError(
+                    "tier_prices",
+                    f"customer group {group_id} cannot be read (Magento_Customer::group missing)",
+                )
         return code
 
     # -- products --------------------------------------------------------------------------
@@ -211,7 +254,8 @@ class _Mapper:
         if attribute_set is None:
             raise _RejectError("attribute_set_id", f"unknown attribute set id {set_id!r}")
         ext = item.get("extension_attributes") or {}
-        values = self._values(sku, item, issues)
+        derived = ptype in DERIVED_PRICE or (ptype == "bundle" and _dynamic_bundle(item))
+        values = self._values(sku, item, issues, derived)
         overrides: dict[str, StoreValues] = {}
         for view in self.views:
             view_item = page.views.get(view, {}).get(pid)
@@ -224,7 +268,7 @@ class _Mapper:
                     )
                 )
                 continue
-            diff = _diff(values, self._values(sku, view_item, issues))
+            diff = _diff(values, self._values(sku, view_item, issues, derived))
             if diff is not None:
                 overrides[view] = diff
         websites = []
@@ -244,6 +288,10 @@ class _Mapper:
             if path:
                 categories[path] = None
         variants, variant_labels = self._variants(sku, item, page)
+        stock = page.stock.get(pid, self.stock.get(pid))
+        levels: tuple[StockLevel, ...] = ()
+        if self.stock_defs:
+            levels = stock_levels(self.source_items.get(sku.lower(), ()), self.stock_defs, stock)
         return CatalogProduct(
             sku=sku,
             product_type=ptype,
@@ -252,7 +300,8 @@ class _Mapper:
             values=values,
             overrides=overrides,
             categories=tuple(categories),
-            stock=self.stock.get(pid),
+            stock=stock,
+            stocks=levels,
             gallery=_gallery(item.get("media_gallery_entries") or ()),
             variants=variants,
             variant_labels=variant_labels,
@@ -260,9 +309,16 @@ class _Mapper:
             links=_links(item.get("product_links") or ()),
             grouped=_grouped(item.get("product_links") or ()),
             tier_prices=self._tier_prices(item.get("tier_prices") or ()),
+            bundle=_bundle(ext.get("bundle_product_options") or ()),
+            bundle_parents=self.bundle_parents.get(sku.lower(), ()),
+            product_id=pid or None,
         )
 
-    def _values(self, sku: str, item: dict[str, Any], issues: list[SourceIssue]) -> StoreValues:
+    def _values(
+        self, sku: str, item: dict[str, Any], issues: list[SourceIssue], derived: bool
+    ) -> StoreValues:
+        """The item's store-scoped values; `derived`: a type whose price Magento derives
+        (a configurable, a dynamic bundle), whose `price: 0` is no price."""
         kw: dict[str, Any] = {}
         images: dict[str, str] = {}
         labels: dict[str, str] = {}
@@ -280,6 +336,8 @@ class _Mapper:
                     kw[fld] = _number(item[fld])
                 except ValueError as exc:
                     bad(fld, str(exc))
+        if derived and kw.get("price") == 0:
+            del kw["price"]
         status = item.get("status")
         if status is not None:
             if str(status) in ("1", "2"):
@@ -319,26 +377,28 @@ class _Mapper:
                                 )
                             )
                     else:
-                        kw[fname] = self._labels(code, value)[0]
+                        kw[fname] = self._labels(sku, code, value)[0]
                 elif code in IMAGE_ROLES:
                     if value != "no_selection":
                         images[IMAGE_ROLES[code]] = str(value).strip()
                 elif code in LABEL_ROLES:
                     labels[LABEL_ROLES[code]] = str(value)
                 else:
-                    attributes[code] = self._labels(code, value)
+                    attributes[code] = self._labels(sku, code, value)
             except ValueError as exc:
                 bad(code, str(exc))
             except _RejectError as exc:
                 bad(exc.field, exc.message)
         return StoreValues(images=images, image_labels=labels, attributes=attributes, **kw)
 
-    def _labels(self, code: str, value: Any) -> tuple[str, ...]:
+    def _labels(self, sku: str, code: str, value: Any) -> tuple[str, ...]:
+        """A value as the export CSV gives it: option ids as admin labels (an id not in
+        the option list kept as it is, with one warning), text normalised."""
         attr = self.attribute(code)
         if attr.kind == "text":
             if isinstance(value, list):
-                return tuple(str(v) for v in value)
-            return (str(value),)
+                return tuple(attribute_value(str(v)) for v in value)
+            return tuple(attribute_value(v) for v in str(value).split("|") if v)
         raw = value if isinstance(value, list) else str(value).split(",")
         out = []
         for v in raw:
@@ -347,8 +407,18 @@ class _Mapper:
                 continue
             label = attr.labels.get(v)
             if label is None:
-                raise ValueError(f"option id {v!r} is not an option of attribute {code!r}")
-            out.append(label)
+                self.warn(
+                    ("option", sku, code, v),
+                    SourceIssue(
+                        f"option id {v!r} is not in the option list of attribute {code!r} "
+                        "(a deleted option?): kept as its raw value",
+                        sku=sku,
+                        field=code,
+                        severity="warning",
+                    ),
+                )
+                label = v
+            out.append(attribute_value(label))
         if not out:
             raise ValueError(f"no option in value {value!r}")
         return tuple(out)
@@ -385,7 +455,7 @@ class _Mapper:
                 if value is None or value == "":
                     continue
                 try:
-                    pairs.append((code, self._labels(code, value)[0]))
+                    pairs.append((code, self._labels(str(child.get("sku")), code, value)[0]))
                 except ValueError as exc:
                     raise _RejectError(
                         "configurable_product_links", f"child {child.get('sku')!r}: {exc}"
@@ -412,27 +482,6 @@ class _Mapper:
         return tuple(out)
 
 
-def _timestamp(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(str(value)[:19], TS_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"not a number: {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"not a number: {value!r}") from None
-    if not math.isfinite(f):
-        raise ValueError(f"not a finite number: {value!r}")
-    return f
-
-
 def _attribute(code: str, data: dict[str, Any]) -> _Attribute:
     kind = "option" if data.get("frontend_input") in _OPTION_INPUTS else "text"
     labels = {
@@ -445,96 +494,33 @@ def _attribute(code: str, data: dict[str, Any]) -> _Attribute:
     return _Attribute(code, kind, labels)
 
 
-def _walk(node: dict[str, Any], path: tuple[str, ...], out: dict[int, tuple[str, ...]]) -> None:
-    """Category ids -> name paths; levels 0 (Root Catalog) and 1 (store roots) left out."""
-    level = int(node.get("level") or 0)
-    here = (*path, str(node.get("name"))) if level >= 2 else ()
-    out[int(node["id"])] = here
-    for child in node.get("children_data") or ():
-        _walk(child, here, out)
-
-
-def _stock(s: dict[str, Any]) -> Stock:
-    manage = None if s.get("use_config_manage_stock", True) else bool(s.get("manage_stock"))
-    notify = None
-    if not s.get("use_config_notify_stock_qty", True) and s.get("notify_stock_qty") is not None:
-        notify = _number(s["notify_stock_qty"])
-    return Stock(
-        qty=_number(s.get("qty") or 0),
-        is_in_stock=bool(s.get("is_in_stock")),
-        manage_stock=manage,
-        notify_qty=notify,
-    )
-
-
-def _gallery(entries: Sequence[dict[str, Any]]) -> tuple[GalleryImage, ...]:
-    return tuple(
-        GalleryImage(
-            str(e["file"]),
-            e.get("label") or None,
-            int(e.get("position") or 0),
-            bool(e.get("disabled")),
-        )
-        for e in entries
-        if e.get("file") and e.get("media_type", "image") == "image"
-    )
-
-
-def _links(links: Sequence[dict[str, Any]]) -> Links:
-    by_type: dict[str, list[tuple[int, str]]] = {}
-    for link in links:
-        by_type.setdefault(str(link.get("link_type")), []).append(
-            (int(link.get("position") or 0), str(link.get("linked_product_sku")))
-        )
-
-    def skus(kind: str) -> tuple[str, ...]:
-        return tuple(s for _, s in sorted(by_type.get(kind, []), key=lambda p: p[0]))
-
-    return Links(related=skus("related"), crosssell=skus("crosssell"), upsell=skus("upsell"))
-
-
-def _grouped(links: Sequence[dict[str, Any]]) -> tuple[GroupedLink, ...]:
+def _bundle(options: Sequence[dict[str, Any]]) -> tuple[BundleOption, ...]:
+    """`extension_attributes.bundle_product_options` [{title, required, type,
+    position, product_links [{sku, qty, can_change_quantity, is_default, position}]}]."""
     out = []
-    for link in sorted(
-        (lk for lk in links if lk.get("link_type") == "associated"),
-        key=lambda lk: int(lk.get("position") or 0),
-    ):
-        qty = (link.get("extension_attributes") or {}).get("qty")
+    for opt in sorted(options, key=lambda o: int(o.get("position") or 0)):
+        links = sorted(opt.get("product_links") or (), key=lambda lk: int(lk.get("position") or 0))
         out.append(
-            GroupedLink(
-                str(link.get("linked_product_sku")), _number(qty) if qty is not None else None
+            BundleOption(
+                title=str(opt.get("title") or ""),
+                required=bool(opt.get("required")),
+                multi=str(opt.get("type") or "").lower() in ("checkbox", "multi"),
+                selections=tuple(
+                    BundleSelection(
+                        sku=str(lk.get("sku")),
+                        qty=_bundle_qty(lk.get("qty")),
+                        user_defined_qty=bool(lk.get("can_change_quantity")),
+                        default=bool(lk.get("is_default")),
+                    )
+                    for lk in links
+                ),
             )
         )
     return tuple(out)
 
 
-def _diff(base: StoreValues, view: StoreValues) -> StoreValues | None:
-    """The view's values that differ from global, as sparse overrides (None: no difference)."""
-    kw: dict[str, Any] = {}
-    cleared = set()
-    for name in SCALAR_VALUES:
-        g, v = getattr(base, name), getattr(view, name)
-        if v == g:
-            continue
-        if v is None:
-            cleared.add(name)
-        else:
-            kw[name] = v
-    images = _dict_diff(base.images, view.images, "")
-    labels = _dict_diff(base.image_labels, view.image_labels, "")
-    attributes = _dict_diff(base.attributes, view.attributes, ())
-    if not (kw or cleared or images or labels or attributes):
-        return None
-    return StoreValues(
-        images=images,
-        image_labels=labels,
-        attributes=attributes,
-        cleared=frozenset(cleared),
-        **kw,
-    )
-
-
-def _dict_diff(base: dict[str, Any], view: dict[str, Any], empty: Any) -> dict[str, Any]:
-    out = {k: v for k, v in view.items() if base.get(k) != v}
-    out.update({k: empty for k in base if k not in view})
-    return out
+def _bundle_qty(value: Any) -> float | None:
+    try:
+        return None if value is None else _number(value)
+    except ValueError as exc:
+        raise _RejectError("bundle_product_options", f"selection qty: {exc}") from None

@@ -14,6 +14,15 @@ Yields the same `catalog.CatalogProduct`s as `MagentoCsvSource` does for the sam
 - stock from the paged `/V1/stockItems/lowStock?qty=<big>` (list results lack
   `stock_item`, magento2#36533), read once before the products into a product id ->
   `Stock` map (the one structure that grows with the catalog, besides the parent map);
+  a stock item whose qty is NULL never matches `qty <= N`: such products are read one by
+  one from `/V1/stockItems/{sku}` (NULL: qty 0, as the export's empty cell);
+- MSI (multi-source shops): sources, stocks, links and source items from
+  `/V1/inventory/...` (`inventory.py`), one `StockLevel` per stock;
+- every list is paged (with Magento's web API input limits on, an unpaged list gives
+  20 items, a page at most 300); store views that are inactive are not read;
+- a configurable's or dynamic bundle's `price: 0` is no price (Magento derives it from
+  the children / selections); an option id not in the attribute's option list is kept
+  as its raw value with one warning (SKU, attribute, id);
 - configurable children from `configurable_product_links` (the children's SKUs and option
   values are fetched per page with `entity_id in (...)`); `parent_skus` from a first light
   pass over the configurables (`type_id eq configurable`, `fields=` trimmed).
@@ -25,12 +34,18 @@ page that still fails makes the read incomplete with an issue naming the page, a
 other pages are still yielded. A catalog that shrinks or grows during a full read (the
 `total_count` changes) makes the read incomplete too: offset pages may have shifted. A
 metadata read that fails (categories, websites, stock, the parent pass) raises
-`SourceError`: no product would be right without it. 401 / 403 raise `SourceError`
-(the token is never shown).
+`SourceError`: no product would be right without it. A 401 / 403 (a missing ACL
+resource, or a token Magento does not accept) raises `client.RefusedError` naming the
+resource and the 2.4.4+ bearer setting (the token is never shown), except on the
+optional endpoints: customer groups (tier prices fall back to the default group codes)
+and MSI (the legacy stock item), which degrade with a warning.
 
 With `since`, only products with `updated_at >= since - overlap` are read (sorted by
 `updated_at`, de-duplicated); such a read is never complete (it cannot see deletions).
-`high_water_mark` is the greatest `updated_at` seen by the last read.
+`high_water_mark` is the greatest `updated_at` seen by the last read. `include(skus)`
+adds products an incremental read reads whatever their `updated_at` (the engine's
+products whose special price window opened or closed since the last run: a window
+that passes is no edit); each product is still yielded once.
 """
 
 from __future__ import annotations
@@ -43,9 +58,7 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from catalog_sync.catalog import (
-    CatalogProduct,
-)
+from catalog_sync.catalog import CatalogProduct, Stock
 from catalog_sync.errors import SourceError
 from catalog_sync.http import RetryPolicy, new_session
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
@@ -55,18 +68,14 @@ from catalog_sync.sources.magento_rest.client import (
     VIEW_FIELDS,
     Filter,
     MagentoHttp,
+    _FetchFailedError,
     _Page,
+    _quote,
     search_criteria,
 )
-from catalog_sync.sources.magento_rest.mapper import (
-    LOW_STOCK_QTY,
-    SKU_CHUNK,
-    TS_FORMAT,
-    _Mapper,
-    _stock,
-    _timestamp,
-    _walk,
-)
+from catalog_sync.sources.magento_rest.inventory import read_inventory
+from catalog_sync.sources.magento_rest.mapper import LOW_STOCK_QTY, SKU_CHUNK, _Mapper
+from catalog_sync.sources.magento_rest.parts import TS_FORMAT, _stock, _timestamp, _walk
 
 
 class MagentoRestSource(MagentoHttp):
@@ -119,6 +128,11 @@ class MagentoRestSource(MagentoHttp):
         self.high_water_mark: datetime | None = None
         self._report = ReadReport(complete=False)
         self._notes: list[SourceIssue] = []
+        self._include: list[str] = []
+
+    def include(self, skus: Collection[str]) -> None:
+        """Read these SKUs too in an incremental read, whatever their `updated_at`."""
+        self._include = sorted(set(skus))
 
     def describe(self) -> str:
         return f"magento-rest:{self.base_url}"
@@ -167,9 +181,10 @@ class MagentoRestSource(MagentoHttp):
                         severity="warning",
                     )
                 )
+            seen: set[int] = set()  # product ids yielded (an unordered read, across queries)
             for groups, sort in self._queries(skus):
                 yield from self._read_query(
-                    pool, mapper, groups, sort, ordered=sort[0][0] != "updated_at"
+                    pool, mapper, groups, sort, ordered=sort[0][0] != "updated_at", seen=seen
                 )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -185,7 +200,14 @@ class MagentoRestSource(MagentoHttp):
             sort = [("updated_at", "ASC"), ("entity_id", "ASC")]
         if skus is None:
             yield groups, sort
+            if self.since is not None and self._include:  # due whatever their updated_at
+                yield from self._sku_queries([], self._include, sort)
             return
+        yield from self._sku_queries(groups, skus, sort)
+
+    def _sku_queries(
+        self, groups: list[list[Filter]], skus: Collection[str], sort: list[tuple[str, str]]
+    ) -> Iterator[tuple[list[list[Filter]], list[tuple[str, str]]]]:
         wanted = list(dict.fromkeys(s.strip() for s in skus if s.strip()))
         for i in range(0, len(wanted), SKU_CHUNK):
             chunk = wanted[i : i + SKU_CHUNK]
@@ -197,9 +219,11 @@ class MagentoRestSource(MagentoHttp):
 
     def _prepare(self, pool: ThreadPoolExecutor) -> _Mapper:
         views_json = self._meta("store views", "/rest/all/V1/store/storeViews")
-        all_views = [v["code"] for v in views_json if v.get("code") and v.get("code") != "admin"]
+        listed = [v for v in views_json if v.get("code") and v.get("code") != "admin"]
+        all_views = [str(v["code"]) for v in listed]
+        inactive = {str(v["code"]) for v in listed if str(v.get("is_active", 1)) == "0"}
         if self.store_views is None:
-            views = all_views
+            views = [v for v in all_views if v not in inactive]
         else:
             unknown = [v for v in self.store_views if v not in all_views]
             if unknown:
@@ -208,27 +232,37 @@ class MagentoRestSource(MagentoHttp):
                     f"(it has: {', '.join(all_views) or 'none'})"
                 )
             views = list(self.store_views)
+            for view in views:
+                if view in inactive:
+                    self._report.issues.append(
+                        SourceIssue(
+                            f"store view {view!r} is inactive in Magento (read as configured)",
+                            field="store_view",
+                            severity="warning",
+                        )
+                    )
         websites = {
             int(w["id"]): str(w["code"])
             for w in self._meta("websites", "/rest/all/V1/store/websites")
         }
-        sets_json = self._meta(
-            "attribute sets", "/rest/all/V1/products/attribute-sets/sets/list", search_criteria(())
+        sets_json = self._list_all(
+            pool, "/rest/all/V1/products/attribute-sets/sets/list", "attribute sets"
         )
-        sets = {
-            int(s["attribute_set_id"]): str(s["attribute_set_name"]) for s in sets_json["items"]
-        }
+        sets = {int(s["attribute_set_id"]): str(s["attribute_set_name"]) for s in sets_json}
         tree = self._meta("categories", "/rest/all/V1/categories")
         categories: dict[int, tuple[str, ...]] = {}
         _walk(tree, (), categories)
         mapper = _Mapper(self, views, websites, sets, categories)
         self._read_parents(pool, mapper)
         self._read_stock(pool, mapper)
+        read_inventory(self, pool, mapper)
         return mapper
 
     def _read_parents(self, pool: ThreadPoolExecutor, mapper: _Mapper) -> None:
         size = self.light_page_size
-        base = search_criteria([[("type_id", "eq", "configurable")]], [("entity_id", "ASC")], size)
+        base = search_criteria(
+            [[("type_id", "in", "configurable,bundle")]], [("entity_id", "ASC")], size
+        )
 
         def fetch(number: int) -> _Page:
             params = [
@@ -241,14 +275,20 @@ class MagentoRestSource(MagentoHttp):
 
         parents = mapper.parents
         last = 0
-        for page in self._paged(pool, fetch, size, "configurable products", strict=True):
+        for page in self._paged(pool, fetch, size, "configurable and bundle products", strict=True):
             for item in page.items:
                 pid = int(item["id"])
                 if pid <= last:
                     continue
                 last = pid
-                links = (item.get("extension_attributes") or {}).get("configurable_product_links")
-                for child in links or ():
+                ext = item.get("extension_attributes") or {}
+                for option in ext.get("bundle_product_options") or ():
+                    for link in option.get("product_links") or ():
+                        child_sku = str(link.get("sku") or "").lower()
+                        known = mapper.bundle_parents.get(child_sku, ())
+                        if child_sku and item["sku"] not in known:
+                            mapper.bundle_parents[child_sku] = (*known, item["sku"])
+                for child in ext.get("configurable_product_links") or ():
                     cid = int(child)
                     have = parents.get(cid)
                     parents[cid] = (*have, item["sku"]) if have else (item["sku"],)
@@ -276,6 +316,27 @@ class MagentoRestSource(MagentoHttp):
                         f"stock item {s.get('item_id')!r} cannot be read: {exc}"
                     ) from exc
 
+    def _stock_item(self, sku: str) -> Stock | None:
+        """One product's legacy stock item (`/V1/stockItems/{sku}`), None if it has none."""
+        try:
+            data = self._get(f"/rest/all/V1/stockItems/{_quote(sku)}")
+        except _FetchFailedError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            return _stock(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._report.issues.append(  # from a page's thread: list.append is atomic
+                SourceIssue(
+                    f"the stock item cannot be read ({exc}): the product has no stock data",
+                    sku=sku,
+                    field="stock_item",
+                    severity="warning",
+                )
+            )
+            return None
+
     def _read_query(
         self,
         pool: ThreadPoolExecutor,
@@ -284,6 +345,7 @@ class MagentoRestSource(MagentoHttp):
         sort: list[tuple[str, str]],
         *,
         ordered: bool,
+        seen: set[int] | None = None,
     ) -> Iterator[CatalogProduct | Rejected]:
         report = self._report
         size = self.page_size
@@ -309,9 +371,11 @@ class MagentoRestSource(MagentoHttp):
             page.children = self._by_ids("/rest/all/V1/products", children, CHILD_FIELDS)
             for it in page.items:
                 page.children[int(it["id"])] = it
+                if int(it["id"]) not in mapper.stock:  # lowStock skips a NULL qty
+                    page.stock[int(it["id"])] = self._stock_item(str(it.get("sku")))
             return page
 
-        seen: set[int] = set()
+        seen = set() if seen is None else seen
         last = 0
         for page in self._paged(pool, fetch, size, "products", strict=False):
             for item in page.items:

@@ -1,0 +1,57 @@
+"""Taking a feed's lease, so that the schedules never starve each other.
+
+The hourly sync and the 10-minute resend fire at the same minute and share the
+feed's lease (one run per feed). A resend that meets any run steps aside: every
+reindex run queues the buckets whose items wait (`retry`, stuck `pending`), so the
+holder does the resend's work. A sync that meets a resend waits for it (a resend
+reads no source: it takes seconds) up to `LEASE_WAIT_SECONDS`, so the sync is not
+skipped; a sync that meets another sync or a resync is skipped (a `RunsSkipped`
+metric, see `app.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from catalog_sync.errors import LeaseHeldError
+from catalog_sync.observability import get_logger
+from catalog_sync.ports import FeedState
+from catalog_sync.sync.runs import RunKind
+
+log = get_logger(__name__)
+
+POLL_SECONDS = 2.0
+
+
+def take_lease(
+    state: FeedState,
+    feed: str,
+    run_id: str,
+    mode: RunKind,
+    *,
+    clock: Callable[[], datetime],
+    ttl_seconds: int,
+    wait_seconds: float,
+    sleep: Callable[[float], None],
+) -> None:
+    """Take `feed`'s lease for `run_id`; a sync waits for a resend holding it.
+    Raises `LeaseHeldError` when the lease stays held."""
+    waited = 0.0
+    unknown_seen = False
+    while True:
+        try:
+            state.acquire_lease(feed, run_id, clock(), ttl_seconds)
+            return
+        except LeaseHeldError as exc:
+            if mode != "sync" or waited >= wait_seconds:
+                raise
+            holder = state.get_run(feed, exc.holder)
+            if holder is None and not unknown_seen:
+                unknown_seen = True  # a run writes its record just after its leases
+            elif holder is None or holder.kind != "resend" or holder.status != "running":
+                raise
+            log.info("%s: the lease is held by resend %s; waiting for it", feed, exc.holder)
+            step = min(POLL_SECONDS, wait_seconds - waited)
+            sleep(step)
+            waited += step
