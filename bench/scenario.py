@@ -15,11 +15,13 @@ from devstack.local import LocalRunner
 
 
 def receiver_requests() -> int:
-    """Requests the local receiver has answered so far (its `/_stats`)."""
+    """Requests the local receiver (or the ACO emulator) has answered so far (`/_stats`)."""
     url = os.environ["SAAS_BASE_URL"].rstrip("/") + "/_stats"
     with urllib.request.urlopen(url, timeout=10) as resp:
-        total: int = json.load(resp)["requests"]["total"]
-    return total
+        stats = json.load(resp)
+    if "requests" in stats:  # the feed receiver
+        return int(stats["requests"]["total"])
+    return sum(int(n) for n in stats.get("statuses", {}).values())  # the ACO emulator
 
 
 def main() -> None:
