@@ -119,6 +119,8 @@ class Follower:
         line = f"  {run.feed}: run {run.run_id} {run.status}"
         if run.status == "running" and run.buckets_done:
             line += f": diffed {run.buckets_done}" + (f"/{total}" if total else "") + " buckets"
+        if run.status == "running" and run.continuations:
+            line += f" (continuation {run.continuations})"
         if self._last.get((run.feed, run.run_id)) != line:
             self._last[(run.feed, run.run_id)] = line
             self.echo(line)

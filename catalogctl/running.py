@@ -42,6 +42,13 @@ def summarise_run(run: dict[str, Any], echo: Callable[[str], None]) -> None:
         echo(
             f"  the source was not read completely: {c['deletions_withheld']:,} deletions withheld"
         )
+    if run.get("continues"):
+        echo(
+            f"  continues in a follow-up invocation (continuation {run['continuations']}): "
+            f"catalogctl status --run {run['run_id']} --follow"
+        )
+    elif run.get("continuations"):
+        echo(f"  ran in {run['continuations'] + 1} invocations")
     if run.get("issues_total"):
         echo(f"  {run['issues_total']} source issue(s):")
         for issue in run["issues"][:10]:

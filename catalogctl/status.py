@@ -54,6 +54,12 @@ def collect_status(state: FeedState, feed: str, *, failures: int = 50) -> dict[s
     return out
 
 
+def _continued(run: dict[str, Any]) -> str:
+    if run["status"] == "running":
+        return f"  continuation {run['continuations']}, {run.get('buckets_done', 0)} buckets diffed"
+    return f"  in {run['continuations'] + 1} invocations"
+
+
 def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.echo) -> None:
     c = status["counts"]
     if not status["runs"] and not status["items"]:
@@ -71,6 +77,7 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
             f"  run {run['run_id']} {run['kind']:<17} {run['status']:<9} "
             f"new {rc.get('new', 0):,} changed {rc.get('changed', 0):,} "
             f"deleted {rc.get('deleted', 0):,} issues {run.get('issues_total', 0)}"
+            + (_continued(run) if run.get("continuations") else "")
             + (f"  error: {run['error']}" if run.get("error") else "")
         )
     last = status.get("last_export")

@@ -5,8 +5,10 @@ The stack: a moto server (real HTTP; real boto3 clients reach it through
 receiver. The runner calls the Lambda handlers in `functions/` in this process
 with the same events `sam local invoke` would pass (moto's Lambda cannot run our
 code without Docker, and its EventBridge schedules never fire), then plays the
-SQS event source mapping: it receives the export messages and hands them to the
-export handler in SQS events, deleting what succeeded.
+SQS event source mappings: it receives the export messages and hands them to the
+export handler in SQS events, deleting what succeeded; and it delivers the reindex
+continuations (a run whose invocation ran out of time) to the reindex handler the same
+way, before `reindex` returns.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from catalog_sync.errors import AuthError, ConfigError
 from catalog_sync.observability import log_to_terminal
 from catalog_sync.settings import Settings
 from catalog_sync.sync.reindex import Progress
-from devstack.localaws import ResourceNames, aws_env, provision, start_moto_server
+from devstack.localaws import (
+    CONTINUE_VISIBILITY_TIMEOUT,
+    ResourceNames,
+    aws_env,
+    provision,
+    start_moto_server,
+)
 from devstack.receiver import FeedReceiver
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +62,7 @@ def local_env(
         "STATE_TABLE": names.table,
         "EXPORT_QUEUE_URL": names.queue_url(aws_endpoint),
         "EXPORT_DLQ_URL": names.dlq_url(aws_endpoint),
+        "CONTINUE_QUEUE_URL": names.continue_queue_url(aws_endpoint),
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
 
@@ -216,12 +225,51 @@ class LocalRunner:
         finally:
             use_app(None)
 
-    def reindex(self, event: dict[str, Any]) -> dict[str, Any]:
+    def reindex(self, event: dict[str, Any], *, follow: bool = True) -> dict[str, Any]:
+        """Invoke the reindex handler; a run handed on to follow-up invocations is
+        followed to its end (`follow`), and the runs are reported as they ended."""
         with self._installed():
             result: dict[str, Any] = self._reindex.handler(
                 event, LambdaContextStub("catalog-sync-reindex")
             )
+        runs = result.get("runs", [])
+        if follow and any(r.get("continues") for r in runs):
+            result["invocations"] = 1 + self.continue_runs()
+            state = self.app.state
+            for i, run in enumerate(runs):
+                record = state.get_run(run["feed"], run["run_id"])
+                if record is not None:
+                    runs[i] = {**record.model_dump(mode="json"), "continues": False}
         return result
+
+    def continue_runs(self, limit: int | None = None) -> int:
+        """Deliver continuation messages to the reindex handler in SQS events, one at a
+        time, until the queue is empty (or `limit` were delivered); return how many. A
+        failed one goes back at once (Lambda waits the visibility timeout), and after
+        the queue's maxReceiveCount to its DLQ."""
+        url = self.app.settings.continue_queue_url
+        delivered = 0
+        with self._installed():
+            while url and (limit is None or delivered < limit):
+                messages = self.sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=1,
+                    AttributeNames=["All"],
+                    VisibilityTimeout=CONTINUE_VISIBILITY_TIMEOUT,
+                ).get("Messages", [])
+                if not messages:
+                    break
+                m = messages[0]
+                event = {"Records": [_sqs_record(m, url)]}
+                result = self._reindex.handler(event, LambdaContextStub("catalog-sync-reindex"))
+                delivered += 1
+                if result.get("batchItemFailures"):
+                    self.sqs.change_message_visibility(
+                        QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                    )
+                else:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return delivered
 
     def drain(
         self,

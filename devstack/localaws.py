@@ -3,9 +3,10 @@
 `start_moto_server()` runs moto's `ThreadedMotoServer` in this process; boto3
 clients reach it through its `endpoint_url` (or `AWS_ENDPOINT_URL`, see
 `aws_env`). `provision()` creates the snapshot bucket, the state table, the export
-queue with its DLQ and the API key secret, the way `template.yaml` does. Every
-moto server in one process shares moto's in-memory state (and `mock_aws` resets
-it): give each user of a shared server its own `ResourceNames`.
+queue and the reindex continuation queue (each with its DLQ) and the API key
+secret, the way `template.yaml` does. Every moto server in one process shares
+moto's in-memory state (and `mock_aws` resets it): give each user of a shared
+server its own `ResourceNames`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ ACCOUNT_ID = "123456789012"  # moto's default account
 CREDENTIAL = "testing"
 DLQ_MAX_RECEIVE_COUNT = 5
 EXPORT_VISIBILITY_TIMEOUT = 1800  # as in template.yaml
+CONTINUE_VISIBILITY_TIMEOUT = 960  # as in template.yaml (above the reindex timeout)
+CONTINUE_MAX_RECEIVE_COUNT = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class ResourceNames:
     queue: str = "catalog-sync-export"
     dlq: str = "catalog-sync-export-dlq"
     secret: str = "catalog-sync/saas-api-key"
+    continue_queue: str = "catalog-sync-continue"
+    continue_dlq: str = "catalog-sync-continue-dlq"
 
     @classmethod
     def unique(cls, tag: str | None = None) -> ResourceNames:
@@ -51,6 +56,8 @@ class ResourceNames:
             queue=f"catalog-sync-export-{t}",
             dlq=f"catalog-sync-export-dlq-{t}",
             secret=f"catalog-sync/saas-api-key-{t}",
+            continue_queue=f"catalog-sync-continue-{t}",
+            continue_dlq=f"catalog-sync-continue-dlq-{t}",
         )
 
     def queue_url(self, endpoint_url: str) -> str:
@@ -58,6 +65,9 @@ class ResourceNames:
 
     def dlq_url(self, endpoint_url: str) -> str:
         return f"{endpoint_url.rstrip('/')}/{ACCOUNT_ID}/{self.dlq}"
+
+    def continue_queue_url(self, endpoint_url: str) -> str:
+        return f"{endpoint_url.rstrip('/')}/{ACCOUNT_ID}/{self.continue_queue}"
 
 
 class MotoServerHandle:
@@ -171,18 +181,13 @@ def provision(names: ResourceNames, endpoint_url: str, api_key: str) -> None:
         pass
 
     sqs = client("sqs", endpoint_url)
-    dlq_url = sqs.create_queue(QueueName=names.dlq)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sqs.create_queue(
-        QueueName=names.queue,
-        Attributes={
-            "VisibilityTimeout": str(EXPORT_VISIBILITY_TIMEOUT),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DLQ_MAX_RECEIVE_COUNT}
-            ),
-        },
+    _queue_with_dlq(sqs, names.queue, names.dlq, EXPORT_VISIBILITY_TIMEOUT, DLQ_MAX_RECEIVE_COUNT)
+    _queue_with_dlq(
+        sqs,
+        names.continue_queue,
+        names.continue_dlq,
+        CONTINUE_VISIBILITY_TIMEOUT,
+        CONTINUE_MAX_RECEIVE_COUNT,
     )
 
     sm = client("secretsmanager", endpoint_url)
@@ -190,6 +195,22 @@ def provision(names: ResourceNames, endpoint_url: str, api_key: str) -> None:
         sm.create_secret(Name=names.secret, SecretString=api_key)
     except sm.exceptions.ResourceExistsException:
         sm.put_secret_value(SecretId=names.secret, SecretString=api_key)
+
+
+def _queue_with_dlq(sqs: Any, name: str, dlq: str, visibility: int, max_receives: int) -> None:
+    dlq_url = sqs.create_queue(QueueName=dlq)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}
+            ),
+        },
+    )
 
 
 @dataclass

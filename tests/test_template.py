@@ -161,6 +161,39 @@ def test_template_export_consumes_queue_with_partial_batch_failures(
     assert sqs[0]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "ExportConcurrency"}}
 
 
+def test_template_reindex_consumes_its_continuation_queue(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """A run whose invocation runs low on time hands itself on through this queue."""
+    events = _props(resources, "ReindexFunction")["Events"]
+    [sqs] = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert sqs["Queue"] == {"Fn::GetAtt": ["ReindexContinueQueue", "Arn"]}
+    assert sqs["BatchSize"] == 1  # one continuation per invocation: its whole budget
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = _props(resources, "ReindexContinueQueue")
+    # a crashed continuation comes back only after the invocation is surely over
+    assert queue["VisibilityTimeout"] > _props(resources, "ReindexFunction")["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["ReindexContinueDLQ", "Arn"]
+    }
+    alarm = _props(resources, "ReindexContinueDLQAlarm")
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ReindexContinueDLQ", "QueueName"]}
+    env = _function_env(template, "ReindexFunction")
+    assert env["CONTINUE_QUEUE_URL"] == {"Ref": "ReindexContinueQueue"}
+    assert env["RUN_TIME_BUDGET_SECONDS"] == {
+        "Fn::If": ["HasRunBudget", {"Ref": "RunTimeBudgetSeconds"}, {"Ref": "AWS::NoValue"}]
+    }
+    sends = [
+        stmt["Resource"]
+        for stmt in _statements(resources, "ReindexFunction")
+        if stmt["Action"] == "sqs:SendMessage"
+    ]
+    assert {"Fn::GetAtt": ["ReindexContinueQueue", "Arn"]} in sends
+    rules = _props(resources, "SnapshotBucket")["LifecycleConfiguration"]["Rules"]
+    [staged] = [r for r in rules if r.get("Prefix") == "continuations/"]
+    assert staged["ExpirationInDays"] > 0  # what a stalled run staged does not stay
+
+
 def test_template_functions_use_the_core_layer(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:

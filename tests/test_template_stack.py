@@ -123,7 +123,7 @@ def test_the_stack_is_created_and_catalogctl_finds_everything(
     )
     session.client("s3", endpoint_url=moto_endpoint).head_bucket(Bucket=out["SnapshotBucketName"])
     sqs = session.client("sqs", endpoint_url=moto_endpoint)
-    for url in (out["ExportQueueUrl"], out["ExportDLQUrl"]):
+    for url in (out["ExportQueueUrl"], out["ExportDLQUrl"], out["ContinueQueueUrl"]):
         queue = url.rsplit("/", 1)[1]
         assert sqs.get_queue_url(QueueName=queue)["QueueUrl"].endswith(queue)
     table = session.client("dynamodb", endpoint_url=moto_endpoint).describe_table(

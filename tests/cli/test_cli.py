@@ -139,6 +139,19 @@ def test_cli_continue_resync_resumes_from_the_checkpoint(local):
     assert 0 < latest.counts["requeued"] < 11
 
 
+def test_cli_local_follows_a_run_through_its_continuations(local, monkeypatch):
+    """`--local` delivers the continuations in-process: the user sees the run end, in
+    how many invocations, and its exports; `status` says so too."""
+    monkeypatch.setenv("RUN_TIME_BUDGET_SECONDS", "0")  # hand on after every step
+    code, out = run("--local", "resync", "--feed", "products")
+    assert code == 0, out
+    assert "(resync, completed)" in out and "new 11" in out
+    assert "ran in 17 invocations" in out, out  # the read, then 64 buckets 4 at a time
+    assert "11 items sent" in out
+    code, out = run("--local", "status", "--feed", "products")
+    assert "in 17 invocations" in out
+
+
 def test_cli_stdout_carries_only_its_own_lines(local):
     """A real process, as a user starts it: no EMF blob, no Powertools warning, no JSON
     log line on stdout after a whole sync (the handlers' metrics are not for a terminal)."""

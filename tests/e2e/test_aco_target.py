@@ -186,13 +186,16 @@ def test_e2e_aco_csv_and_rest_sources_give_the_same_aco_state(aco_stack) -> None
     assert via_csv.refused() == via_rest.refused() == {}
 
 
+@pytest.mark.parametrize("budget", ["", "0"], ids=["one-invocation", "continued"])
 def test_e2e_aco_rest_special_price_window_closing_drops_the_discount_at_the_next_sync(
-    aco_stack,
+    aco_stack, budget: str
 ) -> None:
     """REST source, incremental syncs: 24-MB01's special price runs 3/1/24 to 3/31/24
     and the product is never edited. The hourly sync after the window closed reads
     only what was updated since its watermark, and 24-MB01 too (its window edge was
-    remembered): its discount is dropped then, not at the next full read."""
+    remembered): its discount is dropped then, not at the next full read. The same
+    when every run continues in follow-up invocations (the windows are carried)."""
+    budget_env = {"RUN_TIME_BUDGET_SECONDS": budget} if budget else {}
     secret = f"magento-token-{uuid.uuid4().hex[:8]}"
     with MagentoApiServer(SMALL, token=TOKEN, store_views=("default", "fr", "eu_en")) as shop:
         s = aco_stack(
@@ -200,6 +203,7 @@ def test_e2e_aco_rest_special_price_window_closing_drops_the_discount_at_the_nex
             CATALOG_SOURCE=shop.url,
             MAGENTO_TOKEN_SECRET_ID=secret,
             MAGENTO_FULL_READ_HOURS="100000",
+            **budget_env,
         )
         app = s.runner.app
         app.client("secretsmanager").create_secret(Name=secret, SecretString=TOKEN)
@@ -219,6 +223,7 @@ def test_e2e_aco_rest_special_price_window_closing_drops_the_discount_at_the_nex
         mark = len(s.requests())
         result = sync_at(datetime(2024, 4, 2, 12, tzinfo=UTC))  # the window closed
         prices_run = next(r for r in result["runs"] if r["feed"] == "acoPrices")
+        assert (result.get("invocations", 1) > 1) == bool(budget)
         assert not prices_run["complete"]  # an incremental read
         assert prices_run["counts"]["records"] == 2  # 24-MB04 (the overlap), 24-MB01 (due)
         assert s.held("acoPrices")["24-MB01\x1fbase"]["discounts"] == []

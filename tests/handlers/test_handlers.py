@@ -76,3 +76,37 @@ def test_handler_export_sample_event_reports_partial_failures(stack):
         result = stack.runner._export.handler(sqs_event, LambdaContextStub("export"))
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "not-a-message"}]}
+
+
+class ShortContext(LambdaContextStub):
+    """An invocation with 100 s left: less than the hand-on margin (120 s)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 100_000
+
+
+def test_handler_reindex_budget_comes_from_the_context_and_continuations_from_sqs(stack):
+    """Without RUN_TIME_BUDGET_SECONDS the budget is the context's remaining time less
+    the margin: here nothing, so the run hands on after the read; the follow-up
+    invocation (an SQS event of the continuation queue, 900 s left) finishes it."""
+    with stack.runner._installed():
+        first = stack.runner._reindex.handler(event("reindex_sync.json"), ShortContext("r"))
+    [run] = first["runs"]
+    assert run["status"] == "running" and run["continues"] and run["continuations"] == 1
+    assert stack.runner.continue_runs() == 1
+    record = stack.runner.app.state.get_run("products", run["run_id"])
+    assert record is not None and record.status == "completed"
+    assert record.counts["new"] == 11
+
+
+def test_handler_reindex_continuation_sample_event(stack):
+    """The sample continuation event (a run this stack never had) is dropped, and a
+    record that is not a continuation is reported as a failed batch item."""
+    sqs_event = event("reindex_continuation_sqs.json")
+    bad = copy.deepcopy(sqs_event["Records"][0])
+    bad["messageId"] = "not-a-continuation"
+    bad["body"] = '{"run_id": "x"}'
+    sqs_event["Records"].append(bad)
+    with stack.runner._installed():
+        result = stack.runner._reindex.handler(sqs_event, LambdaContextStub("reindex"))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "not-a-continuation"}]}

@@ -21,7 +21,7 @@ import boto3
 from catalog_sync.aws.dynamodb import DynamoFeedState
 from catalog_sync.aws.s3 import S3BlobStore
 from catalog_sync.aws.secrets import api_key_provider
-from catalog_sync.aws.sqs import SqsExportQueue
+from catalog_sync.aws.sqs import SqsContinuationQueue, SqsExportQueue
 from catalog_sync.errors import LeaseHeldError, RefusedError, RequestError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.infra.workers import resolve_workers
@@ -35,9 +35,15 @@ from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
 from catalog_sync.sync.export import Budget, ExportDeps, ExportResult, export_part
 from catalog_sync.sync.guard import DeletionGuard, release_command
-from catalog_sync.sync.reindex import Progress, ReindexDeps, reindex_feed
+from catalog_sync.sync.reindex import (
+    Progress,
+    ReindexDeps,
+    ReindexResult,
+    continue_run,
+    reindex_feed,
+)
 from catalog_sync.sync.requests import ReindexEvent
-from catalog_sync.sync.runs import RunRecord
+from catalog_sync.sync.runs import ContinuationMessage, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
 from catalog_sync.sync.watermark import incremental_since
 from catalog_sync.targets import aco_context, aco_sink, check_feeds
@@ -47,6 +53,7 @@ __all__ = [
     "ReindexEvent",
     "current_app",
     "export_budget",
+    "run_continuation",
     "run_export_message",
     "run_reindex_event",
 ]
@@ -99,6 +106,12 @@ class App:
     @property
     def queue(self) -> SqsExportQueue:
         return SqsExportQueue(self.client("sqs"), self.settings.export_queue_url)
+
+    @property
+    def continuations(self) -> SqsContinuationQueue | None:
+        """Where a run that runs out of time hands itself on (None: it never does)."""
+        url = self.settings.continue_queue_url
+        return SqsContinuationQueue(self.client("sqs"), url) if url else None
 
     @property
     def sink(self) -> FeedSink:
@@ -179,8 +192,12 @@ def use_app(app: App | None) -> None:
     _current = app
 
 
-def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
-    """Parse the event (one run mode), run it with this App's adapters, report the runs."""
+def run_reindex_event(
+    event: dict[str, Any], app: App, remaining_seconds: float | None = None
+) -> dict[str, Any]:
+    """Parse the event (one run mode), run it with this App's adapters, report the runs.
+    `remaining_seconds`: the invocation's time left (the Lambda context's); a run
+    that outgrows it continues in follow-up invocations."""
     request = ReindexEvent.parse(event)
     feeds = [request.feed] if request.feed else app.settings.feed_names()
     for feed in feeds:
@@ -193,24 +210,67 @@ def run_reindex_event(event: dict[str, Any], app: App) -> dict[str, Any]:
     source = _source_for(app, request, feeds) if req.reads_source else None
     started = time.monotonic()
     try:
-        results = reindex_feed(req, _reindex_deps(app, source))
+        results = reindex_feed(req, _reindex_deps(app, source, remaining_seconds))
     except LeaseHeldError as exc:
         if request.action in ("sync", "resend"):  # scheduled runs step aside, visibly
             return _skipped(request.action, exc)
         raise  # a resync: refused (the handler answers with the reason)
-    if request.action == "sync" and not request.dry_run:  # the heartbeat (issue 10)
-        metrics.add_metric("SyncSucceeded", MetricUnit.Count, 1)
-    out = []
-    for result in results:
-        _report_run(result.run)
-        doc = result.run.model_dump(mode="json")
-        if request.dry_run:
-            doc["preview"] = result.preview
-        out.append(doc)
+    if request.action == "sync" and not request.dry_run:
+        _heartbeat(results)
+    out = _run_docs(results, with_preview=request.dry_run)
     elapsed = time.monotonic() - started
     for feed in feeds:
         metrics.add_metric("ReindexSeconds", MetricUnit.Seconds, elapsed, feed=feed)
     return {"runs": out}
+
+
+def run_continuation(
+    message: ContinuationMessage, app: App, remaining_seconds: float | None = None
+) -> dict[str, Any]:
+    """A follow-up invocation of a run (a message of the continuation queue)."""
+    started = time.monotonic()
+    results = continue_run(message, _reindex_deps(app, None, remaining_seconds))
+    if results and results[0].run.kind == "sync":
+        _heartbeat(results)
+    elapsed = time.monotonic() - started
+    for feed in message.feeds:
+        metrics.add_metric("ReindexSeconds", MetricUnit.Seconds, elapsed, feed=feed)
+    return {"runs": _run_docs(results, with_preview=False)}
+
+
+def _heartbeat(results: list[ReindexResult]) -> None:
+    """SyncSucceeded (issue 10): once per sync, by the invocation that completes it."""
+    if results and not any(r.continues or r.run.status in ("running", "failed") for r in results):
+        metrics.add_metric("SyncSucceeded", MetricUnit.Count, 1)
+
+
+def _run_docs(results: list[ReindexResult], *, with_preview: bool) -> list[dict[str, Any]]:
+    out = []
+    for result in results:
+        if result.continues:
+            logger.info(
+                "reindex continues in a follow-up invocation",
+                extra={"feed": result.run.feed, "continuation": result.run.continuations},
+            )
+        elif result.run.status != "running":
+            _report_run(result.run)
+        doc = result.run.model_dump(mode="json")
+        doc["continues"] = result.continues
+        if with_preview:
+            doc["preview"] = result.preview
+        out.append(doc)
+    return out
+
+
+def run_budget(settings: Settings, remaining_seconds: float | None) -> float | None:
+    """An invocation's time for a run: RUN_TIME_BUDGET_SECONDS, at most the context's
+    remaining time less RUN_TIME_MARGIN_SECONDS (what a hand-on needs); None: no limit."""
+    limits = []
+    if remaining_seconds is not None:
+        limits.append(max(0.0, remaining_seconds - settings.run_time_margin_seconds))
+    if settings.run_time_budget_seconds is not None:
+        limits.append(settings.run_time_budget_seconds)
+    return min(limits) if limits else None
 
 
 def _skipped(action: str, exc: LeaseHeldError) -> dict[str, Any]:
@@ -236,7 +296,9 @@ def refused(exc: RefusedError) -> dict[str, Any]:
     return {"status": "refused", "reason": str(exc), "runs": []}
 
 
-def _reindex_deps(app: App, source: CatalogSource | None) -> ReindexDeps:
+def _reindex_deps(
+    app: App, source: CatalogSource | None, remaining_seconds: float | None = None
+) -> ReindexDeps:
     settings = app.settings
     return ReindexDeps(
         state=app.state,
@@ -255,6 +317,8 @@ def _reindex_deps(app: App, source: CatalogSource | None) -> ReindexDeps:
         workers=resolve_workers(settings.reindex_workers),
         aco=aco_context(settings),
         message_items=settings.export_message_items,
+        continuation=app.continuations,
+        budget_seconds=run_budget(settings, remaining_seconds),
         guard=DeletionGuard(settings.max_delete_fraction, settings.max_deletes),
         lease_wait_seconds=settings.lease_wait_seconds,
         sleep=app.sleep,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
 from catalog_sync.records import ReadReport, SourceIssue
-from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
+from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
 from catalog_sync.sync.state import StateBucket
 
@@ -133,6 +133,13 @@ class FeedState(Protocol):
 
 class ExportQueue(Protocol):
     def send(self, messages: Sequence[ExportMessage]) -> None: ...
+
+
+class ContinuationQueue(Protocol):
+    """Where a run that ran out of time hands itself on (SQS in AWS, consumed by the
+    reindex function)."""
+
+    def send(self, message: ContinuationMessage) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

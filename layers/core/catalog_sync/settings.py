@@ -52,6 +52,12 @@ class Settings(BaseModel):
     # --- sources an event may name (issue 10: the source is fixed at deploy time) ---
     # comma-separated s3://bucket/prefix/ or folder entries; empty: CATALOG_SOURCE's folder
     catalog_source_allow: str | None = None
+    # --- runs across invocations (issue 10): a run whose time runs low hands itself on ---
+    continue_queue_url: str | None = None  # the reindex function's continuation queue
+    # an invocation's time for a run; default: the Lambda context's remaining time less
+    # RUN_TIME_MARGIN_SECONDS (0: hand on at every step, for tests)
+    run_time_budget_seconds: float | None = Field(default=None, ge=0)
+    run_time_margin_seconds: float = Field(default=120, ge=0)
     # --- the mass-deletion guard (sync/guard.py): more deletions than this are held ---
     max_delete_fraction: float = Field(default=0.1, ge=0, le=1)  # of a feed's live items
     max_deletes: int | None = Field(default=None, ge=0)  # and at most this many (None: no bound)
@@ -70,9 +76,8 @@ class Settings(BaseModel):
     # pending items one export message carries at most (the reindex packs buckets into
     # messages up to this, so a request is filled across buckets; a larger bucket goes alone)
     export_message_items: int = Field(default=50_000, ge=1)
-    # seconds this invocation may use (unset: the Lambda context's remaining time); an
-    # export hands its unfinished buckets back to the queue when it runs low
-    run_time_budget_seconds: float | None = Field(default=None, ge=0)
+    # (RUN_TIME_BUDGET_SECONDS, above, also bounds an export invocation: it hands its
+    # unfinished buckets back to the queue when it runs low)
 
     @field_validator("inventory_stocks")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from catalog_sync.errors import ConfigError, RetryableError
+from catalog_sync.sync.runs import ContinuationMessage
 from catalog_sync.sync.snapshot import ExportMessage
 
 BATCH_SIZE = 10  # SendMessageBatch's limit
@@ -65,3 +66,20 @@ class SqsExportQueue:
             f"SQS queue {self.queue_url}: {len(pending)} export messages not queued after "
             f"{self.tries} tries: {names}"
         )
+
+
+class SqsContinuationQueue:
+    """`ContinuationQueue` over the reindex function's own SQS queue: one message
+    per hand-on (its consumer is the reindex function)."""
+
+    def __init__(self, sqs_client: Any, queue_url: str) -> None:
+        self.sqs = sqs_client
+        self.queue_url = queue_url
+
+    def send(self, message: ContinuationMessage) -> None:
+        try:
+            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=message.model_dump_json())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_QUEUE:
+                raise ConfigError(f"SQS queue {self.queue_url!r} does not exist") from exc
+            raise

@@ -65,6 +65,12 @@ class BucketSpill:
         for f in self._files.values():
             f.close()
 
+    def bucket_files(self, bucket: int) -> list[Path]:
+        """The files spilled for a bucket, in read order (to stage them elsewhere:
+        their concatenation reads as the bucket)."""
+        paths = [self._path(bucket, segment) for segment in self.segments]
+        return [p for p in paths if p.exists()]
+
     def drop(self, bucket: int) -> None:
         """Delete a bucket's files (read with `consume=False`)."""
         for segment in self.segments:

@@ -233,13 +233,18 @@ class Differ:
         checkpoint: Callable[[int], None] | None = None,
         checkpoint_every: int = 16,
         progress: Callable[[str, int, int | None], None] | None = None,
-    ) -> None:
-        """Diff buckets 0..total-1 (`spill`: what the read compiled; None when the
+        start: int = 0,
+        stop: Callable[[int], bool] | None = None,
+    ) -> int:
+        """Diff buckets start..total-1 (`spill`: what the read compiled; None when the
         source is not read), calling `checkpoint(done)` every few buckets; then, in a
-        guarded run, the buckets with deletions (see the module's docstring)."""
+        guarded run, the buckets with deletions (see the module's docstring).
+        `stop(done)` after a chunk of the first pass ends the diff there: the run
+        continues in another invocation, `start` at the buckets done (returned), with
+        `deferred` and `live` carried over."""
         self._first_pass = self.guard is not None
-        for start in range(0, total, STATE_READ_CHUNK):
-            numbers = list(range(start, min(start + STATE_READ_CHUNK, total)))
+        for first in range(start, total, STATE_READ_CHUNK):
+            numbers = list(range(first, min(first + STATE_READ_CHUNK, total)))
             for bucket in self.state.read_buckets(self.spec.name, numbers):
                 if spill is not None:
                     # A guarded run may read a bucket's items again in its second pass.
@@ -254,11 +259,15 @@ class Differ:
                 checkpoint(min(done, *self.deferred) if self.deferred else done)
             if progress:
                 progress("diff", done, total)
+            if stop is not None and done < total and stop(done):
+                self._first_pass = False
+                return done
         self._first_pass = False
         if self.deferred:
             self._second_pass(spill, workdir)
             if checkpoint is not None:
                 checkpoint(total)
+        return total
 
     def _second_pass(self, spill: BucketSpill | None, workdir: Path) -> None:
         """The buckets with deletions, diffed again: deletions applied if the guard

@@ -6,52 +6,48 @@ part then its state (see `diff`); after all buckets, the manifest, the feed meta
 (latest manifest, last run, source watermark: one write, under the lease) and the
 export messages. A crash before the messages leaves items `pending` in the state;
 the next run queues every bucket that has items to send, so it converges.
+
+A run is not bounded by one invocation: when the invocation's budget is spent (after
+the read, or between chunks of buckets), the run checkpoints what it has (see
+`continuation`) and hands itself on to a follow-up invocation (`continue_run`), under
+the same lease and run id. The manifest, the feed meta (with the watermark) and the
+export messages of a feed are written only once its whole diff is done.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 
-from catalog_sync.errors import NotFoundError
+from catalog_sync.errors import LeaseHeldError, NotFoundError
 from catalog_sync.feeds.registry import get_feed
-from catalog_sync.feeds.spec import AcoContext, BuildContext, FeedSpec
+from catalog_sync.feeds.spec import BuildContext, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.infra.workers import compile_partitions
 from catalog_sync.observability import get_logger, logger
-from catalog_sync.ports import (
-    BlobStore,
-    CatalogSource,
-    Clock,
-    ExportQueue,
-    FeedState,
-    IncrementalSource,
-    PartitionedSource,
-    WindowedSource,
-)
+from catalog_sync.ports import IncrementalSource, PartitionedSource, WindowedSource
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
+from catalog_sync.sync.continuation import Budget, drop_staged, load_carry
 from catalog_sync.sync.diff import Differ, run_id_of
-from catalog_sync.sync.guard import DeletionGuard
+from catalog_sync.sync.handon import carried_runs, hand_on, resumed_state
 from catalog_sync.sync.lease import take_lease
 from catalog_sync.sync.requests import ReindexRequest
-from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
+from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
+from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexResult, RunState
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
 from catalog_sync.sync.snapshot import (
-    ExportMessage,
     Manifest,
     PartInfo,
     manifest_key,
     pack_messages,
 )
-from catalog_sync.sync.watermark import advance_watermark
+from catalog_sync.sync.watermark import ReadMark, apply_mark, read_mark
 from catalog_sync.sync.windows import WindowTracker, due
 
 log = get_logger(__name__)
@@ -59,59 +55,19 @@ log = get_logger(__name__)
 MAX_ISSUES_IN_RUN = 100
 CHECKPOINT_EVERY = 16  # buckets between checkpoints of a run
 
-__all__ = ["ReindexDeps", "ReindexRequest", "ReindexResult", "new_run_id", "reindex_feed"]
-
-Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
-
-
-@dataclass
-class ReindexDeps:
-    state: FeedState
-    blobs: BlobStore
-    queue: ExportQueue
-    clock: Clock
-    new_id: Callable[[], str]
-    source: CatalogSource | None = None
-    store_views: tuple[tuple[str, str], ...] = (("default", "base"),)
-    enabled_feeds: frozenset[str] | None = None  # the feeds the catalog is synced to (builders
-    # adapt: products carry no price where the prices feed exists); default: the run's feeds
-    buckets: int = DEFAULT_BUCKETS  # for a feed's first run
-    lease_seconds: int = 900
-    stale_pending_seconds: int = 1800  # a pending item queued longer ago than this is stuck
-    workdir: Path | None = None
-    progress: Progress | None = None
-    workers: int = 1  # processes that compile a partitioned read (1: this one)
-    aco: AcoContext | None = None  # the ACO target's build options
-    message_items: int = 50_000  # pending items an export message carries at most
-    guard: DeletionGuard = field(default_factory=DeletionGuard)  # mass-deletion limits
-    lease_wait_seconds: float = 120  # a sync waits this long for a resend's lease
-    sleep: Callable[[float], None] = time.sleep
-
-
-@dataclass
-class ReindexResult:
-    run: RunRecord
-    messages: list[ExportMessage] = field(default_factory=list)
-    preview: dict[str, list[str]] = field(default_factory=dict)  # dry run: keys by change kind
+__all__ = [
+    "Progress",
+    "ReindexDeps",
+    "ReindexRequest",
+    "ReindexResult",
+    "continue_run",
+    "new_run_id",
+    "reindex_feed",
+]
 
 
 def new_run_id(now: datetime, new_id: Callable[[], str]) -> str:
     return f"{run_id_of(now)}-{new_id()[:8]}"
-
-
-@dataclass
-class _FeedRun:
-    """One feed's part of a reindex: its run record, what the read collected, its diff."""
-
-    spec: FeedSpec
-    meta: FeedMeta
-    run: RunRecord
-    collector: Collector | None = None
-
-    @property
-    def c(self) -> Collector:
-        assert self.collector is not None
-        return self.collector
 
 
 def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResult]:
@@ -126,7 +82,7 @@ def reindex_feed(request: ReindexRequest, deps: ReindexDeps) -> list[ReindexResu
     logger.append_keys(run_id=run_id, feed=",".join(request.feeds))
     try:
         if request.dry_run:
-            return _run(_feed_runs(specs, request, deps, run_id, now), request, deps, now)
+            return _run(_feed_runs(specs, request, deps, run_id, now), request, deps, now)[0]
         return _leased(specs, request, deps, run_id, now)
     finally:
         logger.remove_keys(["run_id", "feed"])
@@ -138,7 +94,7 @@ def _feed_runs(
     deps: ReindexDeps,
     run_id: str,
     now: datetime,
-) -> list[_FeedRun]:
+) -> list[FeedRun]:
     # The meta (latest manifest, bucket count) is read under the lease: read
     # earlier, a run finishing meanwhile would make it stale.
     source_name = deps.source.describe() if request.reads_source and deps.source else None
@@ -154,15 +110,17 @@ def _feed_runs(
             source=source_name,
             resumed_from=request.resumed_from,
         )
-        out.append(_FeedRun(spec, meta, run))
+        out.append(FeedRun(spec, meta, run))
     return out
 
 
 def _leased(
     specs: list[FeedSpec], request: ReindexRequest, deps: ReindexDeps, run_id: str, now: datetime
 ) -> list[ReindexResult]:
-    """The run under the feeds' leases: every feed-meta write happens in here."""
+    """The run under the feeds' leases: every feed-meta write happens in here. A run
+    handed on to a follow-up invocation keeps its leases."""
     leased: list[str] = []
+    handed_on = False
     try:
         for spec in specs:
             take_lease(
@@ -178,24 +136,33 @@ def _leased(
         for fr in feed_runs:
             deps.state.put_run(fr.run)
         try:
-            return _run(feed_runs, request, deps, now)
+            results, handed_on = _run(feed_runs, request, deps, now)
+            return results
         except Exception as exc:
-            for fr in feed_runs:
-                if fr.run.status == "running":
-                    fr.run.status = "failed"
-                    fr.run.error = f"{type(exc).__name__}: {exc}"
-                    fr.run.finished_at = deps.clock().isoformat()
-                    deps.state.put_run(fr.run)
+            _record_failure(feed_runs, deps, exc)
             raise
     finally:
-        for name in leased:
-            deps.state.release_lease(name, run_id)
+        if not handed_on:
+            for name in leased:
+                deps.state.release_lease(name, run_id)
+
+
+def _record_failure(feed_runs: list[FeedRun], deps: ReindexDeps, exc: Exception) -> None:
+    for fr in feed_runs:
+        if fr.run.status == "running":
+            fr.run.status = "failed"
+            fr.run.error = f"{type(exc).__name__}: {exc}"
+            fr.run.finished_at = deps.clock().isoformat()
+            deps.state.put_run(fr.run)
 
 
 def _run(
-    feed_runs: list[_FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
-) -> list[ReindexResult]:
-    results = []
+    feed_runs: list[FeedRun], request: ReindexRequest, deps: ReindexDeps, now: datetime
+) -> tuple[list[ReindexResult], bool]:
+    """The first invocation of a run: read, then diff and finish each feed (or hand
+    the run on); also whether it was handed on."""
+    limit = None if request.dry_run or deps.continuation is None else deps.budget_seconds
+    budget = Budget(deps.clock, limit)
     with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
         workdir = Path(tmp)
         for fr in feed_runs:
@@ -203,68 +170,99 @@ def _run(
             feed_dir.mkdir()
             fr.collector = Collector(fr.spec, BucketSpill(feed_dir, fr.meta.buckets))
         report = ReadReport(complete=True)
+        mark = None
         # the price windows a read sees, for a source read incrementally (sync/windows.py)
         windows = WindowTracker(now) if isinstance(deps.source, WindowedSource) else None
         if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
             report = _read_source(feed_runs, request, deps, now, windows)
+            mark = read_mark(deps.source)
+            budget.progress()
         for fr in feed_runs:
             fr.c.spill.finish()
-            differ = _diff(fr, request, deps, now, report, workdir / fr.spec.name)
-            if windows is not None and request.reads_source and not request.dry_run:
-                full = report.complete and request.by_ids is None
-                windows.save(deps.blobs, fr.spec.name, full=full)
-            results.append(_finish(fr, differ, report, request, deps, now))
-    return results
+        rs = RunState(feed_runs[0].run.run_id, now, request, report, mark, budget, workdir)
+        rs.windows = windows
+        return _go_on(feed_runs, rs, deps)
 
 
-def _diff(
-    fr: _FeedRun,
-    request: ReindexRequest,
-    deps: ReindexDeps,
-    now: datetime,
-    report: ReadReport,
-    workdir: Path,
-) -> Differ:
+def _go_on(
+    feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps
+) -> tuple[list[ReindexResult], bool]:
+    """Diff and finish the feeds in order, as far as the budget goes; then hand the
+    run on (True) or end it (False)."""
+    for fr in feed_runs:
+        if fr.finished:
+            continue
+        if not fr.diffed:
+            if rs.budget.spent():
+                return hand_on(feed_runs, rs, deps), True
+            _diff(fr, rs, deps)
+            if fr.buckets_done < fr.meta.buckets:
+                return hand_on(feed_runs, rs, deps), True
+            fr.diffed = True
+        assert fr.differ is not None
+        if rs.windows is not None and rs.request.reads_source and not rs.request.dry_run:
+            full = rs.report.complete and rs.request.by_ids is None
+            rs.windows.save(deps.blobs, fr.spec.name, full=full)
+        fr.result = _finish(fr, fr.differ, rs.report, rs.request, deps, rs.now, rs.mark)
+        fr.finished = True
+        rs.budget.progress()
+    if rs.sequence:
+        drop_staged(deps.blobs, rs.run_id)
+    return [fr.result or ReindexResult(run=fr.run) for fr in feed_runs], False
+
+
+def _diff(fr: FeedRun, rs: RunState, deps: ReindexDeps) -> None:
+    request = rs.request
     # An aggregate item (a category, an attribute) may have been referenced only
     # by a rejected record: no deletions for such a feed then.
-    complete = report.complete and not (fr.spec.aggregate and fr.c.rejected)
+    complete = rs.report.complete and not (fr.spec.aggregate and fr.c.rejected)
     differ = Differ(
         fr.spec,
         request,
         fr.run.run_id,
-        now,
+        rs.now,
         state=deps.state,
         blobs=deps.blobs,
         complete=complete,
         stale_pending_seconds=deps.stale_pending_seconds,
         guard=None if request.confirm_deletions else deps.guard,
     )
+    if fr.carried is not None:  # an earlier invocation diffed the first buckets
+        differ.counts.update(fr.carried.counts)
+        differ.parts = fr.carried.part_refs()
+        differ.to_export = set(fr.carried.to_export)
+        differ.pending = dict(fr.carried.pending)
+        differ.live = fr.carried.live
+        differ.deferred = dict(fr.carried.deferred)
+    fr.differ = differ
 
     def checkpoint(done: int) -> None:
         fr.run.buckets_done = done  # the checkpoint `--continue-resync` resumes from
         fr.run.counts = dict(differ.counts)
         deps.state.put_run(fr.run)
 
-    differ.run(
+    fr.buckets_done = differ.run(
         fr.c.spill if request.reads_source else None,
         fr.meta.buckets,
-        workdir,
+        rs.workdir / fr.spec.name,
         checkpoint=None if request.dry_run else checkpoint,
         checkpoint_every=CHECKPOINT_EVERY,
         progress=deps.progress,
+        start=fr.buckets_done,
+        stop=rs.budget.stop_after_chunk,
     )
-    return differ
 
 
 def _finish(
-    fr: _FeedRun,
+    fr: FeedRun,
     differ: Differ,
     report: ReadReport,
     request: ReindexRequest,
     deps: ReindexDeps,
     now: datetime,
+    mark: ReadMark | None,
 ) -> ReindexResult:
     spec, run, meta, issues = fr.spec, fr.run, fr.meta, fr.c.issues
     counts = differ.counts
@@ -301,8 +299,7 @@ def _finish(
     previous_manifest = meta.latest_manifest
     meta.latest_manifest = mkey
     meta.last_run_id = run.run_id
-    if request.reads_source and deps.source is not None:
-        advance_watermark(meta, deps.source, deps.clock())
+    apply_mark(meta, mark, deps.clock())  # only now: the whole diff of the run is done
     deps.state.write_meta(meta)  # under the lease, read under it: nothing is lost
     pending = {b: differ.pending.get(b, 0) for b in differ.to_export}
     result.messages = pack_messages(spec.name, run.run_id, mkey, pending, deps.message_items)
@@ -316,6 +313,77 @@ def _finish(
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)
     return result
+
+
+def continue_run(message: ContinuationMessage, deps: ReindexDeps) -> list[ReindexResult]:
+    """A follow-up invocation of a run: take its leases again (same run id), go on
+    from its checkpoint. A message of a run that has moved on (a duplicate, an older
+    checkpoint, a finished or failed run) is dropped; a run whose lease another run
+    took meanwhile is failed. A crash leaves the run running, and its lease held
+    until it expires, for the message's retry."""
+    runs = [deps.state.get_run(feed, message.run_id) for feed in message.feeds]
+    going = [r for r in runs if r is not None and r.status == "running"]
+    if not going or any(r.continuations != message.sequence for r in going):
+        log.warning(
+            "continuation %d of run %s dropped: the run has moved on",
+            message.sequence,
+            message.run_id,
+        )
+        return []
+    logger.append_keys(run_id=message.run_id, feed=",".join(message.feeds))
+    try:
+        return _continue_leased(message, [r for r in runs if r is not None], deps)
+    finally:
+        logger.remove_keys(["run_id", "feed"])
+
+
+def _continue_leased(
+    message: ContinuationMessage, runs: list[RunRecord], deps: ReindexDeps
+) -> list[ReindexResult]:
+    now = deps.clock()
+    leased: list[str] = []
+    handed_on = False
+    try:
+        try:
+            for feed in message.feeds:
+                deps.state.acquire_lease(feed, message.run_id, now, deps.lease_seconds)
+                leased.append(feed)
+        except LeaseHeldError as exc:
+            return _lost_lease(message, runs, deps, f"{exc}")
+        carry = load_carry(deps.blobs, message.carry_key)
+        with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
+            feed_runs = carried_runs(carry, runs, deps, Path(tmp))
+            rs = resumed_state(carry, Budget(deps.clock, deps.budget_seconds), Path(tmp))
+            try:
+                results, handed_on = _go_on(feed_runs, rs, deps)
+            except Exception as exc:  # SQS delivers the message again
+                for fr in feed_runs:
+                    if not fr.finished:
+                        fr.run.error = (
+                            f"{type(exc).__name__}: {exc} (continuation {carry.sequence}, retried)"
+                        )
+                        deps.state.put_run(fr.run)
+                leased.clear()  # keep the leases for the retry
+                raise
+        return results
+    finally:
+        if not handed_on:
+            for name in leased:
+                deps.state.release_lease(name, message.run_id)
+
+
+def _lost_lease(
+    message: ContinuationMessage, runs: list[RunRecord], deps: ReindexDeps, holder: str
+) -> list[ReindexResult]:
+    """Another run took the lease after it expired: this run ends, failed (it must not
+    write under another run's lease; the next run redoes what it did not finish)."""
+    for run in runs:
+        if run.status == "running":
+            run.status = "failed"
+            run.error = f"the run lost its lease before continuation {message.sequence}: {holder}"
+            run.finished_at = deps.clock().isoformat()
+            deps.state.put_run(run)
+    return [ReindexResult(run=r) for r in runs]
 
 
 def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | None) -> int:
@@ -345,7 +413,7 @@ def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | N
 
 
 def _read_source(
-    feed_runs: list[_FeedRun],
+    feed_runs: list[FeedRun],
     request: ReindexRequest,
     deps: ReindexDeps,
     now: datetime,

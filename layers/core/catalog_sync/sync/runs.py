@@ -47,6 +47,7 @@ class RunRecord(BaseModel):
     parts_enqueued: int = 0  # buckets queued for export (each gets a part result)
     messages_enqueued: int = 0  # the export messages carrying them
     buckets_done: int = 0  # checkpoint: the diff got this far
+    continuations: int = 0  # follow-up invocations handed this run so far
     resumed_from: str | None = None  # the interrupted run this one continues
     error: str | None = None
     held: str | None = None  # why its deletions (counts["deletions_held"]) are held
@@ -60,3 +61,13 @@ class PartResult(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)  # sent, failed, retry, skipped
     failures: list[dict[str, str]] = Field(default_factory=list)  # the first ones: key, reason
     error: str | None = None  # the export of this part stopped with this error
+
+
+class ContinuationMessage(BaseModel):
+    """The follow-up invocation of a run whose invocation ran out of time: the run,
+    its feeds, and the checkpoint (`sequence`: the n-th continuation) it resumes from."""
+
+    run_id: str
+    feeds: list[str]
+    sequence: int = Field(ge=1)
+    carry_key: str  # the checkpoint object in the snapshot bucket
