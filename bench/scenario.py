@@ -9,8 +9,19 @@ import os
 import resource
 import sys
 import time
+import urllib.request
 
 from devstack.local import LocalRunner
+
+
+def receiver_requests() -> int:
+    """Requests the local receiver (or the ACO emulator) has answered so far (`/_stats`)."""
+    url = os.environ["SAAS_BASE_URL"].rstrip("/") + "/_stats"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        stats = json.load(resp)
+    if "requests" in stats:  # the feed receiver
+        return int(stats["requests"]["total"])
+    return sum(int(n) for n in stats.get("statuses", {}).values())  # the ACO emulator
 
 
 def main() -> None:
@@ -23,12 +34,14 @@ def main() -> None:
             marks.setdefault(stage, time.perf_counter() - t0)
 
     runner = LocalRunner(dict(os.environ), progress=progress)
+    requests_before = receiver_requests()
     t_start = time.perf_counter()
     result = runner.reindex(event)
     t_reindex = time.perf_counter() - t_start
     t1 = time.perf_counter()
     drained = runner.drain(max_seconds=3600)
     t_export = time.perf_counter() - t1
+    requests = receiver_requests() - requests_before
     runs = result["runs"]
     # items the run covered: built, or standing for a record not built (fingerprints)
     items = sum(
@@ -50,6 +63,7 @@ def main() -> None:
         "items_queued": queued,
         "records_not_built": not_built,
         "parts": drained.succeeded,
+        "requests": requests,  # feed requests the receiver answered (all feeds)
         "read_build_hash_s": round(read_s, 3),
         "diff_snapshot_state_s": round(diff_s, 3),
         "reindex_s": round(t_reindex, 3),

@@ -94,14 +94,17 @@ def do_run(
             drained = runner.drain()
             state = runner.app.state
             totals = {"sent": 0, "failed": 0, "retry": 0}
+            parts = 0
             for run in result["runs"]:
                 if "run_id" not in run:
                     continue
                 for part in state.list_part_results(run["feed"], run["run_id"]):
+                    parts += 1
                     for k in totals:
                         totals[k] += part.counts.get(k, 0)
             echo(
-                f"exported {drained.succeeded} part(s): {totals['sent']:,} items sent, "
+                f"exported {parts} part(s) in {drained.succeeded} message(s): "
+                f"{totals['sent']:,} items sent, "
                 f"{totals['failed']:,} failed, {totals['retry']:,} to retry"
                 + (
                     f"; {drained.failed_attempts} failed attempt(s)"

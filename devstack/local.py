@@ -341,7 +341,7 @@ class LocalRunner:
         for m in messages:
             msg = ExportMessage.model_validate_json(m["Body"])
             for part in state.list_part_results(msg.feed, msg.run_id):
-                if part.bucket == msg.bucket and part.error and part.error.startswith("AuthError"):
+                if part.bucket in msg.buckets and part.error and part.error.startswith("AuthError"):
                     raise AuthError(part.error.removeprefix("AuthError: "))
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from catalog_sync.errors import ConflictError, LeaseHeldError, NotFoundError
-from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from catalog_sync.records import ReadReport
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
@@ -145,6 +145,9 @@ class ScriptedSink:
     flaky: set[str] = field(default_factory=set)
     received: dict[str, bytes] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
+
+    def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]:
+        return batches_of(items, 1000)
 
     def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
         self.calls.append([i.key for i in items])

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from catalog_sync.sync.requests import ReindexEvent
@@ -86,18 +87,25 @@ def test_events_export_sqs_is_a_full_sqs_event() -> None:
 
 
 def test_events_export_body_is_an_export_message() -> None:
-    record = _load("export_sqs.json")["Records"][0]
-    message = ExportMessage.model_validate_json(record["body"])
+    records = _load("export_sqs.json")["Records"]
+    message = ExportMessage.model_validate_json(records[0]["body"])
     assert message == ExportMessage(
         feed="products",
         run_id="20261129T050000Z-ab12cd34",
-        bucket=7,
-        part_key="snapshots/products/20261129T050000Z-ab12cd34/part-0007.jsonl.gz",
+        buckets=[3, 4, 7],
         manifest_key="snapshots/products/20261129T050000Z-ab12cd34/manifest.json",
     )
     # The keys follow the snapshot layout the reindex writes.
-    assert message.part_key == part_key(message.feed, message.run_id, message.bucket)
     assert message.manifest_key == manifest_key(message.feed, message.run_id)
+    assert message.describe() == "products/20261129T050000Z-ab12cd34 bucket(s) 3-4,7"
+
+
+def test_events_export_message_of_the_earlier_format_still_reads() -> None:
+    """A single-bucket message already in a queue when the code changed."""
+    old = _load("export_sqs.json")["Records"][1]["body"]
+    assert orjson.loads(old)["part_key"] == part_key("products", "20261129T050000Z-ab12cd34", 7)
+    message = ExportMessage.model_validate_json(old)
+    assert message.buckets == [7] and message.carried == {} and message.handbacks == 0
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EVENTS.glob("reindex_*.json")))

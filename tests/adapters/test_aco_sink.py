@@ -310,3 +310,18 @@ def test_ims_unreachable_leaves_items_pending(emulator: AcoEmulator) -> None:
     out = AcoSink(emulator.base_url, toks).send("products", [item(product("A"))])
     assert [o.status for o in out] == ["retry"]
     assert "HTTP 404" in str(out[0].reason)
+
+
+def test_aco_batches_keep_deletions_apart_at_the_entity_size(emulator: AcoEmulator) -> None:
+    s = sink(emulator, batch_sizes={"products": 3})
+    upserts = [item(product(f"P{i}")) for i in range(7)]
+    deletes = [
+        OutgoingItem(f"D{i}", "h", orjson.dumps({"sku": f"D{i}", "source": {"locale": LOCALE}}))
+        for i in range(4)
+    ]
+    stream = [upserts[0], deletes[0], *upserts[1:4], *deletes[1:], *upserts[4:]]
+    cut = list(s.batches("products", stream))
+    kinds = [{i.key[0] for i in b} for b in cut]
+    assert kinds == [{"P"}, {"D"}, {"P"}, {"D"}, {"P"}]  # full ones as they fill, deletes first
+    assert [len(b) for b in cut] == [3, 3, 3, 1, 1]
+    assert sorted(i.key for b in cut for i in b) == sorted(i.key for i in stream)

@@ -367,3 +367,38 @@ def test_http_sink_batch_id_differs_by_scope_so_a_resync_is_applied(receiver: Fe
 
     assert receiver.stats()["items"]["duplicate"] == 0
     assert receiver.stats()["items"]["accepted"] == 6
+
+
+class Pulled:
+    """A stream of items that counts how many were taken from it."""
+
+    def __init__(self, items: list[OutgoingItem]) -> None:
+        self.items = items
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[OutgoingItem]:
+        for i in self.items:
+            self.taken += 1
+            yield i
+
+
+def test_http_sink_batches_cut_a_stream_as_send_would_and_take_only_what_they_need(
+    receiver: FeedReceiver,
+):
+    sink = sink_for(receiver, max_items=4, max_bytes=600)
+    stream = Pulled(
+        [*items(9), item("BIG", pad=700), item("PAD-A", pad=200), item("PAD-B", pad=200)]
+    )
+    cut = sink.batches("products", stream)
+    first = next(cut)
+    assert [i.key.split("\x1f")[0] for i in first] == [f"SKU-{i:05d}" for i in range(4)]
+    assert stream.taken <= 5  # one item ahead at most
+    rest = list(cut)
+    assert [len(b) for b in rest] == [4, 3, 1]  # by count, then by bytes; BIG rides along
+    for batch in [first, *rest]:
+        before = receiver.stats()["requests"]["total"]
+        outcomes = sink.send("products", batch)
+        assert receiver.stats()["requests"]["total"] - before <= 1  # one request a batch
+        if any(i.key.startswith("BIG") for i in batch):
+            assert statuses(outcomes)[[i.key for i in batch].index("BIG\x1fdefault")] == "failed"
+    assert len(held_skus(receiver)) == 11

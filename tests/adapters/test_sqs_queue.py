@@ -48,7 +48,7 @@ class FlakyClient:
         self.batches.append(len(Entries))
         refused = []
         for e in Entries:
-            bucket = ExportMessage.model_validate_json(e["MessageBody"]).bucket
+            bucket = ExportMessage.model_validate_json(e["MessageBody"]).buckets[0]
             if self.left.get(bucket, 0) > 0:
                 self.left[bucket] -= 1
                 refused.append(e)
@@ -74,7 +74,7 @@ def test_sqs_queue_sends_every_message_in_batches_of_ten(
 
     assert spy.batches == [10, 10, 3]
     got = drain(aws, aws.queue_url)
-    assert sorted(got, key=lambda m: m.bucket) == sent
+    assert sorted(got, key=lambda m: m.buckets) == sent
 
 
 def test_sqs_queue_sends_nothing_for_no_messages(aws_clients: Callable[..., LocalAws]) -> None:
@@ -91,7 +91,7 @@ def test_sqs_queue_retries_failed_entries(aws_clients: Callable[..., LocalAws]) 
     queue.send(messages(15))
 
     assert flaky.batches == [10, 1, 1, 5, 1, 1]
-    assert sorted(m.bucket for m in drain(aws, aws.queue_url)) == list(range(15))
+    assert sorted(m.buckets[0] for m in drain(aws, aws.queue_url)) == list(range(15))
 
 
 def test_sqs_queue_raises_naming_the_parts_that_keep_failing(
@@ -101,10 +101,10 @@ def test_sqs_queue_raises_naming_the_parts_that_keep_failing(
     flaky = FlakyClient(aws.sqs, refuse={4}, times=100)
     queue = SqsExportQueue(flaky, aws.queue_url, tries=3, sleep=lambda _s: None)
 
-    with pytest.raises(RetryableError, match=r"products/r1/bucket 4 \(InternalError: boom\)"):
+    with pytest.raises(RetryableError, match=r"products/r1 bucket\(s\) 4 \(InternalError: boom\)"):
         queue.send(messages(6))
 
-    assert sorted(m.bucket for m in drain(aws, aws.queue_url)) == [0, 1, 2, 3, 5]
+    assert sorted(m.buckets[0] for m in drain(aws, aws.queue_url)) == [0, 1, 2, 3, 5]
 
 
 def test_sqs_queue_missing_queue_raises_config_error(

@@ -347,7 +347,8 @@ def test_e2e_aco_export_takes_no_more_parts_once_the_budget_is_out(aco_stack) ->
     from catalog_sync.app import run_export_message
     from catalog_sync.sync.snapshot import ExportMessage
 
-    env = {"ACO_MAX_PRODUCTS_PER_MINUTE": "4", "ACO_BATCH_SIZE": "4"}
+    # one bucket a message (EXPORT_MESSAGE_ITEMS=1), so the invocation has several
+    env = {"ACO_MAX_PRODUCTS_PER_MINUTE": "4", "ACO_BATCH_SIZE": "4", "EXPORT_MESSAGE_ITEMS": "1"}
     s = aco_stack(SMALL, **env)
     s.runner.reindex({"action": "resync", "feed": "acoProductMetadata"})
     s.runner.drain()
@@ -370,4 +371,4 @@ def test_e2e_aco_export_takes_no_more_parts_once_the_budget_is_out(aco_stack) ->
     assert sum(n for _, _, n in s.requests()[before:]) == 4
     assert queue_depth(sqs, url) == len(messages) - paced  # back: that part's rest, the others
     done = {p.bucket for p in app.state.list_part_results("acoProducts", run["run_id"])}
-    assert done == {m.bucket for m in messages[: paced + 1]}
+    assert done == {b for m in messages[: paced + 1] for b in m.buckets}

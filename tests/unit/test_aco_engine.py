@@ -5,13 +5,14 @@ bad input; metadata before products."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from catalog_sync.feeds.aco import ACO_FEED_NAMES
-from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from catalog_sync.sync.export import ExportDeps, export_part
 from catalog_sync.sync.guard import DeletionGuard
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
@@ -26,6 +27,9 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[tuple[str, bool, dict[str, Any]]]]] = []
+
+    def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]:
+        return batches_of(items, 1000)
 
     def send(self, feed: str, items: Any) -> list[ItemOutcome]:
         batch: list[OutgoingItem] = list(items)

@@ -22,7 +22,7 @@ from catalog_sync.aws.dynamodb import DynamoFeedState
 from catalog_sync.aws.s3 import S3BlobStore
 from catalog_sync.aws.secrets import api_key_provider
 from catalog_sync.aws.sqs import SqsContinuationQueue, SqsExportQueue
-from catalog_sync.errors import AuthError, LeaseHeldError, RefusedError, RequestError
+from catalog_sync.errors import LeaseHeldError, RefusedError, RequestError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.infra.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
@@ -33,7 +33,7 @@ from catalog_sync.source_policy import allowed_source
 from catalog_sync.sources.inventory import parse_stocks
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sources.magento_rest import MagentoRestSource
-from catalog_sync.sync.export import ExportDeps, export_part
+from catalog_sync.sync.export import Budget, ExportDeps, ExportResult, export_part
 from catalog_sync.sync.guard import DeletionGuard, release_command
 from catalog_sync.sync.reindex import (
     Progress,
@@ -43,7 +43,7 @@ from catalog_sync.sync.reindex import (
     reindex_feed,
 )
 from catalog_sync.sync.requests import ReindexEvent
-from catalog_sync.sync.runs import ContinuationMessage, PartResult, RunRecord
+from catalog_sync.sync.runs import ContinuationMessage, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
 from catalog_sync.sync.watermark import incremental_since
 from catalog_sync.targets import aco_context, aco_sink, check_feeds
@@ -52,6 +52,7 @@ __all__ = [
     "App",
     "ReindexEvent",
     "current_app",
+    "export_budget",
     "run_continuation",
     "run_export_message",
     "run_reindex_event",
@@ -315,6 +316,7 @@ def _reindex_deps(
         progress=app.progress,
         workers=resolve_workers(settings.reindex_workers),
         aco=aco_context(settings),
+        message_items=settings.export_message_items,
         continuation=app.continuations,
         budget_seconds=run_budget(settings, remaining_seconds),
         guard=DeletionGuard(settings.max_delete_fraction, settings.max_deletes),
@@ -363,9 +365,10 @@ def _source_for(app: App, request: ReindexEvent, feeds: list[str]) -> CatalogSou
 
 
 def _requeue(app: App, message: ExportMessage, delay: float | None = None) -> None:
-    """A part whose prerequisites are still exporting, or whose sink budget is out,
-    goes back to the queue, delayed (a new message: the wait does not count towards
-    the DLQ's maxReceiveCount)."""
+    """A message goes back to the queue as a new message (the wait does not count
+    towards the DLQ's maxReceiveCount): delayed, for a part whose prerequisites are
+    still exporting or whose sink budget is out; at once (`delay=0`), for the work an
+    export hands back when its time runs low."""
     seconds = app.settings.export_requeue_delay_seconds if delay is None else delay
     app.client("sqs").send_message(
         QueueUrl=app.settings.export_queue_url,
@@ -374,46 +377,40 @@ def _requeue(app: App, message: ExportMessage, delay: float | None = None) -> No
     )
 
 
-def _paced_part(message: ExportMessage, app: App, reason: str) -> PartResult:
-    """The part goes back to the queue until the budget frees; nothing is sent."""
+def _paced(message: ExportMessage, app: App, reason: str) -> ExportResult:
+    """The message goes back to the queue until the budget frees; nothing more is sent."""
     _requeue(app, message, app.paced_until - time.time())
     logger.info(
-        "export part handed back until the ACO budget frees up",
-        extra={"feed": message.feed, "part": message.bucket, "reason": reason},
+        "export handed back until the ACO budget frees up",
+        extra={"feed": message.feed, "part": message.describe(), "reason": reason},
     )
-    return PartResult(
-        feed=message.feed,
-        run_id=message.run_id,
-        bucket=message.bucket,
-        finished_at=app.clock().isoformat(),
-        counts={"paced": 1},
-        error=reason,
-    )  # not stored: the part is not done
+    return ExportResult(message.feed, message.run_id, counts={"paced": 1}, error=reason)
 
 
-def run_export_message(message: ExportMessage, app: App) -> PartResult:
+def export_budget(settings: Settings, remaining_seconds: float | None) -> Budget | None:
+    """The time an export invocation may use: RUN_TIME_BUDGET_SECONDS, at most what the
+    Lambda context has left; None when neither is known (no limit)."""
+    limits = [s for s in (settings.run_time_budget_seconds, remaining_seconds) if s is not None]
+    return Budget(min(limits)) if limits else None
+
+
+def run_export_message(
+    message: ExportMessage, app: App, *, budget: Budget | None = None
+) -> ExportResult:
+    """Export one message; with a budget, the work left when it runs low goes back to
+    the queue as a new message."""
     if app.paced_until > time.time():  # an earlier part found the budget out: take no more
-        return _paced_part(message, app, "paced: not started, the budget is out for now")
+        return _paced(message, app, "paced: not started, the budget is out for now")
     deps = ExportDeps(
         state=app.state,
         blobs=app.blobs,
         sink=app.sink,
         clock=app.clock,
         requeue=lambda m: _requeue(app, m),
+        handback=lambda m: _requeue(app, m, delay=0),
+        budget=budget,
     )
-    try:
-        result = export_part(message, deps)
-    except AuthError as exc:
-        app.state.put_part_result(
-            PartResult(
-                feed=message.feed,
-                run_id=message.run_id,
-                bucket=message.bucket,
-                finished_at=app.clock().isoformat(),
-                error=f"AuthError: {exc}",
-            )
-        )
-        raise
+    result = export_part(message, deps)  # an AuthError is recorded in the part results
     for name in ("sent", "failed", "retry"):
         metrics.add_metric(
             f"Items{name.title()}",
@@ -422,9 +419,13 @@ def run_export_message(message: ExportMessage, app: App) -> PartResult:
             feed=result.feed,
             total=name == "failed",  # the FailedItemsAlarm watches the total
         )
+    metrics.add_metric("ExportRequests", MetricUnit.Count, result.requests, feed=result.feed)
+    if result.handed_back is not None:
+        metrics.add_metric("ExportHandbacks", MetricUnit.Count, 1, feed=result.feed)
     sink = deps.sink
     until = sink.take_paced() if isinstance(sink, PacedSink) else None
-    if until is not None:  # what is left of the part goes again once the budget frees
+    if until is not None:  # what is left goes again once the budget frees
         app.paced_until = until
-        _paced_part(message, app, "paced: the rest waits for the budget")
+        if result.handed_back is None:  # (a hand-back already queued the rest)
+            _paced(message, app, "paced: the rest waits for the budget")
     return result

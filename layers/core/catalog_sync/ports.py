@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -164,11 +164,29 @@ class ItemOutcome:
 
 
 class FeedSink(Protocol):
-    """The SaaS feed API. `send` batches by count and bytes, splits on 413, retries
-    transient failures with backoff, and returns one outcome per item, in order.
-    Raises `AuthError` on 401/403 (nothing in that call counts as sent)."""
+    """The SaaS feed API. `batches` cuts a stream of items into the requests the
+    target takes (by count and bytes, deletions apart where the API wants them apart),
+    taking an item from the stream only when it is needed: stop iterating and nothing
+    more is taken. `send` sends items (one such batch: one request, more only to retry
+    or split), splits on 413, retries transient failures with backoff, and returns one
+    outcome per item, in order. Raises `AuthError` on 401/403 (nothing in that call
+    counts as sent)."""
+
+    def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]: ...
 
     def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]: ...
+
+
+def batches_of(items: Iterable[OutgoingItem], size: int) -> Iterator[list[OutgoingItem]]:
+    """`items` in lists of `size` (a sink that batches by count alone)."""
+    batch: list[OutgoingItem] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @runtime_checkable

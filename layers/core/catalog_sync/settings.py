@@ -73,6 +73,11 @@ class Settings(BaseModel):
     media_base_url: str | None = None  # ACO image URLs: prefix of the exported image paths
     # a part whose prerequisite feed is still exporting goes back to the queue this late
     export_requeue_delay_seconds: int = Field(default=10, ge=0, le=900)
+    # pending items one export message carries at most (the reindex packs buckets into
+    # messages up to this, so a request is filled across buckets; a larger bucket goes alone)
+    export_message_items: int = Field(default=50_000, ge=1)
+    # (RUN_TIME_BUDGET_SECONDS, above, also bounds an export invocation: it hands its
+    # unfinished buckets back to the queue when it runs low)
 
     @field_validator("inventory_stocks")
     @classmethod

@@ -60,8 +60,7 @@ class SqsExportQueue:
                 self._sleep(min(2.0, 0.1 * 2**attempt))
         reasons = {f["Id"]: f"{f.get('Code', '?')}: {f.get('Message', '')}" for f in failures}
         names = ", ".join(
-            f"{m.feed}/{m.run_id}/bucket {m.bucket} ({reasons.get(i, 'no answer')})"
-            for i, m in pending.items()
+            f"{m.describe()} ({reasons.get(i, 'no answer')})" for i, m in pending.items()
         )
         raise RetryableError(
             f"SQS queue {self.queue_url}: {len(pending)} export messages not queued after "

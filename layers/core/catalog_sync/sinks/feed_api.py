@@ -4,7 +4,8 @@
 `send(feed, items)` cuts the items into batches of at most `max_items` items and
 `max_bytes` bytes of uncompressed JSON (the array of the items' bodies, joined as
 they are), POSTs each gzip-compressed with a stable `x-request-id`, and returns one
-`ItemOutcome` per item, in order:
+`ItemOutcome` per item, in order (`batches(feed, stream)` cuts a stream the same way,
+so the export can send and record one request at a time):
 
 - 200: the items in `invalidFeedItems` are `failed` with the receiver's code and
   message, the rest `sent`;
@@ -28,8 +29,8 @@ import gzip
 import hashlib
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
 import orjson
@@ -44,6 +45,7 @@ log = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ARRAY_OVERHEAD = 2  # "[" and "]"
+T = TypeVar("T")
 
 
 class _GiveUp(Exception):
@@ -125,22 +127,38 @@ class HttpFeedSink:
 
     # -- batching -----------------------------------------------------------------
 
+    def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]:
+        """The requests `send` would make of a stream, cut as the stream comes (an item
+        over the byte limit rides along: `send` fails it without a request)."""
+        sized = ((item, len(item.body) if self._fits(item) else 0) for item in items)
+        yield from self._cut(sized)
+
     def _batches(self, items: Sequence[OutgoingItem], outcomes: list[ItemOutcome | None]) -> Any:
-        batch: list[int] = []
-        size = _ARRAY_OVERHEAD
+        fitting = []
         for i, item in enumerate(items):
-            n = len(item.body)
-            if n + _ARRAY_OVERHEAD > self.max_bytes:
+            if self._fits(item):
+                fitting.append((i, len(item.body)))
+            else:
                 outcomes[i] = ItemOutcome(
                     "failed",
-                    f"item is {n} bytes of JSON, over the {self.max_bytes}-byte request limit",
+                    f"item is {len(item.body)} bytes of JSON, over the {self.max_bytes}-byte "
+                    "request limit",
                 )
-                continue
+        yield from self._cut(fitting)
+
+    def _fits(self, item: OutgoingItem) -> bool:
+        return len(item.body) + _ARRAY_OVERHEAD <= self.max_bytes
+
+    def _cut(self, sized: Iterable[tuple[T, int]]) -> Iterator[list[T]]:
+        """Batches of at most `max_items` things and `max_bytes` bytes of JSON array."""
+        batch: list[T] = []
+        size = _ARRAY_OVERHEAD
+        for thing, n in sized:
             extra = n + (1 if batch else 0)
             if batch and (len(batch) >= self.max_items or size + extra > self.max_bytes):
                 yield batch
                 batch, size, extra = [], _ARRAY_OVERHEAD, n
-            batch.append(i)
+            batch.append(thing)
             size += extra
         if batch:
             yield batch

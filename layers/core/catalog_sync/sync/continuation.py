@@ -83,6 +83,7 @@ class FeedCarry(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     parts: dict[int, dict[str, object]] = Field(default_factory=dict)  # bucket -> PartRef
     to_export: list[int] = Field(default_factory=list)
+    pending: dict[int, int] = Field(default_factory=dict)  # bucket -> items to send
     live: int = 0  # the mass-deletion guard's count of live items so far (first pass)
     deferred: dict[int, int] = Field(default_factory=dict)  # bucket -> its would-be deletions
     issues: list[dict[str, object]] = Field(default_factory=list)

@@ -104,6 +104,7 @@ class Differ:
         self.stale_before = run_id_of(now - timedelta(seconds=stale_pending_seconds))
         self.parts: dict[int, PartRef] = {}
         self.to_export: set[int] = set()
+        self.pending: dict[int, int] = {}  # bucket -> items to send (packs the messages)
         # The guard (None: deletions confirmed): only a complete read deletes anything.
         self.guard = guard if complete and request.reads_source else None
         self.live = 0  # live items in the state before this run (a guarded run counts them)
@@ -386,11 +387,13 @@ class Differ:
                 self.counts["parts_written"] += 1
             else:
                 self.counts["parts_reused"] += 1
+        pending = sum(1 for r in bucket.records.values() if r.needs_send)
         if self.request.resend_only:
             if counts["requeued"] or counts["stuck"]:
                 self.to_export.add(bucket.bucket)
-        elif any(r.needs_send for r in bucket.records.values()):
+        elif pending:
             self.to_export.add(bucket.bucket)
+        self.pending[bucket.bucket] = pending
 
     def _write_part(
         self, bucket: StateBucket, items: dict[str, EncodedItem], workdir: Path

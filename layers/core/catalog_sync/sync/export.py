@@ -1,23 +1,36 @@
-"""The export use-case: send a bucket's pending items to the SaaS feed API and
-record each item's outcome.
+"""The export use-case: send the pending items of a message's buckets to the SaaS
+side, one request at a time, and record each request's outcomes before the next.
 
-The message only says which bucket to look at: what to send is read from the
-state at the time of sending (items `pending` or `retry`, with the content of the
+The message only says which buckets to look at: what to send is read from the
+state at the time of sending (items `pending` or `retry`, with the content of each
 bucket's current snapshot part). So a redelivered, duplicated or stale message
 sends nothing twice that was already recorded as sent, and never sends an
 outdated version. Outcomes are applied with a conditional write; an outcome for
 a version that is no longer current only updates what the SaaS side holds.
+
+One message carries several buckets (the reindex packs them up to
+`EXPORT_MESSAGE_ITEMS` pending items): their items go to the sink as one stream,
+which the sink cuts into requests (`FeedSink.batches`), so a request is filled
+across buckets. After each request its outcomes are written to the buckets they
+belong to: a crash or a timeout re-sends at most that one request. With a `Budget`
+(the invocation's remaining time, or `RUN_TIME_BUDGET_SECONDS`), the export stops
+taking requests when the time runs low and hands the buckets it did not finish back
+to the queue as a new message; what it recorded stays recorded.
+
+Each bucket gets its `PartResult` when all its pending items have an outcome (the
+prerequisite check counts those per bucket).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
 
-from catalog_sync.errors import ConflictError, RetryableError
+from catalog_sync.errors import AuthError, ConflictError, RetryableError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import FeedSpec
 from catalog_sync.observability import get_logger
@@ -35,18 +48,54 @@ from catalog_sync.sync.state import ItemState, StateBucket, Status
 
 log = get_logger(__name__)
 
-SEND_CHUNK = 5_000  # items handed to the sink at a time (it batches further)
 MAX_FAILURES_IN_RESULT = 50
 MAX_REASON = 500
 CONFLICT_TRIES = 8
+STATE_READ_CHUNK = 8  # bucket states read at a time
+# Bucket states kept in memory while their items are out, up to this many records in
+# all (about 25 MB; at 100k products a 1%-changed request spans ~20 buckets of 4,700)
+HELD_RECORDS = 50_000
+# Time kept back at the end of a budget for the last request's record and the hand-back;
+# it grows to twice the slowest request seen.
+RESERVE_SECONDS = 10.0
 # A prerequisite's run older than this no longer holds its dependents back (a part
 # of it stuck in the DLQ must not stop a feed for good).
 PREREQUISITE_WAIT = timedelta(minutes=30)
 PREREQUISITE_RUNS = 5  # recent runs of a prerequisite feed looked at
+OUTCOMES = ("sent", "failed", "retry", "missing")
 
 
 class NotReadyError(RetryableError):
     """A feed's prerequisites are still being exported and the part cannot be handed back."""
+
+
+class Budget:
+    """The time one invocation may use, shared by the messages it handles. The first
+    request of the invocation is always allowed (every invocation makes progress);
+    a later one only while more than the reserve is left."""
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        reserve: float = RESERVE_SECONDS,
+    ) -> None:
+        self.clock = clock
+        self.deadline = clock() + seconds
+        self.reserve = reserve
+        self.requests = 0
+        self.slowest = 0.0
+
+    def left(self) -> float:
+        return self.deadline - self.clock()
+
+    def may_send(self) -> bool:
+        return self.requests == 0 or self.left() > max(self.reserve, 2 * self.slowest)
+
+    def spent(self, seconds: float) -> None:
+        self.requests += 1
+        self.slowest = max(self.slowest, seconds)
 
 
 @dataclass
@@ -58,6 +107,24 @@ class ExportDeps:
     # Hands a message back to the queue, to be delivered again a little later (a part
     # whose prerequisites are still being exported). None: raise NotReadyError.
     requeue: Callable[[ExportMessage], None] | None = None
+    # Hands unfinished work back to the queue at once (the budget ran low). None: the
+    # export goes on whatever the budget says.
+    handback: Callable[[ExportMessage], None] | None = None
+    budget: Budget | None = None
+
+
+@dataclass
+class ExportResult:
+    """What one export call did: the part results it wrote (one per bucket it
+    finished), its outcome counts, its requests, and the message it handed back."""
+
+    feed: str
+    run_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    parts: list[PartResult] = field(default_factory=list)
+    requests: int = 0
+    handed_back: ExportMessage | None = None
+    error: str | None = None  # why nothing was sent (deferred)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,59 +134,19 @@ class _Sent:
     outcome: ItemOutcome
 
 
-def export_part(message: ExportMessage, deps: ExportDeps) -> PartResult:
+def export_part(message: ExportMessage, deps: ExportDeps) -> ExportResult:
     spec = get_feed(message.feed)
     if spec.after:
         waiting = prerequisites_pending(spec, deps)
         if waiting:
             reason = f"deferred: waiting for {waiting} to be exported first"
             if deps.requeue is None:
-                raise NotReadyError(f"{spec.name} bucket {message.bucket}: {reason}")
+                raise NotReadyError(f"{message.describe()}: {reason}")
             deps.requeue(message)
-            log.info("%s bucket %d %s", spec.name, message.bucket, reason)
-            return PartResult(
-                feed=spec.name,
-                run_id=message.run_id,
-                bucket=message.bucket,
-                finished_at=deps.clock().isoformat(),
-                counts={"deferred": 1},
-                error=reason,
-            )  # not stored: the part is not done
-    bucket = deps.state.read_buckets(spec.name, [message.bucket])[0]
-    results: dict[str, _Sent] = {}
-    missing: list[str] = []
-    try:
-        for chunk in _chunks(_outgoing(spec, deps, bucket, missing), SEND_CHUNK):
-            outcomes = deps.sink.send(spec.name, [o for o, _ in chunk])
-            for (item, deleted), outcome in zip(chunk, outcomes, strict=True):
-                results[item.key] = _Sent(item.hash, deleted, outcome)
-    finally:
-        # Record what was decided even when the run stops (auth error, crash of the
-        # sink): items accepted before the stop are not sent again.
-        if results:
-            _record(deps, spec.name, message.bucket, results, bucket)
-    counts = {"sent": 0, "failed": 0, "retry": 0, "missing": len(missing)}
-    failures: list[dict[str, str]] = []
-    for key, sent in results.items():
-        counts[sent.outcome.status] += 1
-        if sent.outcome.status != "sent" and len(failures) < MAX_FAILURES_IN_RESULT:
-            failures.append(
-                {"key": key.replace("\x1f", " / "), "reason": sent.outcome.reason or ""}
-            )
-    for key in missing[: max(0, MAX_FAILURES_IN_RESULT - len(failures))]:
-        failures.append(
-            {"key": key.replace("\x1f", " / "), "reason": "content missing from snapshot"}
-        )
-    result = PartResult(
-        feed=spec.name,
-        run_id=message.run_id,
-        bucket=message.bucket,
-        finished_at=deps.clock().isoformat(),
-        counts=counts,
-        failures=failures,
-    )
-    deps.state.put_part_result(result)
-    return result
+            log.info("%s %s", message.describe(), reason)
+            # nothing stored: the parts are not done
+            return ExportResult(spec.name, message.run_id, counts={"deferred": 1}, error=reason)
+    return _Export(spec, message, deps).run()
 
 
 def prerequisites_pending(spec: FeedSpec, deps: ExportDeps) -> str | None:
@@ -142,47 +169,181 @@ def prerequisites_pending(spec: FeedSpec, deps: ExportDeps) -> str | None:
     return None
 
 
-def _outgoing(
-    spec: FeedSpec, deps: ExportDeps, bucket: StateBucket, missing: list[str]
-) -> Iterator[tuple[OutgoingItem, bool]]:
-    pending = {k: r for k, r in bucket.records.items() if r.needs_send}
-    if not pending:
-        return
-    live = {k for k, r in pending.items() if not r.deleted}
-    if live and bucket.part is not None:
-        for key, h, body in read_bucket_items(deps.blobs, bucket.part):
-            rec = pending.get(key)
-            if rec is not None and not rec.deleted and rec.hash == h:
-                live.discard(key)
-                item = OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
-                yield item, False
-    missing.extend(sorted(live))
-    for key, rec in pending.items():
-        if rec.deleted:
-            body = _tombstone_body(spec, key, rec, deps.clock())
-            yield (
-                OutgoingItem(key=key, hash=rec.hash, body=body, scope=rec.run_id, deleted=True),
-                True,
-            )
+class _Export:
+    """One export call: the stream of the message's pending items, the requests, the
+    record after each, the part result of each finished bucket."""
+
+    def __init__(self, spec: FeedSpec, message: ExportMessage, deps: ExportDeps) -> None:
+        self.spec = spec
+        self.message = message
+        self.deps = deps
+        self.counts = {b: _zero() | message.carried.get(b, {}) for b in message.buckets}
+        self.failures: dict[int, list[dict[str, str]]] = {b: [] for b in message.buckets}
+        self.result = ExportResult(spec.name, message.run_id, counts=_zero())
+        self.bucket_of: dict[str, int] = {}  # items handed out, not yet recorded
+        self.outstanding = dict.fromkeys(message.buckets, 0)
+        # states of the buckets with items handed out and not yet recorded (as read, then
+        # as written), so a request's outcomes need no second read; up to HELD_RECORDS
+        self.held: dict[int, StateBucket] = {}
+        self.held_records = 0
+        self.listed: set[int] = set()
+        self.done: set[int] = set()
+
+    def run(self) -> ExportResult:
+        deps, feed, budget = self.deps, self.spec.name, self.deps.budget
+        gave_up: str | None = None
+        items = self._items()
+        try:
+            for batch in deps.sink.batches(feed, items):
+                if gave_up is not None:  # a down API does not eat the invocation
+                    self._record(batch, [ItemOutcome("retry", gave_up)] * len(batch))
+                    continue
+                if budget is not None and deps.handback is not None and not budget.may_send():
+                    self._hand_back()
+                    break
+                started = budget.clock() if budget is not None else 0.0
+                outcomes = deps.sink.send(feed, batch)
+                self.result.requests += 1
+                if budget is not None:
+                    budget.spent(budget.clock() - started)
+                self._record(batch, outcomes)
+                if outcomes and all(o.status == "retry" for o in outcomes):
+                    gave_up = outcomes[-1].reason or "not sent"  # the same reason for the rest
+        except AuthError as exc:
+            for b in self.message.buckets:
+                if b not in self.done:
+                    self._finish(b, error=f"AuthError: {exc}")
+            raise
+        finally:
+            items.close()  # the part being read, if any
+        return self.result
+
+    # -- the stream ---------------------------------------------------------------------
+
+    def _items(self) -> Generator[OutgoingItem, None, None]:
+        numbers = self.message.buckets
+        for start in range(0, len(numbers), STATE_READ_CHUNK):
+            chunk = numbers[start : start + STATE_READ_CHUNK]
+            for bucket in self.deps.state.read_buckets(self.spec.name, chunk):
+                b = bucket.bucket
+                self._hold(bucket)
+                for item in self._outgoing(bucket):
+                    self.bucket_of[item.key] = b
+                    self.outstanding[b] += 1
+                    yield item
+                self.listed.add(b)
+                self._maybe_finish(b)
+
+    def _outgoing(self, bucket: StateBucket) -> Iterator[OutgoingItem]:
+        pending = {k: r for k, r in bucket.records.items() if r.needs_send}
+        if not pending:
+            return
+        live = {k for k, r in pending.items() if not r.deleted}
+        if live and bucket.part is not None:
+            for key, h, body in read_bucket_items(self.deps.blobs, bucket.part):
+                rec = pending.get(key)
+                if rec is not None and not rec.deleted and rec.hash == h:
+                    live.discard(key)
+                    yield OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
+        self.counts[bucket.bucket]["missing"] += len(live)
+        self.result.counts["missing"] += len(live)
+        for key in sorted(live):
+            self._failure(bucket.bucket, key, "content missing from snapshot")
+        now = self.deps.clock()
+        for key, rec in pending.items():
+            if rec.deleted:
+                body = _tombstone_body(self.spec, key, rec, now)
+                yield OutgoingItem(
+                    key=key, hash=rec.hash, body=body, scope=rec.run_id, deleted=True
+                )
+
+    # -- recording ------------------------------------------------------------------------
+
+    def _record(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
+        by_bucket: dict[int, dict[str, _Sent]] = {}
+        for item, outcome in zip(batch, outcomes, strict=True):
+            b = self.bucket_of.pop(item.key)
+            by_bucket.setdefault(b, {})[item.key] = _Sent(item.hash, item.deleted, outcome)
+        for b, results in sorted(by_bucket.items()):
+            held = self.held.get(b)
+            written = _write_outcomes(self.deps, self.spec.name, b, results, held)
+            if held is not None:  # the state as written (re-read after a conflict)
+                self.held[b] = written
+                self.held_records += len(written.records) - len(held.records)
+            counts = self.counts[b]
+            for key, sent in results.items():
+                status = sent.outcome.status
+                counts[status] += 1
+                self.result.counts[status] += 1
+                if status != "sent":
+                    self._failure(b, key, sent.outcome.reason or "")
+            self.outstanding[b] -= len(results)
+            self._maybe_finish(b)
+
+    def _hold(self, bucket: StateBucket) -> None:
+        self.held[bucket.bucket] = bucket
+        self.held_records += len(bucket.records)
+        while self.held_records > HELD_RECORDS and len(self.held) > 1:
+            oldest = self.held.pop(next(iter(self.held)))  # read again when recorded
+            self.held_records -= len(oldest.records)
+
+    def _failure(self, b: int, key: str, reason: str) -> None:
+        if len(self.failures[b]) < MAX_FAILURES_IN_RESULT:
+            self.failures[b].append({"key": key.replace("\x1f", " / "), "reason": reason})
+
+    def _maybe_finish(self, b: int) -> None:
+        if b not in self.listed or self.outstanding[b]:
+            return
+        gone = self.held.pop(b, None)
+        if gone is not None:
+            self.held_records -= len(gone.records)
+        if b not in self.done:
+            self._finish(b)
+
+    def _finish(self, b: int, *, error: str | None = None) -> None:
+        self.done.add(b)
+        part = PartResult(
+            feed=self.spec.name,
+            run_id=self.message.run_id,
+            bucket=b,
+            finished_at=self.deps.clock().isoformat(),
+            counts=self.counts[b],
+            failures=self.failures[b],
+            error=error,
+        )
+        self.deps.state.put_part_result(part)
+        self.result.parts.append(part)
+
+    def _hand_back(self) -> None:
+        """The budget ran low: the unfinished buckets go back to the queue, with the
+        counts of what this call did in them (what it recorded stays recorded)."""
+        assert self.deps.handback is not None
+        rest = [b for b in self.message.buckets if b not in self.done]
+        if not rest:
+            return
+        carried = {b: self.counts[b] for b in rest if any(self.counts[b].values())}
+        follow = ExportMessage(
+            feed=self.message.feed,
+            run_id=self.message.run_id,
+            buckets=rest,
+            manifest_key=self.message.manifest_key,
+            carried=carried,
+            handbacks=self.message.handbacks + 1,
+        )
+        self.deps.handback(follow)
+        self.result.handed_back = follow
+        self.result.counts["handed_back"] = len(rest)
+        log.info("time runs low: %s handed back", follow.describe())
+
+
+def _zero() -> dict[str, int]:
+    return dict.fromkeys(OUTCOMES, 0)
 
 
 def _tombstone_body(spec: FeedSpec, key: str, rec: ItemState, now: datetime) -> bytes:
     """A deleted item, stamped with when the deletion was compiled."""
     when = datetime.fromisoformat(rec.changed_at) if rec.changed_at else now
     return orjson.dumps(spec.tombstone(key, when))
-
-
-def _chunks(
-    it: Iterator[tuple[OutgoingItem, bool]], size: int
-) -> Iterator[list[tuple[OutgoingItem, bool]]]:
-    chunk: list[tuple[OutgoingItem, bool]] = []
-    for x in it:
-        chunk.append(x)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def apply_outcomes(bucket: StateBucket, results: dict[str, _Sent]) -> None:
@@ -205,16 +366,25 @@ def apply_outcomes(bucket: StateBucket, results: dict[str, _Sent]) -> None:
             rec.attempts += 1
 
 
-def _record(
-    deps: ExportDeps, feed: str, number: int, results: dict[str, _Sent], bucket: StateBucket
-) -> None:
+def _write_outcomes(
+    deps: ExportDeps,
+    feed: str,
+    number: int,
+    results: dict[str, _Sent],
+    bucket: StateBucket | None,
+) -> StateBucket:
+    """Apply one request's outcomes to a bucket (its state as read, or read now) in
+    one conditional write; re-read and re-apply on a conflict. The written bucket."""
+    if bucket is None:
+        bucket = deps.state.read_buckets(feed, [number])[0]
     for attempt in range(CONFLICT_TRIES):
         apply_outcomes(bucket, results)
         try:
             deps.state.write_bucket(bucket)
-            return
+            return bucket
         except ConflictError:
             log.info("bucket %s/%d changed under us; re-applying outcomes", feed, number)
             if attempt == CONFLICT_TRIES - 1:
                 raise
             bucket = deps.state.read_buckets(feed, [number])[0]
+    raise AssertionError("unreachable")  # pragma: no cover

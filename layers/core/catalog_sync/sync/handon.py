@@ -99,11 +99,13 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         counts = dict(differ.counts)
         parts = {b: ref.to_dict() for b, ref in differ.parts.items()}
         to_export = sorted(differ.to_export)
+        pending = dict(differ.pending)
         live, deferred = differ.live, dict(differ.deferred)
     else:
         counts = dict(carried.counts) if carried else {}
         parts = dict(carried.parts) if carried else {}
         to_export = list(carried.to_export) if carried else []
+        pending = dict(carried.pending) if carried else {}
         live, deferred = (carried.live, dict(carried.deferred)) if carried else (0, {})
     return FeedCarry(
         feed=fr.spec.name,
@@ -114,6 +116,7 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         counts=counts,
         parts=parts,
         to_export=to_export,
+        pending=pending,
         live=live,
         deferred=deferred,
         issues=[i.to_dict() for i in fr.c.issues] if not fr.finished else [],

@@ -43,7 +43,12 @@ from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexResult, RunState
 from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
-from catalog_sync.sync.snapshot import ExportMessage, Manifest, PartInfo, manifest_key
+from catalog_sync.sync.snapshot import (
+    Manifest,
+    PartInfo,
+    manifest_key,
+    pack_messages,
+)
 from catalog_sync.sync.watermark import ReadMark, apply_mark, read_mark
 from catalog_sync.sync.windows import WindowTracker, due
 
@@ -230,6 +235,7 @@ def _diff(fr: FeedRun, rs: RunState, deps: ReindexDeps) -> None:
         differ.counts.update(fr.carried.counts)
         differ.parts = fr.carried.part_refs()
         differ.to_export = set(fr.carried.to_export)
+        differ.pending = dict(fr.carried.pending)
         differ.live = fr.carried.live
         differ.deferred = dict(fr.carried.deferred)
     fr.differ = differ
@@ -306,21 +312,14 @@ def _finish(
     meta.last_run_id = run.run_id
     apply_mark(meta, mark, deps.clock())  # only now: the whole diff of the run is done
     deps.state.write_meta(meta)  # under the lease, read under it: nothing is lost
-    result.messages = [
-        ExportMessage(
-            feed=spec.name,
-            run_id=run.run_id,
-            bucket=b,
-            part_key=differ.parts[b].key if b in differ.parts else None,
-            manifest_key=mkey,
-        )
-        for b in sorted(differ.to_export)
-    ]
+    pending = {b: differ.pending.get(b, 0) for b in differ.to_export}
+    result.messages = pack_messages(spec.name, run.run_id, mkey, pending, deps.message_items)
     deps.queue.send(result.messages)
     live = {key for ref in differ.parts.values() for key in ref.objects()}
     run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
-    run.parts_enqueued = len(result.messages)
+    run.parts_enqueued = len(pending)  # one part result per bucket
+    run.messages_enqueued = len(result.messages)
     run.status = "held" if differ.held else "completed"
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)

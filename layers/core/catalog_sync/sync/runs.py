@@ -45,7 +45,8 @@ class RunRecord(BaseModel):
     issues: list[dict[str, object]] = Field(default_factory=list)  # the first ones
     issues_total: int = 0
     manifest: str | None = None
-    parts_enqueued: int = 0
+    parts_enqueued: int = 0  # buckets queued for export (each gets a part result)
+    messages_enqueued: int = 0  # the export messages carrying them
     buckets_done: int = 0  # checkpoint: the diff got this far
     continuations: int = 0  # follow-up invocations handed this run so far
     resumed_from: str | None = None  # the interrupted run this one continues

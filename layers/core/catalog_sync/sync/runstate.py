@@ -50,6 +50,7 @@ class ReindexDeps:
     progress: Progress | None = None
     workers: int = 1  # processes that compile a partitioned read (1: this one)
     aco: AcoContext | None = None  # the ACO target's build options
+    message_items: int = 50_000  # pending items an export message carries at most
     guard: DeletionGuard = field(default_factory=DeletionGuard)  # mass-deletion limits
     lease_wait_seconds: float = 120  # a sync waits this long for a resend's lease
     sleep: Callable[[float], None] = time.sleep

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from catalog_sync.sync.canonical import EncodedItem
 
@@ -59,13 +59,70 @@ class Manifest(BaseModel):
 
 
 class ExportMessage(BaseModel):
-    """One SQS message: export the pending items of one bucket of a run."""
+    """One SQS message: export the pending items of some buckets of one run.
+
+    The reindex packs buckets into a message, in bucket order, up to
+    `EXPORT_MESSAGE_ITEMS` pending items (`pack_messages`), so one export fills each
+    request across buckets. What is sent is still read from the state at send time:
+    the message only names the buckets. An export that runs out of time hands the
+    buckets it did not finish back to the queue as a new message (`handbacks` + 1),
+    with the counts of what it already did in them (`carried`), so each bucket's part
+    result counts every outcome once.
+
+    A message of the earlier format (`bucket` and `part_key`: one bucket) still reads,
+    as `buckets=[bucket]`."""
 
     feed: str
     run_id: str
-    bucket: int
-    part_key: str | None  # None: the bucket has no live items (only deletes)
+    buckets: list[int] = Field(min_length=1)
     manifest_key: str
+    carried: dict[int, dict[str, int]] = Field(default_factory=dict)
+    handbacks: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_bucket(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "buckets" not in data and "bucket" in data:
+            return {**data, "buckets": [data["bucket"]]}
+        return data
+
+    def describe(self) -> str:
+        """`feed/run buckets 0-3,7` for logs and errors."""
+        return f"{self.feed}/{self.run_id} bucket(s) {bucket_ranges(self.buckets)}"
+
+
+def bucket_ranges(buckets: list[int]) -> str:
+    """`0-3,7,9-10` of a list of bucket numbers."""
+    out: list[str] = []
+    for b in sorted(buckets):
+        if out and out[-1].split("-")[-1] == str(b - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{b}"
+        else:
+            out.append(str(b))
+    return ",".join(out)
+
+
+def pack_messages(
+    feed: str, run_id: str, mkey: str, pending: dict[int, int], capacity: int
+) -> list[ExportMessage]:
+    """The messages of a run: its buckets with items to send, in bucket order, each
+    message up to `capacity` pending items (a bucket is never split: one larger than
+    the capacity goes alone). `pending`: bucket -> items to send."""
+    messages: list[ExportMessage] = []
+    current: list[int] = []
+    items = 0
+    for bucket in sorted(pending):
+        n = max(pending[bucket], 1)  # a bucket queued for a stuck item counts
+        if current and items + n > capacity:
+            messages.append(
+                ExportMessage(feed=feed, run_id=run_id, buckets=current, manifest_key=mkey)
+            )
+            current, items = [], 0
+        current.append(bucket)
+        items += n
+    if current:
+        messages.append(ExportMessage(feed=feed, run_id=run_id, buckets=current, manifest_key=mkey))
+    return messages
 
 
 def manifest_key(feed: str, run_id: str) -> str:

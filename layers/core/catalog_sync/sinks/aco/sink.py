@@ -4,7 +4,9 @@
 "aco-products", ...). Each item's JSON is sent as it is: an item that is exactly the
 entity's delete keys goes to the `/delete` endpoint, any other is an upsert (POST,
 never PATCH). Deletions are sent before upserts, in batches of the entity's size,
-gzip-compressed, with `Authorization: Bearer <IMS token>`. Outcomes, one per item:
+gzip-compressed, with `Authorization: Bearer <IMS token>`; `batches(feed, stream)` cuts
+a stream into the same requests (the export sends and records one at a time). Outcomes,
+one per item:
 
 - a product upsert over `wire.PRODUCT_MAX_BYTES` is `failed` with its size, never sent;
 - 200: `sent`;
@@ -31,7 +33,7 @@ from __future__ import annotations
 import gzip
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -170,6 +172,23 @@ class AcoSink:
                 break
         return [o if o is not None else ItemOutcome("retry", "not sent") for o in outcomes]
 
+    def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]:
+        """The requests of a stream: deletions and upserts in batches of their own, of
+        the entity's size, each sent as soon as it is full; the rest at the end,
+        deletions first. (An item `send` fails without a request rides with upserts.)"""
+        ent = wire.entity(feed)
+        size = self.batch_sizes[ent.name]
+        open_: dict[bool, list[OutgoingItem]] = {True: [], False: []}
+        for item in items:
+            batch = open_[_is_delete(ent, item)]
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch[:]
+                batch.clear()
+        for deletes in (True, False):
+            if open_[deletes]:
+                yield open_[deletes]
+
     # -- one batch ------------------------------------------------------------------------
 
     def _send_batch(self, path: str, counts_products: bool, batch: list[int], call: _Call) -> None:
@@ -288,6 +307,16 @@ class AcoSink:
             path,
         )
         return [i for n, i in enumerate(batch) if n not in bad]
+
+
+def _is_delete(ent: wire.Entity, item: OutgoingItem) -> bool:
+    if item.deleted:
+        return True
+    try:
+        doc = orjson.loads(item.body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and wire.is_delete(ent, doc)
 
 
 class _Call:

@@ -1,0 +1,201 @@
+"""Export messages over in-memory fakes (the toy feed): the reindex packs buckets into
+messages, the export fills each request across them, records after each request,
+stops sending on a give-up, and hands unfinished buckets back when its budget is out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
+from catalog_sync.sync.export import Budget, ExportDeps, export_part
+from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
+from catalog_sync.sync.snapshot import ExportMessage, pack_messages
+from catalog_sync.sync.state import Status
+from tests.fakes import ListSource, ScriptedSink
+from tests.unit.test_sync_usecases import VIEWS, World, catalog
+
+ITEMS = 40  # catalog(20) in two store views, over 8 buckets
+
+
+def test_pack_messages_fills_each_up_to_the_capacity_in_bucket_order():
+    pending = {5: 10, 0: 3, 1: 4, 2: 2, 6: 1, 7: 0}
+    messages = pack_messages("toy", "r1", "m", pending, capacity=8)
+    assert [m.buckets for m in messages] == [[0, 1], [2], [5], [6, 7]]  # 5 is alone: too large
+    assert {m.feed for m in messages} == {"toy"} and {m.manifest_key for m in messages} == {"m"}
+
+
+@dataclass
+class Batching(ScriptedSink):
+    """ScriptedSink that cuts requests at `size` items, and raises at call `crash_at`."""
+
+    size: int = 6
+    crash_at: int | None = None
+    outcome: ItemOutcome | None = None  # every item gets this (None: as ScriptedSink)
+    requests: list[int] = field(default_factory=list)
+
+    def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]:
+        return batches_of(items, self.size)
+
+    def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
+        self.requests.append(len(items))
+        if len(self.requests) == self.crash_at:
+            raise RuntimeError("the sink died mid-export")
+        if self.outcome is not None:
+            self.calls.append([i.key for i in items])
+            return [self.outcome] * len(items)
+        return super().send(feed, items)
+
+
+def world(sink: Batching) -> tuple[World, list[ExportMessage]]:
+    w = World()
+    w.sink = sink
+    w.reindex(catalog(20))
+    messages = w.queue.drain()
+    return w, messages
+
+
+def export(w: World, message: ExportMessage, **kw):
+    deps = ExportDeps(state=w.state, blobs=w.blobs, sink=w.sink, clock=w.clock, **kw)
+    return export_part(message, deps)
+
+
+def test_export_fills_each_request_across_the_buckets_of_a_message():
+    w, messages = world(Batching(size=6))
+    assert len(messages) == 1 and len(messages[0].buckets) > 5  # the buckets with items
+    result = export(w, messages[0])
+    assert w.sink.requests == [6, 6, 6, 6, 6, 6, 4]  # ceil(40 / 6), not one per bucket
+    assert result.requests == 7 and result.counts["sent"] == ITEMS
+    parts = w.state.list_part_results("toy", messages[0].run_id)
+    assert sorted(p.bucket for p in parts) == messages[0].buckets
+    assert sum(p.counts["sent"] for p in parts) == ITEMS
+
+
+def test_export_records_each_request_before_sending_the_next():
+    w, messages = world(Batching(size=6, crash_at=3))
+    with pytest.raises(RuntimeError, match="died"):
+        export(w, messages[0])
+    records = w.state.all_records("toy")
+    sent = {k for k, r in records.items() if r.status is Status.SENT}
+    assert sent == set(w.sink.calls[0] + w.sink.calls[1])  # the two answered requests
+    w.sink.crash_at = None
+    w.sink.calls.clear()
+    export(w, messages[0])  # SQS delivers the message again
+    again = [k for call in w.sink.calls for k in call]
+    assert len(again) == ITEMS - 12 and not set(again) & sent  # nothing recorded is resent
+    assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}
+
+
+def test_export_after_a_give_up_leaves_the_rest_to_retry_without_sending_it():
+    w, messages = world(Batching(size=6, outcome=ItemOutcome("retry", "HTTP 503 after 5 tries")))
+    result = export(w, messages[0])
+    assert w.sink.requests == [6]  # a down API does not eat the invocation
+    assert result.counts["retry"] == ITEMS
+    records = w.state.all_records("toy").values()
+    assert {(r.status, r.reason) for r in records} == {(Status.RETRY, "HTTP 503 after 5 tries")}
+
+
+class Ticks:
+    """A monotonic clock the sink moves: each request takes 30 s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_export_with_its_budget_used_up_hands_the_unfinished_buckets_back():
+    ticks = Ticks()
+    sink = Batching(size=6)
+    w, messages = world(sink)
+    real_send = sink.send
+
+    def slow_send(feed, items):
+        ticks.now += 30
+        return real_send(feed, items)
+
+    sink.send = slow_send  # type: ignore[method-assign]
+    handed: list[ExportMessage] = []
+    budget = Budget(100, clock=ticks.__call__, reserve=10)
+
+    first = export(w, messages[0], budget=budget, handback=handed.append)
+
+    # 30 s a request: after two, 40 s are left, under twice the slowest request
+    assert sink.requests == [6, 6] and first.handed_back == handed[0]
+    follow = handed[0]
+    done = {p.bucket for p in first.parts}
+    assert follow.buckets == [b for b in messages[0].buckets if b not in done]
+    assert follow.handbacks == 1 and sum(c["sent"] for c in follow.carried.values()) > 0
+    records = w.state.all_records("toy")
+    assert sum(r.status is Status.SENT for r in records.values()) == 12  # recorded stays
+
+    second = export(w, follow, budget=Budget(1000, clock=ticks.__call__), handback=handed.append)
+
+    assert second.handed_back is None and len(handed) == 1
+    assert sum(sink.requests) == ITEMS  # nothing sent twice
+    parts = w.state.list_part_results("toy", follow.run_id)
+    assert sorted(p.bucket for p in parts) == messages[0].buckets
+    assert sum(p.counts["sent"] for p in parts) == ITEMS  # carried counts counted once
+
+
+def test_export_reads_a_single_bucket_message_of_the_earlier_format():
+    w, messages = world(Batching(size=100))
+    bucket = messages[0].buckets[2]
+    old = ExportMessage.model_validate(
+        {
+            "feed": "toy",
+            "run_id": messages[0].run_id,
+            "bucket": bucket,
+            "part_key": None,
+            "manifest_key": messages[0].manifest_key,
+        }
+    )
+    result = export(w, old)
+    assert [p.bucket for p in result.parts] == [bucket]
+    pending = w.state.all_records("toy")
+    assert sum(r.status is Status.SENT for r in pending.values()) == result.counts["sent"] > 0
+
+
+def test_reindex_packs_messages_up_to_its_message_items():
+    w = World()
+    deps = ReindexDeps(
+        state=w.state,
+        blobs=w.blobs,
+        queue=w.queue,
+        clock=w.clock,
+        new_id=w.ids,
+        source=ListSource(catalog(20)),
+        store_views=VIEWS,
+        buckets=8,
+        message_items=12,
+    )
+    run = reindex_feed(ReindexRequest(feeds=("toy",)), deps)[0].run
+    messages = w.queue.drain()
+    assert run.messages_enqueued == len(messages) > 1
+    buckets = [b for m in messages for b in m.buckets]
+    assert run.parts_enqueued == len(buckets) == len(set(buckets))  # each bucket once
+    assert buckets == sorted(buckets)
+    pending = {b: 0 for b in buckets}
+    for key, rec in w.state.all_records("toy").items():
+        assert rec.status is Status.PENDING
+        pending[next(b for b in buckets if key in w.state.read_buckets("toy", [b])[0].records)] += 1
+    for m in messages:  # each message up to 12 items, unless one bucket alone is more
+        assert sum(pending[b] for b in m.buckets) <= 12 or len(m.buckets) == 1
+
+
+def test_export_reads_each_bucket_state_once_when_nothing_conflicts():
+    w, messages = world(Batching(size=6))
+    reads: list[int] = []
+    read = w.state.read_buckets
+
+    def counting(feed, buckets):
+        reads.extend(buckets)
+        return read(feed, buckets)
+
+    w.state.read_buckets = counting  # type: ignore[method-assign]
+    export(w, messages[0])
+    assert sorted(reads) == messages[0].buckets  # outcomes go to the state as read
+    assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}
