@@ -43,7 +43,11 @@ def main() -> None:
     t_export = time.perf_counter() - t1
     requests = receiver_requests() - requests_before
     runs = result["runs"]
-    items = sum(r["counts"].get("items_read", 0) for r in runs)
+    # items the run covered: built, or standing for a record not built (fingerprints)
+    items = sum(
+        r["counts"].get("items_read", 0) + r["counts"].get("items_not_built", 0) for r in runs
+    )
+    not_built = sum(r["counts"].get("records_unchanged", 0) for r in runs)
     queued = sum(
         r["counts"].get(k, 0) for r in runs for k in ("new", "changed", "deleted", "requeued")
     )
@@ -57,6 +61,7 @@ def main() -> None:
         "items": items,
         "items_sent": sent,
         "items_queued": queued,
+        "records_not_built": not_built,
         "parts": drained.succeeded,
         "requests": requests,  # feed requests the receiver answered (all feeds)
         "read_build_hash_s": round(read_s, 3),

@@ -23,7 +23,7 @@ from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import KEY_SEPARATOR, bucket_of
 from catalog_sync.ports import BlobStore, FeedState
 from catalog_sync.sync.runs import FINISHED, FeedMeta, PartResult, RunRecord
-from catalog_sync.sync.snapshot import read_part
+from catalog_sync.sync.snapshot import read_bucket_items
 from catalog_sync.sync.state import BucketCounts, FailingIndex, ItemState, StateBucket, Status
 from catalogctl.held import held_run
 
@@ -344,12 +344,11 @@ def compiled_content(backend: Backend, bucket: StateBucket, keys: set[str]) -> d
         return {}
     out: dict[str, Any] = {}
     try:
-        with backend.blobs.open(bucket.part.key) as stream:
-            for key, _hash, body in read_part(stream):
-                if key in keys:
-                    out[key] = orjson.loads(body)
-                    if len(out) == len(keys):
-                        break
+        for key, _hash, body in read_bucket_items(backend.blobs, bucket.part):
+            if key in keys:
+                out[key] = orjson.loads(body)
+                if len(out) == len(keys):
+                    break
     except NotFoundError:
         return {}
     return out

@@ -69,6 +69,7 @@ def test_staged_buckets_read_as_the_spill_did(aws_clients, tmp_path) -> None:
     workers[0].add(1, EncodedItem("b", "", "h2", b'{"b":2}'))
     workers[1].add(1, EncodedItem("a", "", "h3", b'{"a":3}'))  # a duplicate key
     workers[1].keep(1, "Rejected-SKU")
+    workers[0].same(1, "Unchanged-SKU")  # a record not built (its fingerprint was known)
     workers[0].add(3, EncodedItem("c", "", "h4", b"{}"))
     for n, w in enumerate(workers):
         w.finish()
@@ -80,9 +81,9 @@ def test_staged_buckets_read_as_the_spill_did(aws_clients, tmp_path) -> None:
     staged = StagedSpill(tmp_path / "staged", 4, blobs, "run-1", "products", spill.items)
     for bucket in range(4):
         assert staged.read(bucket) == spill.read(bucket), bucket
-    items, keep, duplicates = StagedSpill(
+    items, keep, same, duplicates = StagedSpill(
         tmp_path / "staged", 4, blobs, "run-1", "products", 0
     ).read(1)
     assert set(items) == {"a", "b"} and items["a"].hash == "h3"  # the last one wins
-    assert keep == {"rejected-sku"} and duplicates == ["a"]
+    assert keep == {"rejected-sku"} and same == {"unchanged-sku"} and duplicates == ["a"]
     assert staged.items == 4

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import io
-
 import orjson
 import pytest
 
@@ -15,7 +13,7 @@ from catalog_sync.sync.guard import DeletionGuard
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.sync.requests import ReindexEvent
 from catalog_sync.sync.runs import PartResult, RunRecord
-from catalog_sync.sync.snapshot import read_part
+from catalog_sync.sync.snapshot import Manifest, read_bucket_items
 from catalog_sync.sync.state import Status
 from tests.fakes import Clock, Ids, ListSource, MemoryBlobs, MemoryQueue, MemoryState, ScriptedSink
 from tests.unit.test_sync_usecases import VIEWS, catalog
@@ -118,10 +116,8 @@ class World:
     def snapshot(self, run) -> set[str]:
         manifest = orjson.loads(self.blobs.objects[run.manifest])
         keys: set[str] = set()
-        for part in manifest["parts"]:
-            if part["key"]:
-                stream = io.BytesIO(self.blobs.objects[part["key"]])
-                keys.update(k for k, _, _ in read_part(stream))
+        for part in Manifest.model_validate(manifest).parts:  # a full part and its deltas
+            keys.update(k for k, _, _ in read_bucket_items(self.blobs, part))
         return keys
 
 

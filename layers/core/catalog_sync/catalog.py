@@ -206,6 +206,9 @@ class CatalogProduct:
     bundle_parents: tuple[str, ...] = ()  # bundles that offer this product
     product_id: int | None = None  # Magento's entity id, where the source has it (REST)
     stocks: tuple[StockLevel, ...] = ()  # per MSI stock; empty: `stock` (the legacy item)
+    # The fingerprint of the record's raw rows (`sync.fingerprints`); None: the source
+    # gives none, or the record must be built every run (it was built with warnings)
+    fingerprint: int | None = field(default=None, compare=False)
 
     def values_for(self, store_view: str) -> StoreValues:
         """The values as `store_view` sees them: global overlaid with its overrides."""

@@ -42,6 +42,9 @@ class SourceSplit(Protocol):
 
     rejected: list[Any]
     partitions: list[Any]
+    # what decides a record besides its raw rows, when the partitions can give record
+    # fingerprints (`sync.fingerprints`); None: they cannot
+    fingerprint_context: str | None
 
     def merge(self, records: int, warnings: Collection[SourceIssue] = ()) -> None: ...
 

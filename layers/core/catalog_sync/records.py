@@ -49,6 +49,17 @@ class Rejected:
     issues: list[SourceIssue]
 
 
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """A source record whose raw rows are those a previous run built (the same
+    fingerprint, see `sync.fingerprints`): it is not built, its items stand.
+    `sku`: the group value (lower-cased); `until`: epoch seconds until which that holds."""
+
+    sku: str
+    fingerprint: int
+    until: float
+
+
 @dataclass(slots=True)
 class ReadReport:
     """How a read went, known once the source iterator is exhausted.

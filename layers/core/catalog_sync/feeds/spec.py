@@ -104,6 +104,10 @@ class FeedSpec:
     # Feeds whose latest items must be exported before this feed's (ACO: metadata
     # before products, price books before prices); see `sync.export`.
     after: tuple[str, ...] = ()
+    # The builder's version: bump it when the builder makes other items from the same
+    # record (a new field, another mapping): it voids the feed's record fingerprints
+    # (`sync.fingerprints`), so the next run builds every record again.
+    version: int = 1
 
     @property
     def flat_identity(self) -> bool:

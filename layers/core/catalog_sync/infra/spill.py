@@ -15,6 +15,7 @@ from catalog_sync.sync.canonical import EncodedItem
 
 _ITEM = b"I"
 _KEEP = b"K"
+_SAME = b"S"
 _LEN = struct.Struct("<III")  # key, hash, body lengths
 _KLEN = struct.Struct("<I")
 
@@ -61,6 +62,12 @@ class BucketSpill:
         g = group.encode("utf-8")
         self._file(bucket).write(_KEEP + _KLEN.pack(len(g)) + g)
 
+    def same(self, bucket: int, group: str) -> None:
+        """Mark a group whose record was not built (its fingerprint was known): its
+        items are read and unchanged, as the state and the previous part hold them."""
+        g = group.encode("utf-8", "surrogateescape")
+        self._file(bucket).write(_SAME + _KLEN.pack(len(g)) + g)
+
     def finish(self) -> None:
         for f in self._files.values():
             f.close()
@@ -78,11 +85,13 @@ class BucketSpill:
 
     def read(
         self, bucket: int, *, consume: bool = True
-    ) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
-        """Items of a bucket by key, the kept groups (lower-cased), and duplicate keys;
-        `consume=False` keeps the bucket's files for another read (then `drop` them)."""
+    ) -> tuple[dict[str, EncodedItem], set[str], set[str], list[str]]:
+        """Items of a bucket by key, the kept groups and the unchanged ones (both
+        lower-cased), and duplicate keys; `consume=False` keeps the bucket's files for
+        another read (then `drop` them)."""
         items: dict[str, EncodedItem] = {}
         keep: set[str] = set()
+        same: set[str] = set()
         duplicates: list[str] = []
         for segment in self.segments:
             path = self._path(bucket, segment)
@@ -96,10 +105,11 @@ class BucketSpill:
             while pos < end:
                 kind = data[pos : pos + 1]
                 pos += 1
-                if kind == _KEEP:
+                if kind in (_KEEP, _SAME):
                     (n,) = unpack_klen(data, pos)
                     pos += _KLEN.size
-                    keep.add(data[pos : pos + n].decode("utf-8").lower())
+                    group = data[pos : pos + n].decode("utf-8", "surrogateescape").lower()
+                    (keep if kind == _KEEP else same).add(group)
                     pos += n
                     continue
                 kl, hl, bl = unpack_len(data, pos)
@@ -112,4 +122,4 @@ class BucketSpill:
                     duplicates.append(key)
                 items[key] = EncodedItem(key, "", h, data[pos : pos + bl])
                 pos += bl
-        return items, keep, duplicates
+        return items, keep, same, duplicates

@@ -34,6 +34,7 @@ from catalog_sync.feeds.spec import BuildContext, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.records import SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
+from catalog_sync.sync.fingerprints import Fingerprints, FingerprintSet, skipper
 
 PROGRESS_EVERY = 5_000  # records between a worker's progress messages
 MAX_WARNINGS_BACK = 1_000  # warnings a worker sends back (the source keeps fewer)
@@ -45,7 +46,9 @@ class SourcePartition(Protocol):
 
     built: int  # records the source built, once `records` is exhausted
 
-    def records(self, warn: Callable[[SourceIssue], None]) -> Any: ...
+    def records(
+        self, warn: Callable[[SourceIssue], None], skip: Callable[[int], float | None] = ...
+    ) -> Any: ...
 
 
 class WorkerError(CatalogSyncError):
@@ -72,6 +75,9 @@ class _Job:
     partitions: list[SourcePartition]
     ctx: BuildContext
     feeds: list[tuple[FeedSpec, str, int]]  # (feed, spill folder, buckets); pickled by reference
+    # per feed: the previous run's record fingerprints and the context digest (None:
+    # the read collects no fingerprints)
+    fingerprints: list[tuple[Fingerprints | None, str]] | None = None
 
 
 @dataclass
@@ -83,6 +89,8 @@ class _Result:
     rejected: list[int] = field(default_factory=list)
     issues: list[list[SourceIssue]] = field(default_factory=list)
     aggregates: list[list[dict[str, Any]]] = field(default_factory=list)
+    found: list[FingerprintSet | None] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
 
 
 def _segment(number: int) -> str:
@@ -131,6 +139,7 @@ def _compile_job(job: _Job, out: IO[bytes]) -> None:
             Collector(spec, BucketSpill(Path(folder), buckets, _segment(job.number)))
             for spec, folder, buckets in job.feeds
         ]
+        skip = _arm(collectors, job)
         result = _Result()
 
         def warn(issue: SourceIssue) -> None:
@@ -139,7 +148,7 @@ def _compile_job(job: _Job, out: IO[bytes]) -> None:
 
         since = 0
         for part in job.partitions:
-            for entry in part.records(warn):
+            for entry in part.records(warn) if skip is None else part.records(warn, skip):
                 if compile_record(entry, collectors, job.ctx):
                     result.records += 1
                     since += 1
@@ -153,12 +162,24 @@ def _compile_job(job: _Job, out: IO[bytes]) -> None:
             result.rejected.append(c.rejected)
             result.issues.append(c.issues)
             result.aggregates.append(list(c.aggregate.values()))
+            result.found.append(c.found)
+            result.unchanged.append(c.unchanged_records)
         _send(out, ("progress", since))
         _send(out, ("done", result))
     except BaseException as exc:  # report anything, then die
         lines = "".join(traceback.format_exception(exc)).strip().splitlines()
         _send(out, ("error", f"{type(exc).__name__}: {exc} [{' | '.join(lines[-3:])}]"))
         raise
+
+
+def _arm(collectors: list[Collector], job: _Job) -> Callable[[int], float | None] | None:
+    """The worker's collectors collect fingerprints as the reindex's do."""
+    if job.fingerprints is None:
+        return None
+    for c, (prior, digest) in zip(collectors, job.fingerprints, strict=True):
+        if not c.spec.aggregate:
+            c.prior, c.found, c.digest = prior, FingerprintSet(), digest
+    return skipper([c.prior for c in collectors], job.ctx.now.timestamp())
 
 
 _CHILD = "from catalog_sync.infra.workers import child_main; child_main()"
@@ -172,18 +193,21 @@ def compile_partitions(
     *,
     merge: Callable[[int, list[SourceIssue]], None],
     progress: Callable[[int], None] | None = None,
+    fingerprints: bool = False,
 ) -> int:
     """Compile `partitions` in `workers` processes into `collectors`; return the
-    number of records. `merge(records, warnings)` counts into the source's report."""
+    number of records. `merge(records, warnings)` counts into the source's report.
+    `fingerprints`: the collectors are armed (`sync.fingerprints.arm`); so are the workers'."""
     n = min(workers, len(partitions))
     feeds = [(c.spec, str(c.spill.workdir), c.spill.buckets) for c in collectors]
+    prints = [(c.prior, c.digest) for c in collectors] if fingerprints else None
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[int, _Result] = {}
     selector = selectors.DefaultSelector()
     try:
         for number in range(n):
-            job = _Job(number, partitions[number::n], ctx, feeds)
+            job = _Job(number, partitions[number::n], ctx, feeds, prints)
             proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD],
                 stdin=subprocess.PIPE,
@@ -236,4 +260,8 @@ def compile_partitions(
             c.issues.extend(result.issues[i])
             for data in result.aggregates[i]:
                 c.merge_one(data)
+            found = result.found[i]
+            if c.found is not None and found is not None:
+                c.found.update(found)
+            c.unchanged_records += result.unchanged[i]
     return records

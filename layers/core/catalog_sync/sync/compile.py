@@ -12,8 +12,10 @@ from typing import Any
 from catalog_sync.feeds.spec import BuildContext, BuildError, FeedItem, FeedSpec, bucket_of
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.observability import get_logger
-from catalog_sync.records import Rejected, SourceIssue
+from catalog_sync.records import Rejected, SourceIssue, Unchanged
 from catalog_sync.sync.canonical import encode, item_json
+from catalog_sync.sync.fingerprints import NEVER, Fingerprints, FingerprintSet
+from catalog_sync.sync.windows import next_change
 
 log = get_logger(__name__)
 
@@ -28,6 +30,18 @@ class Collector:
     aggregate: dict[str, Any] = field(default_factory=dict)  # aggregate feeds: key -> item
     issues: list[SourceIssue] = field(default_factory=list)
     rejected: int = 0
+    # record fingerprints (`sync.fingerprints`): the previous run's, and this run's
+    prior: Fingerprints | None = None
+    found: FingerprintSet | None = None
+    digest: str = ""  # the context the fingerprints are valid in
+    unchanged_records: int = 0  # records not built: their fingerprint was known
+
+    def unchanged(self, sku: str, fp: int, until: float) -> None:
+        """A record not built: its group's items stand as the state has them."""
+        self.unchanged_records += 1
+        self.spill.same(bucket_of(sku, self.spill.buckets), sku)
+        if self.found is not None:
+            self.found.add(fp, until)
 
     def reject(self, sku: str | None, issues: list[SourceIssue]) -> None:
         """A record that could not be built: its items keep their state."""
@@ -59,14 +73,27 @@ class Collector:
 
 def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -> bool:
     """Build, encode and spill one source entry's items for every feed; a
-    `Rejected` entry is recorded as such. True for a record (not a rejection)."""
+    `Rejected` entry is recorded as such, an `Unchanged` one (or a record whose
+    fingerprint a feed knows) as read and unchanged. True for a record (not a rejection).
+    A record built cleanly for a feed adds its fingerprint to the feed's `found`."""
+    if isinstance(entry, Unchanged):
+        for c in collectors:
+            c.unchanged(entry.sku, entry.fingerprint, entry.until)
+        return True
     if isinstance(entry, Rejected):
         for c in collectors:
             c.reject(entry.sku, entry.issues)
         return False
+    fp: int | None = getattr(entry, "fingerprint", None)
+    until: float | None = None
     for c in collectors:
         spec = c.spec
         spill = c.spill
+        if fp is not None and c.prior is not None:
+            known = c.prior.until(fp, ctx.now.timestamp())
+            if known is not None:  # unchanged for this feed (another one needs a build)
+                c.unchanged(entry.sku, fp, known)
+                continue
         try:
             items = spec.build(entry, ctx)
             if spec.aggregate:
@@ -78,6 +105,11 @@ def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -
                 if enc.group != group:
                     group, bucket = enc.group, bucket_of(enc.group, spill.buckets)
                 spill.add(bucket, enc)
+            if fp is not None and c.found is not None:
+                if until is None:
+                    edge = next_change(entry, ctx.now)
+                    until = NEVER if edge is None else edge.timestamp()
+                c.found.add(fp, until)
         except BuildError as exc:  # the record cannot be mapped onto this feed
             issue = SourceIssue(
                 str(exc),

@@ -88,10 +88,11 @@ class FeedCarry(BaseModel):
     deferred: dict[int, int] = Field(default_factory=dict)  # bucket -> its would-be deletions
     issues: list[dict[str, object]] = Field(default_factory=list)
     rejected: int = 0
+    unchanged_records: int = 0  # records not built (their fingerprint was known)
     items_read: int = 0
 
     def part_refs(self) -> dict[int, PartRef]:
-        return {b: PartRef(**ref) for b, ref in self.parts.items()}  # type: ignore[arg-type]
+        return {b: PartRef.from_dict(ref) for b, ref in self.parts.items()}
 
 
 class Carry(BaseModel):
@@ -170,13 +171,13 @@ class StagedSpill(BucketSpill):
 
     def read(
         self, bucket: int, *, consume: bool = True
-    ) -> tuple[dict[str, EncodedItem], set[str], list[str]]:
+    ) -> tuple[dict[str, EncodedItem], set[str], set[str], list[str]]:
         """The bucket as staged (`consume` does not matter: the staged object stays
         until the run completes, so a second read, or a retry, fetches it again)."""
         try:
             data = self.blobs.get_bytes(spill_key(self.run_id, self.feed, bucket))
         except NotFoundError:
-            return {}, set(), []  # nothing was compiled into this bucket
+            return {}, set(), set(), []  # nothing was compiled into this bucket
         self._path(bucket, self.segment).write_bytes(zlib.decompress(data))
         return super().read(bucket)
 

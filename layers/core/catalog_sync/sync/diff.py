@@ -16,19 +16,26 @@ once, under the same conflict rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from catalog_sync.errors import ConflictError
-from catalog_sync.feeds.spec import FeedSpec
+from catalog_sync.feeds.spec import KEY_SEPARATOR, FeedSpec
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore, FeedState
 from catalog_sync.sync.canonical import EncodedItem, encode
 from catalog_sync.sync.guard import DeletionGuard, release_command
 from catalog_sync.sync.requests import ReindexRequest
-from catalog_sync.sync.snapshot import PartWriter, part_key, read_part
+from catalog_sync.sync.snapshot import (
+    MAX_DELTAS,
+    PartWriter,
+    part_key,
+    read_bucket_items,
+    removal,
+)
 from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
 
 log = get_logger(__name__)
@@ -50,7 +57,17 @@ COUNTS = (
     "duplicates",
     "stuck",
     "pruned",
+    "deltas_written",
+    "items_not_built",  # items of records not built (their fingerprint was known)
 )
+
+
+def _group_getter(spec: FeedSpec) -> Callable[[str], str]:
+    """The group of an identity key (a fast path for flat identities)."""
+    if spec.flat_identity:
+        at = spec.identity.index(spec.group_field)
+        return lambda key: key.split(KEY_SEPARATOR)[at]
+    return spec.group_of_key
 
 
 def run_id_of(now: datetime) -> str:
@@ -109,10 +126,16 @@ class Differ:
     # --- the diff of one bucket (pure: records in, records and counts out) ---------
 
     def apply(
-        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str]
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        same: set[str] | None = None,
     ) -> tuple[dict[str, int], bool]:
         """Apply the diff to `bucket.records`; return its counts and whether the
-        bucket's live content changed (so its snapshot part must be rewritten)."""
+        bucket's live content changed (so its snapshot part must be rewritten).
+        `same`: groups whose record was not built, its fingerprint being known: their
+        live items count as read with the hash the state has (the part keeps their body)."""
         counts = dict.fromkeys(self.counts, 0)
         records = bucket.records
         request = self.request
@@ -125,9 +148,25 @@ class Differ:
         if request.cleanup:
             self._forget(records, counts)
         force = request.force and bucket.bucket >= request.resume_from
+        if same:
+            read = len(items)
+            items = self._with_unchanged(records, items, same)
+            counts["items_not_built"] = len(items) - read
         read_changed = self._apply_read(records, items, force, counts)
         absent_changed = self._apply_absent(records, items, keep, force, counts)
         return counts, counts["pruned"] > 0 or read_changed or absent_changed
+
+    def _with_unchanged(
+        self, records: dict[str, ItemState], items: dict[str, EncodedItem], same: set[str]
+    ) -> dict[str, EncodedItem]:
+        """`items` plus, for each live item of a `same` group, its state's hash (no
+        body: `_write_part` carries the previous part's over for items not in `items`)."""
+        out = dict(items)
+        group_of = _group_getter(self.spec)
+        for key, rec in records.items():
+            if not rec.deleted and key not in out and group_of(key).lower() in same:
+                out[key] = EncodedItem(key, "", rec.hash, b"")
+        return out
 
     def _requeue_compiled(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
         for rec in records.values():
@@ -246,13 +285,16 @@ class Differ:
         for first in range(start, total, STATE_READ_CHUNK):
             numbers = list(range(first, min(first + STATE_READ_CHUNK, total)))
             for bucket in self.state.read_buckets(self.spec.name, numbers):
+                same: set[str] = set()
                 if spill is not None:
                     # A guarded run may read a bucket's items again in its second pass.
-                    items, keep, duplicates = spill.read(bucket.bucket, consume=not self.guard)
+                    items, keep, same, duplicates = spill.read(
+                        bucket.bucket, consume=not self.guard
+                    )
                     self.counts["duplicates"] += len(duplicates)
                 else:
                     items, keep = {}, set()
-                if self._diff_one(bucket, items, keep, workdir) and self.guard and spill:
+                if self._diff_one(bucket, items, keep, workdir, same) and self.guard and spill:
                     spill.drop(bucket.bucket)
             done = numbers[-1] + 1
             if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
@@ -289,12 +331,18 @@ class Differ:
             for bucket in self.state.read_buckets(self.spec.name, chunk):
                 items: dict[str, EncodedItem] = {}
                 keep: set[str] = set()
+                same: set[str] = set()
                 if spill is not None:
-                    items, keep, _ = spill.read(bucket.bucket)
-                self._diff_one(bucket, items, keep, workdir)
+                    items, keep, same, _ = spill.read(bucket.bucket)
+                self._diff_one(bucket, items, keep, workdir, same)
 
     def _diff_one(
-        self, bucket: StateBucket, items: dict[str, EncodedItem], keep: set[str], workdir: Path
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        workdir: Path,
+        same: set[str] | None = None,
     ) -> bool:
         """Diff and write one bucket; False when the first pass of a guarded run
         defers it (it has would-be deletions: nothing of it is written yet)."""
@@ -303,7 +351,7 @@ class Differ:
             shown = {kind: len(keys) for kind, keys in self.preview.items()}
         new_part: PartRef | None = None  # the content does not depend on the attempt
         for attempt in range(CONFLICT_TRIES):
-            counts, content_changed = self.apply(bucket, items, keep)
+            counts, content_changed = self.apply(bucket, items, keep, same)
             if self._first_pass and counts["deleted"]:
                 self.deferred[bucket.bucket] = counts["deleted"]
                 for kind, n in shown.items():  # the second pass notes them again
@@ -350,13 +398,58 @@ class Differ:
     def _write_part(
         self, bucket: StateBucket, items: dict[str, EncodedItem], workdir: Path
     ) -> PartRef:
-        """Write the bucket's live content: this run's items plus, from the previous
-        part, the live items this run did not read (rejected records, partial reads)."""
+        """Write the bucket's live content: a delta part on the previous content when
+        few items are new, changed or deleted (none: the previous content stands), else
+        a full part (compaction): this run's items
+        plus, from the previous content, the live items this run did not read
+        (rejected or unchanged records, partial reads)."""
+        prev = bucket.part
+        full = prev is None or not prev.key or self.request.cleanup  # cleanup: forgets keys
+        delta = None if full else self._delta(bucket, items)
+        if delta is not None:
+            assert prev is not None
+            if not delta:
+                return prev
+            part = self._put_part(bucket, delta, workdir)
+            self.counts["deltas_written"] += 1
+            return PartRef(
+                prev.key, prev.items, prev.bytes, prev.sha256, prev.run_id, [*prev.deltas, part]
+            )
+        return self._put_part(
+            bucket, itertools.chain(items.values(), self._carried_over(bucket, items)), workdir
+        )
+
+    def _delta(
+        self, bucket: StateBucket, items: dict[str, EncodedItem]
+    ) -> list[EncodedItem] | None:
+        """The items this run made new or changed, and a removal line for each item it
+        deleted, if they go in a delta part (None: write a full part; see
+        `snapshot.MAX_DELTAS`)."""
+        prev = bucket.part
+        assert prev is not None
+        if len(prev.deltas) >= MAX_DELTAS:
+            return None
+        records, now = bucket.records, self.now_iso
+        delta = [
+            item
+            for key, item in items.items()
+            if (rec := records.get(key)) is not None and rec.changed_at == now and not rec.deleted
+        ]
+        delta += [
+            removal(key) for key, rec in records.items() if rec.deleted and rec.changed_at == now
+        ]
+        if not delta:
+            return delta
+        live = sum(1 for rec in records.values() if not rec.deleted)
+        lines = len(delta) + sum(d.items for d in prev.deltas)
+        return delta if lines * 4 <= live else None
+
+    def _put_part(
+        self, bucket: StateBucket, lines: Iterable[EncodedItem], workdir: Path
+    ) -> PartRef:
         path = workdir / f"part-{bucket.bucket:04d}.jsonl.gz"
         writer = PartWriter(path)
-        for item in items.values():
-            writer.write(item)
-        for item in self._carried_over(bucket, items):
+        for item in lines:
             writer.write(item)
         size, sha = writer.close()
         key = part_key(self.spec.name, self.run_id, bucket.bucket)
@@ -376,10 +469,9 @@ class Differ:
         records = bucket.records
         if all(rec.deleted or key in items for key, rec in records.items()):
             return  # this run read every live item: nothing to carry over
-        with self.blobs.open(prev.key) as stream:
-            for key, h, body in read_part(stream):
-                if key in items:
-                    continue
-                rec = records.get(key)
-                if rec is not None and not rec.deleted and rec.hash == h:
-                    yield EncodedItem(key=key, group="", hash=h, body=body)
+        for key, h, body in read_bucket_items(self.blobs, prev):
+            if key in items:
+                continue
+            rec = records.get(key)
+            if rec is not None and not rec.deleted and rec.hash == h:
+                yield EncodedItem(key=key, group="", hash=h, body=body)

@@ -43,7 +43,7 @@ from catalog_sync.ports import (
     OutgoingItem,
 )
 from catalog_sync.sync.runs import FINISHED, PartResult
-from catalog_sync.sync.snapshot import ExportMessage, read_part
+from catalog_sync.sync.snapshot import ExportMessage, read_bucket_items
 from catalog_sync.sync.state import ItemState, StateBucket, Status
 
 log = get_logger(__name__)
@@ -239,13 +239,12 @@ class _Export:
         if not pending:
             return
         live = {k for k, r in pending.items() if not r.deleted}
-        if live and bucket.part is not None and bucket.part.key:
-            with self.deps.blobs.open(bucket.part.key) as stream:
-                for key, h, body in read_part(stream):
-                    rec = pending.get(key)
-                    if rec is not None and not rec.deleted and rec.hash == h:
-                        live.discard(key)
-                        yield OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
+        if live and bucket.part is not None:
+            for key, h, body in read_bucket_items(self.deps.blobs, bucket.part):
+                rec = pending.get(key)
+                if rec is not None and not rec.deleted and rec.hash == h:
+                    live.discard(key)
+                    yield OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
         self.counts[bucket.bucket]["missing"] += len(live)
         self.result.counts["missing"] += len(live)
         for key in sorted(live):

@@ -121,6 +121,7 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         deferred=deferred,
         issues=[i.to_dict() for i in fr.c.issues] if not fr.finished else [],
         rejected=fr.c.rejected,
+        unchanged_records=fr.c.unchanged_records,
         items_read=fr.c.spill.items,
     )
 
@@ -147,7 +148,9 @@ def carried_runs(
         feed_dir.mkdir()
         spill = StagedSpill(feed_dir, fc.buckets, deps.blobs, carry.run_id, fc.feed, fc.items_read)
         issues = [SourceIssue(**i) for i in fc.issues]  # type: ignore[arg-type]
-        collector = Collector(spec, spill, issues=issues, rejected=fc.rejected)
+        collector = Collector(
+            spec, spill, issues=issues, rejected=fc.rejected, unchanged_records=fc.unchanged_records
+        )
         fr = FeedRun(spec, meta, run, collector, fc.buckets_done, fc.diffed, fc.finished)
         fr.carried = fc
         if fc.finished:

@@ -35,6 +35,8 @@ from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
 from catalog_sync.sync.continuation import Budget, drop_staged, load_carry
 from catalog_sync.sync.diff import Differ, run_id_of
+from catalog_sync.sync.fingerprints import arm as arm_fingerprints
+from catalog_sync.sync.fingerprints import publish as publish_fingerprints
 from catalog_sync.sync.handon import carried_runs, hand_on, resumed_state
 from catalog_sync.sync.lease import take_lease
 from catalog_sync.sync.requests import ReindexRequest
@@ -238,6 +240,10 @@ def _diff(fr: FeedRun, rs: RunState, deps: ReindexDeps) -> None:
         differ.deferred = dict(fr.carried.deferred)
     fr.differ = differ
 
+    if request.reads_source and fr.meta.fingerprints and not request.dry_run:
+        fr.meta.fingerprints = None  # until this run completes: see sync.fingerprints
+        deps.state.write_meta(fr.meta)
+
     def checkpoint(done: int) -> None:
         fr.run.buckets_done = done  # the checkpoint `--continue-resync` resumes from
         fr.run.counts = dict(differ.counts)
@@ -270,6 +276,7 @@ def _finish(
     counts["records"] = report.records
     counts["rows"] = report.rows
     counts["rejected"] = fr.c.rejected
+    counts["records_unchanged"] = fr.c.unchanged_records  # not built: fingerprint known
     run.complete = differ.complete
     run.held = differ.held  # a dry run says so too
     run.counts = dict(counts)
@@ -296,6 +303,10 @@ def _finish(
             b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in issues),
         )
     deps.blobs.put_bytes(mkey, manifest.model_dump_json(indent=1).encode())
+    if fr.c.found is not None:
+        meta.fingerprints = publish_fingerprints(
+            deps.blobs, spec.name, run.run_id, fr.c.found, fr.c.digest
+        )
     previous_manifest = meta.latest_manifest
     meta.latest_manifest = mkey
     meta.last_run_id = run.run_id
@@ -304,7 +315,7 @@ def _finish(
     pending = {b: differ.pending.get(b, 0) for b in differ.to_export}
     result.messages = pack_messages(spec.name, run.run_id, mkey, pending, deps.message_items)
     deps.queue.send(result.messages)
-    live = {ref.key for ref in differ.parts.values() if ref.key}
+    live = {key for ref in differ.parts.values() for key in ref.objects()}
     run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
     run.parts_enqueued = len(pending)  # one part result per bucket
@@ -399,7 +410,7 @@ def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | N
                 prior = Manifest.model_validate_json(deps.blobs.get_bytes(previous))
             except NotFoundError:
                 return 0  # cannot tell what a running export may read: keep everything
-            keep.update(p.key for p in prior.parts if p.key)
+            keep.update(key for p in prior.parts for key in p.objects())
         prefix = f"snapshots/{feed}/"
         garbage = [
             k for k in deps.blobs.list_keys(prefix) if k.endswith(".jsonl.gz") and k not in keep
@@ -451,6 +462,14 @@ def _read_source(
         with source.split(skus=request.by_ids) as parts:
             for entry in parts.rejected:
                 compile_record(entry, building, ctx)
+            skip = arm_fingerprints(
+                building,
+                [fr.meta.fingerprints for fr in feed_runs if any(fr.c is c for c in building)],
+                ctx,
+                None if partial else parts.fingerprint_context,
+                use=not (request.force or request.cleanup),
+                blobs=deps.blobs,
+            )
             workers = min(deps.workers, len(parts.partitions))
             if workers > 1 and building:
                 n = compile_partitions(
@@ -460,10 +479,12 @@ def _read_source(
                     workers,
                     merge=parts.merge,
                     progress=advance,
+                    fingerprints=skip is not None,
                 )
             else:
                 for part in parts.partitions:
-                    for entry in part.records(parts.warn):
+                    records = part.records(parts.warn, skip) if skip else part.records(parts.warn)
+                    for entry in records:
                         if compile_record(entry, building, ctx):
                             advance(1)
                     parts.merge(part.built)

@@ -29,6 +29,7 @@ class FeedMeta(BaseModel):
     last_run_id: str | None = None
     source_watermark: str | None = None  # sources that read incrementally: read up to here
     last_full_read: str | None = None  # when the source was last read in full (ISO 8601)
+    fingerprints: str | None = None  # the record fingerprints of the last run (a blob key)
 
 
 class RunRecord(BaseModel):

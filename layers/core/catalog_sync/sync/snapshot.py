@@ -1,33 +1,50 @@
 """Snapshot format: gzipped JSON Lines parts plus a manifest.
 
-A snapshot is the whole compiled feed at the end of a run: one part per state
-bucket, each line `{"k": key, "h": hash, "i": item}`. Parts are immutable; a
-part whose bucket did not change is not written again, the manifest points at
-the earlier run's object. The manifest holds per-part item counts, byte sizes
-and SHA-256 checksums of the stored (compressed) objects.
+A snapshot is the whole compiled feed at the end of a run: per state bucket, a
+full part and the delta parts written after it, each line `{"k": key, "h": hash,
+"i": item}`. Parts are immutable; a part whose bucket did not change is not
+written again, the manifest points at the earlier run's object. A run that changes
+a few items of a bucket writes a delta part with just those (so a 1% change writes
+about 1% of the bytes; a deletion, a removal line); when the deltas pile up (`MAX_DELTAS`, or more lines than
+a quarter of the bucket's live items) the next change writes a full part again
+(compaction). Read a bucket's content with `read_bucket_items` only. The manifest
+holds per-part item counts, byte sizes and SHA-256 checksums of the stored
+(compressed) objects.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 from pydantic import BaseModel, Field, model_validator
 
 from catalog_sync.sync.canonical import EncodedItem
 
+if TYPE_CHECKING:
+    from catalog_sync.ports import BlobStore
 
-class PartInfo(BaseModel):
-    bucket: int
+
+class DeltaInfo(BaseModel):
     key: str
     items: int
     bytes: int
     sha256: str
     run_id: str  # the run that wrote the object
+
+
+class PartInfo(DeltaInfo):
+    bucket: int
+    # delta parts after `key`, oldest first: the bucket's content is the full part
+    # with each delta's lines on top (see `read_bucket_items`)
+    deltas: list[DeltaInfo] = Field(default_factory=list)
+
+    def objects(self) -> list[str]:
+        return [k for k in (self.key, *(d.key for d in self.deltas)) if k]
 
 
 class Manifest(BaseModel):
@@ -124,6 +141,7 @@ def encode_line(item: EncodedItem) -> bytes:
 # products changed touches every bucket), and level 1 compresses item JSON 2.4x faster
 # than level 6 for a 1.4x larger object (measured: 229 vs 94 MB/s, ratio 9.0 vs 12.7).
 PART_COMPRESSLEVEL = 1
+MAX_DELTAS = 8  # delta parts on a full part before the next change compacts them
 
 
 class PartWriter:
@@ -179,3 +197,39 @@ def read_part(stream: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
             if not line.strip():
                 continue
             yield split_line(line)
+
+
+_REMOVED = b"null"
+
+
+def removal(key: str) -> EncodedItem:
+    """A delta part's line for an item deleted since the full part: `"h":"","i":null`."""
+    return EncodedItem(key, "", "", _REMOVED)
+
+
+class _Content(Protocol):  # a PartRef (state) or a PartInfo (manifest)
+    key: str
+
+    @property
+    def deltas(self) -> Sequence[Any]: ...
+
+
+def read_bucket_items(blobs: BlobStore, part: _Content) -> Iterator[tuple[str, str, bytes]]:
+    """(key, hash, item JSON) of a bucket's snapshot content (a state's `part`, or a
+    manifest's part), one line per key: a delta part's line wins over the full part's
+    and older deltas', and a delta's removal line takes the item out. An exporter
+    still keeps only the lines whose hash its state records (the state may be newer
+    than the content it read)."""
+    newer: dict[str, tuple[str, bytes]] = {}
+    for delta in reversed(part.deltas):  # newest first: the first line of a key wins
+        with blobs.open(delta.key) as stream:
+            for key, h, body in read_part(stream):
+                newer.setdefault(key, (h, body))
+    if part.key:
+        with blobs.open(part.key) as stream:
+            for key, h, body in read_part(stream):
+                if key not in newer:
+                    yield key, h, body
+    for key, (h, body) in newer.items():
+        if h:  # not a removal
+            yield key, h, body

@@ -87,22 +87,37 @@ _STATUS = {s.value: s for s in Status}  # faster than Status(value) on the hot p
 
 @dataclass(slots=True)
 class PartRef:
-    """The snapshot part holding the compiled content of a bucket's live items."""
+    """The snapshot part holding the compiled content of a bucket's live items: a
+    full part (`key`) and the delta parts written after it, oldest first (each holds
+    the items a later run made new or changed; see `sync.snapshot.read_bucket_items`)."""
 
     key: str
     items: int
     bytes: int
     sha256: str
     run_id: str
+    deltas: list[PartRef] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "key": self.key,
             "items": self.items,
             "bytes": self.bytes,
             "sha256": self.sha256,
             "run_id": self.run_id,
         }
+        if self.deltas:
+            out["deltas"] = [d.to_dict() for d in self.deltas]
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> PartRef:
+        deltas = [cls.from_dict(d) for d in doc.get("deltas", ())]
+        return cls(doc["key"], doc["items"], doc["bytes"], doc["sha256"], doc["run_id"], deltas)
+
+    def objects(self) -> list[str]:
+        """The stored objects of this content."""
+        return [k for k in (self.key, *(d.key for d in self.deltas)) if k]
 
 
 @dataclass(slots=True)
@@ -128,7 +143,7 @@ class StateBucket:
     @classmethod
     def decode(cls, feed: str, bucket: int, version: int, data: bytes) -> StateBucket:
         doc = orjson.loads(data) if data else {}
-        part = PartRef(**doc["part"]) if doc.get("part") else None
+        part = PartRef.from_dict(doc["part"]) if doc.get("part") else None
         records = {k: ItemState.from_row(r) for k, r in doc.get("records", {}).items()}
         return cls(feed, bucket, version, records, part)
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from catalog_sync.records import Rejected, SourceIssue
+import xxhash
+from xxhash import xxh3_64_intdigest
+
+from catalog_sync.records import Rejected, SourceIssue, Unchanged
 
 if TYPE_CHECKING:
     from catalog_sync.sources.magento_csv.source import MagentoCsvSource
 
+import struct
 import zlib
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 
 from catalog_sync.catalog import (
     CatalogProduct,
@@ -108,6 +112,32 @@ def _file_groups(path: Path) -> Iterator[tuple[str, _Frames]]:
     view.release()
 
 
+Skip = Callable[[int], float | None]
+# The mapping of rows to records: bump it when builder.py/cells.py make other records
+# from the same rows (it voids every record fingerprint).
+RECORD_VERSION = 1
+_LEN = struct.Struct("<I")
+
+
+def record_fingerprint(key: str, frames: _Frames) -> int:
+    """XXH3-64 of a SKU's frames (kind and payload of its rows, parent links and
+    row problems, in file order; not their line numbers) and the SKU itself."""
+    parts = [key.encode("utf-8", "surrogateescape")]
+    pack = _LEN.pack
+    for kind, _line, payload in frames:
+        parts.append(kind + pack(len(payload)))
+        parts.append(payload)
+    return xxh3_64_intdigest(b"".join(parts))
+
+
+def fingerprint_context(header: list[str], stocks: tuple[Any, ...] = ()) -> str:
+    """What else than a SKU's frames (its rows, parent links, stock source rows)
+    decides its record: the mapping, the header and the stock layout."""
+    text = "\x1f".join(header) + "\x1e" + repr(stocks)
+    digest = xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogateescape"))
+    return f"magento-csv/{RECORD_VERSION}/{digest}"
+
+
 class CsvPartition:
     """One partition of pass 2: builds the products of its SKUs. A file partition
     pickles as its path (to be built in a worker process)."""
@@ -142,22 +172,52 @@ class CsvPartition:
             state["header"], state["wanted"], state["path"], None, state.get("stocks", ())
         )
 
-    def records(self, warn: Callable[[SourceIssue], None]) -> Iterator[CatalogProduct | Rejected]:
-        """The partition's products (and rejections); `warn` takes warnings."""
-        builder = _Builder(_Columns(self.header), warn, self.stocks)
+    @overload
+    def records(
+        self, warn: Callable[[SourceIssue], None]
+    ) -> Iterator[CatalogProduct | Rejected]: ...
+    @overload
+    def records(
+        self, warn: Callable[[SourceIssue], None], skip: Skip
+    ) -> Iterator[CatalogProduct | Rejected | Unchanged]: ...
+    def records(
+        self, warn: Callable[[SourceIssue], None], skip: Skip | None = None
+    ) -> Iterator[CatalogProduct | Rejected | Unchanged]:
+        """The partition's products (and rejections); `warn` takes warnings. With
+        `skip` (see `sync.fingerprints.skipper`), each product gets the fingerprint of
+        its rows, and one whose fingerprint `skip` knows is not built: `Unchanged`."""
+        warned = 0
+
+        def counted(issue: SourceIssue) -> None:
+            nonlocal warned
+            warned += 1
+            warn(issue)
+
+        builder = _Builder(_Columns(self.header), counted, self.stocks)
         wanted = self.wanted
         if self.path is not None:
             groups = _file_groups(self.path) if self.path.exists() else iter(())
         else:
             groups = _memory_groups(self.memory or [])
+        fp = 0
         for key, frames in groups:
             if wanted is not None and key not in wanted:
                 continue
+            if skip is not None:
+                fp = record_fingerprint(key, frames)
+                until = skip(fp)
+                if until is not None:
+                    self.built += 1
+                    yield Unchanged(key, fp, until)
+                    continue
+            before = warned
             product = builder.build(frames)
             if product is None:
                 continue
             if isinstance(product, CatalogProduct):
                 self.built += 1
+                if skip is not None and warned == before:
+                    product.fingerprint = fp
             yield product
 
 
@@ -170,6 +230,10 @@ class CsvSplit:
         self.rejected = rejected
         self.partitions = partitions
         self._source = source
+        # what decides a record besides its rows (`sync.fingerprints`)
+        self.fingerprint_context = (
+            fingerprint_context(partitions[0].header, partitions[0].stocks) if partitions else None
+        )
 
     def warn(self, issue: SourceIssue) -> None:
         self._source._issue(issue)

@@ -295,7 +295,13 @@ class MagentoCsvSource:
                     view = row[sv_i].strip()
                     if view:
                         if view not in views:
-                            views[view] = None
+                            # a copy: the row's own cell would be referenced twice, and
+                            # marshal writes such a cell differently (record fingerprints)
+                            views[
+                                view.encode("utf-8", "surrogateescape").decode(
+                                    "utf-8", "surrogateescape"
+                                )
+                            ] = None
                         if allowed_views is not None and view not in allowed_views:
                             continue
                 add(key, _ROW, start, dumps(row))
