@@ -199,3 +199,48 @@ def test_export_reads_each_bucket_state_once_when_nothing_conflicts():
     export(w, messages[0])
     assert sorted(reads) == messages[0].buckets  # outcomes go to the state as read
     assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}
+
+
+def test_export_whose_sink_budget_runs_out_finishes_no_bucket_it_did_not_send():
+    """A paced item was never offered: it stays pending, its bucket gets no part result
+    (a dependent feed must not take this one as exported), and the unfinished buckets
+    are handed back for the caller to queue when the budget frees."""
+    sink = Batching(size=6)
+    w, messages = world(sink)
+    real_send = sink.send
+
+    def budget_of_9(feed, items):
+        left = max(0, 9 - sum(len(c) for c in sink.calls))
+        outcomes = real_send(feed, items[:left]) if left else []
+        sink.requests[-1] = len(items)
+        return outcomes + [ItemOutcome("retry", "paced: the budget is used up")] * (
+            len(items) - len(outcomes)
+        )
+
+    sink.send = budget_of_9  # type: ignore[method-assign]
+    handed: list[ExportMessage] = []
+
+    result = export(w, messages[0], handback=handed.append)
+
+    assert result.paced and handed == []  # made, not queued: the caller knows when
+    follow = result.handed_back
+    assert follow is not None and sink.requests == [6, 6]  # no request after the pacing
+    records = w.state.all_records("toy")
+    sent = {k for k, r in records.items() if r.status is Status.SENT}
+    assert len(sent) == 9 and result.counts["sent"] == 9
+    assert {r.status for k, r in records.items() if k not in sent} == {Status.PENDING}
+    finished = {p.bucket for p in w.state.list_part_results("toy", follow.run_id)}
+    assert finished.isdisjoint(follow.buckets)
+    assert set(follow.buckets) | finished == set(messages[0].buckets)
+    for bucket in w.state.read_buckets("toy", sorted(finished)):  # all sent, each one
+        assert {r.status for r in bucket.records.values()} == {Status.SENT}
+
+    sink.send = real_send  # type: ignore[method-assign]
+    second = export(w, follow, handback=handed.append)
+    assert second.handed_back is None and second.counts["sent"] == ITEMS - 9
+    assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}
+    parts = w.state.list_part_results("toy", follow.run_id)
+    assert sorted(p.bucket for p in parts) == messages[0].buckets
+    assert sum(p.counts["sent"] for p in parts) == ITEMS and not any(
+        p.counts["retry"] for p in parts
+    )

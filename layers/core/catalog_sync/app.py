@@ -424,8 +424,11 @@ def run_export_message(
         metrics.add_metric("ExportHandbacks", MetricUnit.Count, 1, feed=result.feed)
     sink = deps.sink
     until = sink.take_paced() if isinstance(sink, PacedSink) else None
-    if until is not None:  # what is left goes again once the budget frees
+    if until is not None:
         app.paced_until = until
-        if result.handed_back is None:  # (a hand-back already queued the rest)
-            _paced(message, app, "paced: the rest waits for the budget")
+    if result.paced and result.handed_back is not None:  # the unfinished buckets, later
+        delay = app.paced_until - time.time() if until is not None else None
+        _requeue(app, result.handed_back, delay)
+    elif until is not None and result.handed_back is None:  # what is left goes again
+        _paced(message, app, "paced: the rest waits for the budget")
     return result

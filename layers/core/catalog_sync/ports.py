@@ -189,11 +189,20 @@ def batches_of(items: Iterable[OutgoingItem], size: int) -> Iterator[list[Outgoi
         yield batch
 
 
+PACED = "paced:"  # the reason of a `retry` outcome for an item a budget kept from sending
+
+
+def is_paced(outcome: ItemOutcome) -> bool:
+    """Not sent because a budget was out (the item was never offered to the SaaS)."""
+    return outcome.status == "retry" and (outcome.reason or "").startswith(PACED)
+
+
 @runtime_checkable
 class PacedSink(FeedSink, Protocol):
     """A sink under a shared budget (ACO's requests per second and products per
-    minute). `take_paced()` says, once, when (epoch seconds) the budget that stopped
-    a `send` since the last call frees up; None when nothing was paced."""
+    minute). An item its budget keeps from sending comes back `retry` with a reason
+    starting with PACED. `take_paced()` says, once, when (epoch seconds) the budget
+    that stopped a `send` since the last call frees up; None when nothing was paced."""
 
     def take_paced(self) -> float | None: ...
 

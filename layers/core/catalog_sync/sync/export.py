@@ -41,6 +41,7 @@ from catalog_sync.ports import (
     FeedState,
     ItemOutcome,
     OutgoingItem,
+    is_paced,
 )
 from catalog_sync.sync.runs import FINISHED, PartResult
 from catalog_sync.sync.snapshot import ExportMessage, read_bucket_items
@@ -124,6 +125,9 @@ class ExportResult:
     parts: list[PartResult] = field(default_factory=list)
     requests: int = 0
     handed_back: ExportMessage | None = None
+    # the sink's budget ran out: `handed_back` is not queued yet, the caller queues
+    # it for when the budget frees (only the sink knows when)
+    paced: bool = False
     error: str | None = None  # why nothing was sent (deferred)
 
 
@@ -206,6 +210,9 @@ class _Export:
                 self.result.requests += 1
                 if budget is not None:
                     budget.spent(budget.clock() - started)
+                if deps.handback is not None and any(map(is_paced, outcomes)):
+                    self._paced(batch, outcomes)
+                    break
                 self._record(batch, outcomes)
                 if outcomes and all(o.status == "retry" for o in outcomes):
                     gave_up = outcomes[-1].reason or "not sent"  # the same reason for the rest
@@ -314,9 +321,21 @@ class _Export:
         self.deps.state.put_part_result(part)
         self.result.parts.append(part)
 
-    def _hand_back(self) -> None:
+    def _paced(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
+        """The sink's budget is out: what it sent is recorded; what it kept back stays
+        pending (no outcome: it was never offered), so no bucket with such an item is
+        finished: a part result would tell a dependent feed that this one is exported.
+        The unfinished buckets are handed back for when the budget frees."""
+        sent = [(i, o) for i, o in zip(batch, outcomes, strict=True) if not is_paced(o)]
+        if sent:
+            self._record([i for i, _ in sent], [o for _, o in sent])
+        self._hand_back(queue=False)
+        self.result.paced = True
+
+    def _hand_back(self, *, queue: bool = True) -> None:
         """The budget ran low: the unfinished buckets go back to the queue, with the
-        counts of what this call did in them (what it recorded stays recorded)."""
+        counts of what this call did in them (what it recorded stays recorded).
+        `queue=False`: only made (`result.handed_back`), the caller queues it."""
         assert self.deps.handback is not None
         rest = [b for b in self.message.buckets if b not in self.done]
         if not rest:
@@ -330,7 +349,8 @@ class _Export:
             carried=carried,
             handbacks=self.message.handbacks + 1,
         )
-        self.deps.handback(follow)
+        if queue:
+            self.deps.handback(follow)
         self.result.handed_back = follow
         self.result.counts["handed_back"] = len(rest)
         log.info("time runs low: %s handed back", follow.describe())

@@ -489,7 +489,18 @@ def _read_source(
                             advance(1)
                     parts.merge(part.built)
     report = source.report()
-    configured = {code for code, _ in deps.store_views}
+    _finish_read(feed_runs, report, deps.store_views)
+    if deps.progress:
+        deps.progress("read", n, n)
+    return report
+
+
+def _finish_read(
+    feed_runs: list[FeedRun], report: ReadReport, store_views: tuple[tuple[str, str], ...]
+) -> None:
+    """After the read: each feed's issues in line order, then the source's own and the
+    store views it ignored; aggregate feeds spill their merged items."""
+    configured = {code for code, _ in store_views}
     extra = [
         SourceIssue(
             f"rows for store view {code!r} ignored: it is not in STORE_VIEWS "
@@ -508,9 +519,6 @@ def _read_source(
         c.issues.extend(extra)
         if fr.spec.aggregate:
             c.spill_aggregate()
-    if deps.progress:
-        deps.progress("read", n, n)
-    return report
 
 
 def _by_line(issue: SourceIssue) -> tuple[bool, int]:

@@ -43,13 +43,12 @@ import requests
 from catalog_sync.errors import AuthError, ConfigError, RetryableError
 from catalog_sync.http import RetryPolicy, new_session, retry_after_seconds, try_post
 from catalog_sync.observability import get_logger
-from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.ports import PACED, ItemOutcome, OutgoingItem
 from catalog_sync.sinks.aco import wire
 
 log = get_logger(__name__)
 
 RETRYABLE = frozenset({408, 425, 500, 502, 503, 504})
-PACED = "paced:"
 
 
 class Tokens(Protocol):

@@ -262,15 +262,7 @@ class MagentoCsvSource:
                         sku, n, ncols, start, end, lines, quotes - q_start
                     )
                 if bad and bad[-1] >= start:
-                    field = _bad_field(row, header)
-                    problem = SourceIssue(
-                        "invalid UTF-8 (the file must be UTF-8 encoded)",
-                        line=start,
-                        sku=_printable(sku) if sku else None,
-                        field=field,
-                    )
-                    if field == "sku":
-                        sku = ""
+                    problem, sku = _utf8_problem(row, header, start, sku)
                 if not sku:
                     if problem is None:
                         if n == 1 and not row[0].strip():
@@ -295,13 +287,7 @@ class MagentoCsvSource:
                     view = row[sv_i].strip()
                     if view:
                         if view not in views:
-                            # a copy: the row's own cell would be referenced twice, and
-                            # marshal writes such a cell differently (record fingerprints)
-                            views[
-                                view.encode("utf-8", "surrogateescape").decode(
-                                    "utf-8", "surrogateescape"
-                                )
-                            ] = None
+                            views[_own_copy(view)] = None
                         if allowed_views is not None and view not in allowed_views:
                             continue
                 add(key, _ROW, start, dumps(row))
@@ -370,3 +356,24 @@ class MagentoCsvSource:
         issue = SourceIssue(message, line=start, sku=_printable(sku) or None)
         self._issue(issue)
         return issue
+
+
+def _utf8_problem(
+    row: list[str], header: list[str], line: int, sku: str
+) -> tuple[SourceIssue, str]:
+    """A row with bytes that are not UTF-8: the issue (naming the first such field), and
+    the SKU to go on with (none, when the SKU itself is the bad field)."""
+    field = _bad_field(row, header)
+    problem = SourceIssue(
+        "invalid UTF-8 (the file must be UTF-8 encoded)",
+        line=line,
+        sku=_printable(sku) if sku else None,
+        field=field,
+    )
+    return problem, "" if field == "sku" else sku
+
+
+def _own_copy(text: str) -> str:
+    """A copy of a cell's string: kept, the row's own cell would be referenced twice,
+    and marshal writes such a cell differently (record fingerprints)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
