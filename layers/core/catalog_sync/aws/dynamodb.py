@@ -124,35 +124,35 @@ class DynamoFeedState:
         """Status counts of buckets, without their records: the `counts` and `items`
         written with each bucket (one small read per bucket, whatever its size).
         Buckets never written are left out."""
-        wanted = list(dict.fromkeys(buckets))
-        out: dict[int, BucketCounts] = {}
-        for start in range(0, len(wanted), BATCH_GET_LIMIT):
-            chunk = wanted[start : start + BATCH_GET_LIMIT]
-            keys = [{"pk": {"S": bucket_pk(feed, b)}, "sk": {"S": "bucket"}} for b in chunk]
-            for item in self._batch_get(keys, projection=_COUNTS_PROJECTION):
-                number = int(item["pk"]["S"].rsplit("#", 1)[1])
-                out[number] = BucketCounts(
-                    bucket=number,
-                    items=int(item.get("items", {}).get("N", 0)),
-                    counts={k: int(v["N"]) for k, v in item.get("counts", {}).get("M", {}).items()},
-                    updated_at=item.get("updated_at", {}).get("S", ""),
-                )
-        return out
+        return {
+            number: BucketCounts(
+                bucket=number,
+                items=int(item.get("items", {}).get("N", 0)),
+                counts={k: int(v["N"]) for k, v in item.get("counts", {}).get("M", {}).items()},
+                updated_at=item.get("updated_at", {}).get("S", ""),
+            )
+            for number, item in self._bucket_items(feed, buckets, _COUNTS_PROJECTION)
+        }
 
     def read_failing(self, feed: str, buckets: Sequence[int]) -> dict[int, FailingIndex]:
         """The failing items of buckets, from the index written with each bucket
         (small reads). Buckets written without one (or never) are left out."""
+        return {
+            number: FailingIndex.decode(number, zlib.decompress(item["failing"]["B"]))
+            for number, item in self._bucket_items(feed, buckets, _FAILING_PROJECTION)
+            if "failing" in item
+        }
+
+    def _bucket_items(
+        self, feed: str, buckets: Sequence[int], projection: tuple[str, dict[str, str]]
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(bucket number, the attributes of `projection`) of each bucket ever written."""
         wanted = list(dict.fromkeys(buckets))
-        out: dict[int, FailingIndex] = {}
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
             chunk = wanted[start : start + BATCH_GET_LIMIT]
             keys = [{"pk": {"S": bucket_pk(feed, b)}, "sk": {"S": "bucket"}} for b in chunk]
-            for item in self._batch_get(keys, projection=_FAILING_PROJECTION):
-                if "failing" in item:
-                    number = int(item["pk"]["S"].rsplit("#", 1)[1])
-                    data = zlib.decompress(item["failing"]["B"])
-                    out[number] = FailingIndex.decode(number, data)
-        return out
+            for item in self._batch_get(keys, projection=projection):
+                yield int(item["pk"]["S"].rsplit("#", 1)[1]), item
 
     def _batch_get(
         self, keys: list[dict[str, Any]], projection: tuple[str, dict[str, str]] | None = None
