@@ -333,3 +333,20 @@ def test_dynamo_state_keeps_the_failing_items_beside_each_bucket(aws: LocalAws) 
         rec.status = Status.SENT
     state.write_bucket(small)
     assert 1 not in state.read_failing("products", [1])
+
+
+def test_dynamo_state_keeps_status_counts_beside_each_bucket(aws: LocalAws) -> None:
+    state = aws.state(overflow=aws.blobs())
+    small, big = bucket_with("products", 1, 30), bucket_with("products", 2, 12_000)
+    big.records[sorted(big.records)[0]].status = Status.FAILED
+    for b in (small, big):
+        state.write_bucket(b)
+
+    counts = state.read_counts("products", [1, 2, 3])
+
+    assert sorted(counts) == [1, 2]  # 3 was never written
+    for b in (small, big):
+        got = counts[b.bucket]
+        assert got.items == len(b.records) and got.counts == b.counts()
+        assert got.updated_at
+    assert counts[2].counts["failed"] == 1
