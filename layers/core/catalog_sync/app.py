@@ -161,7 +161,7 @@ class App:
         return MagentoCsvSource(
             uri, s3_client=s3, workdir=workdir, store_views=views,
             stock_sources=stock_sources, stock_sources_optional=optional,
-            stocks=parse_stocks(s.inventory_stocks),
+            stocks=parse_stocks(s.inventory_stocks), partition_bytes=s.csv_partition_bytes,
         )  # fmt: skip
 
     def _secret(self, secret_id: str | None, parameter: str | None, name: str) -> Callable[[], str]:
@@ -319,6 +319,7 @@ def _reindex_deps(
         message_items=settings.export_message_items,
         continuation=app.continuations,
         budget_seconds=run_budget(settings, remaining_seconds),
+        open_source=app.source,  # a read that goes on in a follow-up invocation
         guard=DeletionGuard(settings.max_delete_fraction, settings.max_deletes),
         lease_wait_seconds=settings.lease_wait_seconds,
         sleep=app.sleep,

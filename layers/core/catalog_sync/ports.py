@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +58,27 @@ class PartitionedSource(CatalogSource, Protocol):
     def split(
         self, *, skus: Collection[str] | None = None
     ) -> AbstractContextManager[SourceSplit]: ...
+
+
+class SourcePage(Protocol):
+    """One page of a paged read: its entries, where a later read may go on after it
+    (None: it cannot), and whether it is the read's last page."""
+
+    entries: list[Any]
+    cursor: int | None
+    final: bool
+
+
+@runtime_checkable
+class PagedSource(CatalogSource, Protocol):
+    """A source read page by page that can stop at a page boundary and go on there
+    in a later invocation (the REST API, by `entity_id`; `sync.readstep`)."""
+
+    def resumable(self, skus: Collection[str] | None = None) -> bool: ...
+
+    def pages(
+        self, *, skus: Collection[str] | None = None, after: int | None = None
+    ) -> Generator[SourcePage, None, None]: ...
 
 
 @runtime_checkable

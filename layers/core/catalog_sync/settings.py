@@ -49,6 +49,8 @@ class Settings(BaseModel):
     work_dir: str | None = None  # scratch space for spills (Lambda: /tmp)
     # processes that build a large export CSV's items (0: one per CPU, at most 4; 1: none)
     reindex_workers: int = Field(default=0, ge=0, le=64)
+    # bytes of CSV per partition of pass 2 (a read continues after any partition)
+    csv_partition_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # --- sources an event may name (issue 10: the source is fixed at deploy time) ---
     # comma-separated s3://bucket/prefix/ or folder entries; empty: CATALOG_SOURCE's folder
     catalog_source_allow: str | None = None

@@ -31,6 +31,7 @@ class BucketSpill:
         self.segments = [segment]  # read in this order
         self._files: dict[int, IO[bytes]] = {}
         self.items = 0
+        self._sealed: set[str] = set()
 
     def _path(self, bucket: int, segment: str) -> Path:
         return self.workdir / f"spill-{bucket:04d}{segment}.bin"
@@ -46,6 +47,21 @@ class BucketSpill:
         """Read the files another writer spilled as `segment` (its item count)."""
         self.segments.append(segment)
         self.items += items
+
+    def seal(self, tag: str) -> None:
+        """Move the segments adopted since the last seal aside (renamed `<segment>.<tag>`):
+        a read compiled in chunks (`sync.readstep`) starts new worker processes per
+        chunk, and they write under the same segment names again."""
+        for i, segment in enumerate(self.segments):
+            if i == 0 or segment in self._sealed:
+                continue
+            sealed = f"{segment}.{tag}"
+            for bucket in range(self.buckets):
+                path = self._path(bucket, segment)
+                if path.exists():
+                    path.rename(self._path(bucket, sealed))
+            self.segments[i] = sealed
+            self._sealed.add(sealed)
 
     def add(self, bucket: int, item: EncodedItem) -> None:
         key = item.key.encode("utf-8")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -46,8 +47,11 @@ def carry_key(run_id: str, sequence: int) -> str:
     return f"{run_prefix(run_id)}carry-{sequence:04d}.json"
 
 
-def spill_key(run_id: str, feed: str, bucket: int) -> str:
-    return f"{run_prefix(run_id)}{feed}/spill-{bucket:04d}.bin.z"
+def spill_key(run_id: str, feed: str, bucket: int, segment: int = 0) -> str:
+    """A staged bucket; `segment`: the read invocation that compiled it (a read that
+    continues across invocations stages what each of them compiled, side by side)."""
+    tail = f"-{segment}" if segment else ""
+    return f"{run_prefix(run_id)}{feed}/spill-{bucket:04d}{tail}.bin.z"
 
 
 class Budget:
@@ -90,9 +94,33 @@ class FeedCarry(BaseModel):
     rejected: int = 0
     unchanged_records: int = 0  # records not built (their fingerprint was known)
     items_read: int = 0
+    staged: dict[int, list[int]] | None = None  # bucket -> its staged segments (None: all at 0)
+    found_key: str | None = None  # the record fingerprints the read found (staged)
+    prior_key: str | None = None  # the previous run's fingerprints the read skips by
+    digest: str = ""  # the context both are valid in
 
     def part_refs(self) -> dict[int, PartRef]:
         return {b: PartRef.from_dict(ref) for b, ref in self.parts.items()}
+
+
+class ReadCarry(BaseModel):
+    """A read that goes on in the next invocation: where it stopped, and what the
+    source reported so far (`sync.readstep`)."""
+
+    source: Literal["csv", "rest"]
+    position: int = 0  # csv: partitions of pass 2 done; rest: the last entity_id read
+    complete: bool = True
+    rows: int = 0
+    records: int = 0
+    issues: list[dict[str, Any]] = Field(default_factory=list)
+    store_views: list[str] = Field(default_factory=list)
+    high_water_mark: str | None = None  # rest: the greatest updated_at seen so far
+    warnings: int = 0  # csv: warnings counted so far (the source lists the first ones)
+    partitions: int = 0  # csv: pass 1's partitions, staged once
+    header: list[str] = Field(default_factory=list)  # csv: the file's header
+    stocks: list[dict[str, Any]] = Field(default_factory=list)  # csv: the stock layout
+    fingerprints: bool = False  # csv: the partitions give record fingerprints
+    segment: int = 0  # the last spill segment staged (one per read invocation)
 
 
 class Carry(BaseModel):
@@ -113,6 +141,7 @@ class Carry(BaseModel):
     mark: str | None = None  # the watermark the read reached (moved when the run completes)
     mark_full: bool = False
     windows: dict[str, str | None] | None = None  # the read's price windows (sync/windows.py)
+    read: ReadCarry | None = None  # the read goes on (None: it is done)
     feeds: list[FeedCarry]
 
     @property
@@ -131,12 +160,18 @@ def load_carry(blobs: BlobStore, key: str) -> Carry:
 
 
 def stage_spill(
-    blobs: BlobStore, spill: BucketSpill, run_id: str, feed: str, start: int, workdir: Path
-) -> int:
+    blobs: BlobStore,
+    spill: BucketSpill,
+    run_id: str,
+    feed: str,
+    start: int,
+    workdir: Path,
+    segment: int = 0,
+) -> list[int]:
     """Copy the spilled items of buckets `start..` to the snapshot bucket, one object
     per bucket: its segments concatenated (they read as one), compressed (zlib, fast
-    level: item JSON shrinks several times); return the objects written."""
-    staged = 0
+    level: item JSON shrinks several times); return the buckets written."""
+    staged: list[int] = []
     for bucket in range(start, spill.buckets):
         files = spill.bucket_files(bucket)
         if not files:
@@ -149,36 +184,49 @@ def stage_spill(
                     while chunk := f.read(1 << 20):
                         out.write(packer.compress(chunk))
             out.write(packer.flush())
-        blobs.put_file(spill_key(run_id, feed, bucket), joined)
+        blobs.put_file(spill_key(run_id, feed, bucket, segment), joined)
         joined.unlink()
-        staged += 1
+        staged.append(bucket)
     return staged
 
 
 class StagedSpill(BucketSpill):
     """A spill whose buckets were staged in the snapshot bucket by an earlier
     invocation: each is fetched when the diff reads it (and stays staged, so that a
-    retried continuation reads it again)."""
+    retried continuation reads it again). `segments`: bucket -> the staged segments
+    that hold some of it (a read over several invocations staged one per invocation);
+    None: every bucket at segment 0 that was staged at all."""
 
     def __init__(
-        self, workdir: Path, buckets: int, blobs: BlobStore, run_id: str, feed: str, items: int
+        self,
+        workdir: Path,
+        buckets: int,
+        blobs: BlobStore,
+        run_id: str,
+        feed: str,
+        items: int,
+        segments: dict[int, list[int]] | None = None,
     ) -> None:
         super().__init__(workdir, buckets)
         self.blobs = blobs
         self.run_id = run_id
         self.feed = feed
         self.items = items
+        self.staged = segments
 
     def read(
         self, bucket: int, *, consume: bool = True
     ) -> tuple[dict[str, EncodedItem], set[str], set[str], list[str]]:
         """The bucket as staged (`consume` does not matter: the staged object stays
         until the run completes, so a second read, or a retry, fetches it again)."""
-        try:
-            data = self.blobs.get_bytes(spill_key(self.run_id, self.feed, bucket))
-        except NotFoundError:
-            return {}, set(), set(), []  # nothing was compiled into this bucket
-        self._path(bucket, self.segment).write_bytes(zlib.decompress(data))
+        segments = [0] if self.staged is None else self.staged.get(bucket, [])
+        with open(self._path(bucket, self.segment), "wb") as out:
+            for segment in segments:
+                try:
+                    data = self.blobs.get_bytes(spill_key(self.run_id, self.feed, bucket, segment))
+                except NotFoundError:
+                    continue  # nothing was compiled into this bucket
+                out.write(zlib.decompress(data))  # segments concatenated read as one
         return super().read(bucket)
 
 

@@ -24,21 +24,20 @@ from pathlib import Path
 
 import orjson
 
-from catalog_sync.errors import LeaseHeldError, NotFoundError
+from catalog_sync.errors import ConfigError, LeaseHeldError, NotFoundError
 from catalog_sync.feeds.registry import get_feed
-from catalog_sync.feeds.spec import BuildContext, FeedSpec
+from catalog_sync.feeds.spec import FeedSpec
 from catalog_sync.infra.spill import BucketSpill
-from catalog_sync.infra.workers import compile_partitions
 from catalog_sync.observability import get_logger, logger
-from catalog_sync.ports import IncrementalSource, PartitionedSource, WindowedSource
-from catalog_sync.records import ReadReport, SourceIssue
-from catalog_sync.sync.compile import Collector, compile_record
-from catalog_sync.sync.continuation import Budget, drop_staged, load_carry
+from catalog_sync.ports import CatalogSource, WindowedSource
+from catalog_sync.records import ReadReport
+from catalog_sync.sync.compile import Collector
+from catalog_sync.sync.continuation import Budget, Carry, drop_staged, load_carry
 from catalog_sync.sync.diff import Differ, run_id_of
-from catalog_sync.sync.fingerprints import arm as arm_fingerprints
 from catalog_sync.sync.fingerprints import publish as publish_fingerprints
-from catalog_sync.sync.handon import carried_runs, hand_on, resumed_state
+from catalog_sync.sync.handon import carried_runs, hand_on, restage, resumed_state
 from catalog_sync.sync.lease import take_lease
+from catalog_sync.sync.readstep import read_source
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexResult, RunState
@@ -49,8 +48,8 @@ from catalog_sync.sync.snapshot import (
     manifest_key,
     pack_messages,
 )
-from catalog_sync.sync.watermark import ReadMark, apply_mark, read_mark
-from catalog_sync.sync.windows import WindowTracker, due
+from catalog_sync.sync.watermark import ReadMark, apply_mark
+from catalog_sync.sync.windows import WindowTracker
 
 log = get_logger(__name__)
 
@@ -165,26 +164,25 @@ def _run(
     the run on); also whether it was handed on."""
     limit = None if request.dry_run or deps.continuation is None else deps.budget_seconds
     budget = Budget(deps.clock, limit)
+    run_id = feed_runs[0].run.run_id
     with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
         workdir = Path(tmp)
         for fr in feed_runs:
             feed_dir = workdir / fr.spec.name
             feed_dir.mkdir()
             fr.collector = Collector(fr.spec, BucketSpill(feed_dir, fr.meta.buckets))
-        report = ReadReport(complete=True)
-        mark = None
+        rs = RunState(run_id, now, request, ReadReport(complete=True), None, budget, workdir)
         # the price windows a read sees, for a source read incrementally (sync/windows.py)
-        windows = WindowTracker(now) if isinstance(deps.source, WindowedSource) else None
+        rs.windows = WindowTracker(now) if isinstance(deps.source, WindowedSource) else None
         if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
-            report = _read_source(feed_runs, request, deps, now, windows)
-            mark = read_mark(deps.source)
+            paused = read_source(feed_runs, rs, deps)
             budget.progress()
+            if paused is not None:  # the read goes on in a follow-up invocation
+                return hand_on(feed_runs, rs, deps, read=paused), True
         for fr in feed_runs:
             fr.c.spill.finish()
-        rs = RunState(feed_runs[0].run.run_id, now, request, report, mark, budget, workdir)
-        rs.windows = windows
         return _go_on(feed_runs, rs, deps)
 
 
@@ -366,7 +364,7 @@ def _continue_leased(
             feed_runs = carried_runs(carry, runs, deps, Path(tmp))
             rs = resumed_state(carry, Budget(deps.clock, deps.budget_seconds), Path(tmp))
             try:
-                results, handed_on = _go_on(feed_runs, rs, deps)
+                results, handed_on = _resume(feed_runs, rs, deps, carry)
             except Exception as exc:  # SQS delivers the message again
                 for fr in feed_runs:
                     if not fr.finished:
@@ -381,6 +379,30 @@ def _continue_leased(
         if not handed_on:
             for name in leased:
                 deps.state.release_lease(name, message.run_id)
+
+
+def _resume(
+    feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps, carry: Carry
+) -> tuple[list[ReindexResult], bool]:
+    """A follow-up invocation's work: the read where it stopped (if it goes on), then
+    the diff; also whether it handed the run on again."""
+    if carry.read is not None:
+        deps = dataclasses.replace(deps, source=_reopened(carry, deps))
+        paused = read_source(feed_runs, rs, deps, carry.read)
+        rs.budget.progress()
+        if paused is not None:
+            return hand_on(feed_runs, rs, deps, read=paused), True
+        restage(feed_runs, rs, deps)
+    return _go_on(feed_runs, rs, deps)
+
+
+def _reopened(carry: Carry, deps: ReindexDeps) -> CatalogSource:
+    """The source of a read that goes on: the one its first invocation read (the
+    carry has its description, `kind:uri`), opened again for a full read."""
+    uri = (carry.source or "").partition(":")[2]
+    if deps.open_source is None or not uri:
+        raise ConfigError(f"continuation of run {carry.run_id}: cannot open its source again")
+    return deps.open_source(uri)
 
 
 def _lost_lease(
@@ -421,105 +443,3 @@ def _prune_parts(deps: ReindexDeps, feed: str, live: set[str], previous: str | N
     except Exception:  # storage hiccup: parts stay until the next run
         log.warning("could not prune old snapshot parts of %s", feed, exc_info=True)
         return 0
-
-
-def _read_source(
-    feed_runs: list[FeedRun],
-    request: ReindexRequest,
-    deps: ReindexDeps,
-    now: datetime,
-    windows: WindowTracker | None = None,
-) -> ReadReport:
-    source = deps.source
-    assert source is not None
-    if isinstance(source, WindowedSource) and source.incremental and request.by_ids is None:
-        # windows that opened or closed since the last run: no edit, no updated_at
-        source.include(due(deps.blobs, [fr.spec.name for fr in feed_runs], now))
-    enabled = deps.enabled_feeds or frozenset(fr.spec.name for fr in feed_runs)
-    ctx = BuildContext(now=now, store_views=deps.store_views, feeds=enabled, aco=deps.aco)
-    # An aggregate item (a category, an attribute's options) is the union over every
-    # product: a partial read (incremental, by ids) cannot rebuild it, so such feeds
-    # leave it alone until the next full read.
-    partial = request.by_ids is not None or (
-        isinstance(source, IncrementalSource) and source.incremental
-    )
-    building = [fr.c for fr in feed_runs if not (partial and fr.spec.aggregate)]
-    n = 0
-
-    def advance(k: int) -> None:
-        nonlocal n
-        before, n = n, n + k
-        if deps.progress and n // 10_000 != before // 10_000:
-            deps.progress("read", n, None)
-
-    if not isinstance(source, PartitionedSource):  # read as one stream (the REST API)
-        for entry in source.read(skus=request.by_ids):
-            if windows is not None:
-                windows.observe(entry)
-            if compile_record(entry, building, ctx):
-                advance(1)
-    else:
-        with source.split(skus=request.by_ids) as parts:
-            for entry in parts.rejected:
-                compile_record(entry, building, ctx)
-            skip = arm_fingerprints(
-                building,
-                [fr.meta.fingerprints for fr in feed_runs if any(fr.c is c for c in building)],
-                ctx,
-                None if partial else parts.fingerprint_context,
-                use=not (request.force or request.cleanup),
-                blobs=deps.blobs,
-            )
-            workers = min(deps.workers, len(parts.partitions))
-            if workers > 1 and building:
-                n = compile_partitions(
-                    parts.partitions,
-                    building,
-                    ctx,
-                    workers,
-                    merge=parts.merge,
-                    progress=advance,
-                    fingerprints=skip is not None,
-                )
-            else:
-                for part in parts.partitions:
-                    records = part.records(parts.warn, skip) if skip else part.records(parts.warn)
-                    for entry in records:
-                        if compile_record(entry, building, ctx):
-                            advance(1)
-                    parts.merge(part.built)
-    report = source.report()
-    _finish_read(feed_runs, report, deps.store_views)
-    if deps.progress:
-        deps.progress("read", n, n)
-    return report
-
-
-def _finish_read(
-    feed_runs: list[FeedRun], report: ReadReport, store_views: tuple[tuple[str, str], ...]
-) -> None:
-    """After the read: each feed's issues in line order, then the source's own and the
-    store views it ignored; aggregate feeds spill their merged items."""
-    configured = {code for code, _ in store_views}
-    extra = [
-        SourceIssue(
-            f"rows for store view {code!r} ignored: it is not in STORE_VIEWS "
-            f"({', '.join(sorted(configured))})",
-            field="store_view_code",
-            severity="warning",
-        )
-        for code in report.store_views
-        if code and code not in configured
-    ]
-    for fr in feed_runs:
-        c = fr.c
-        # by line: the same list however the read was split
-        c.issues.sort(key=_by_line)
-        c.issues.extend(report.issues)
-        c.issues.extend(extra)
-        if fr.spec.aggregate:
-            c.spill_aggregate()
-
-
-def _by_line(issue: SourceIssue) -> tuple[bool, int]:
-    return issue.line is None, issue.line or 0

@@ -56,6 +56,9 @@ class ReindexDeps:
     sleep: Callable[[float], None] = time.sleep
     continuation: ContinuationQueue | None = None  # where a run hands itself on (None: never)
     budget_seconds: float | None = None  # this invocation's time for the run (None: unbounded)
+    # the source a read that goes on in a follow-up invocation reads again (its URI, as
+    # the run's first invocation described it): App.source
+    open_source: Callable[[str], CatalogSource] | None = None
 
 
 @dataclass
@@ -80,6 +83,10 @@ class FeedRun:
     differ: Differ | None = None
     carried: FeedCarry | None = None  # what an earlier invocation handed on
     result: ReindexResult | None = None
+    segments: dict[int, list[int]] = field(default_factory=dict)  # bucket -> staged segments
+    items_before: int = 0  # items compiled by earlier invocations of a read that went on
+    found_key: str | None = None  # the read's fingerprints, staged (`handon`)
+    prior_key: str | None = None  # the previous run's fingerprints the read skips by
 
     @property
     def c(self) -> Collector:

@@ -68,6 +68,7 @@ class _Page:
     views: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     children: dict[int, dict[str, Any]] = field(default_factory=dict)
     stock: dict[int, Any] = field(default_factory=dict)  # stock items read one by one
+    final: bool = False  # the last page of the query (as page 1's total_count counted)
 
 
 def search_criteria(
@@ -189,6 +190,7 @@ class MagentoHttp:
             return
         total = first.total
         last = max(1, math.ceil(total / size))
+        first.final = last == 1
         yield first
         pending: deque[tuple[int, Future[_Page]]] = deque()
         next_page = 2
@@ -204,6 +206,7 @@ class MagentoHttp:
                 except _FetchFailedError as exc:
                     failed(number, exc)
                     continue
+                page.final = number == last
                 if page.total != total and not changed:
                     changed = True
                     message = (

@@ -52,8 +52,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -165,6 +166,23 @@ class MagentoRestSource(MagentoHttp):
         return {pid: str(item["sku"]) for pid, item in found.items()}
 
     def read(self, *, skus: Collection[str] | None = None) -> Iterator[CatalogProduct | Rejected]:
+        for page in self.pages(skus=skus):
+            yield from page.entries
+
+    def resumable(self, skus: Collection[str] | None = None) -> bool:
+        """A read that can stop at a page and go on later (`pages(after=...)`): a
+        full read, paged by `entity_id` (an incremental or by-SKU read is not)."""
+        return skus is None and self.since is None
+
+    def pages(
+        self, *, skus: Collection[str] | None = None, after: int | None = None
+    ) -> Generator[PageRead, None, None]:
+        """The read, page by page. `after` (a full read only): go on after that
+        `entity_id` (a read an earlier invocation stopped at a page boundary: ids only
+        grow and an edit keeps a product's id, so no product that exists all along is
+        skipped or read twice)."""
+        if after is not None and not self.resumable(skus):
+            raise ValueError("only a full read goes on after an entity_id")
         self._report = report = ReadReport(complete=True)
         report.issues.extend(self._notes)
         self.high_water_mark = None
@@ -182,7 +200,7 @@ class MagentoRestSource(MagentoHttp):
                     )
                 )
             seen: set[int] = set()  # product ids yielded (an unordered read, across queries)
-            for groups, sort in self._queries(skus):
+            for groups, sort in self._queries(skus, after):
                 yield from self._read_query(
                     pool, mapper, groups, sort, ordered=sort[0][0] != "updated_at", seen=seen
                 )
@@ -190,9 +208,11 @@ class MagentoRestSource(MagentoHttp):
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _queries(
-        self, skus: Collection[str] | None
+        self, skus: Collection[str] | None, after: int | None = None
     ) -> Iterator[tuple[list[list[Filter]], list[tuple[str, str]]]]:
         groups: list[list[Filter]] = []
+        if after is not None:
+            groups.append([("entity_id", "gt", str(after))])
         sort = [("entity_id", "ASC")]
         if self.since is not None:
             since = (self.since - self.overlap).astimezone(UTC).strftime(TS_FORMAT)
@@ -346,7 +366,7 @@ class MagentoRestSource(MagentoHttp):
         *,
         ordered: bool,
         seen: set[int] | None = None,
-    ) -> Iterator[CatalogProduct | Rejected]:
+    ) -> Iterator[PageRead]:
         report = self._report
         size = self.page_size
         base = search_criteria(groups, sort, size)
@@ -378,6 +398,7 @@ class MagentoRestSource(MagentoHttp):
         seen = set() if seen is None else seen
         last = 0
         for page in self._paged(pool, fetch, size, "products", strict=False):
+            entries: list[CatalogProduct | Rejected] = []
             for item in page.items:
                 pid = int(item.get("id") or 0)
                 if ordered:
@@ -397,4 +418,15 @@ class MagentoRestSource(MagentoHttp):
                 entry = mapper.product(item, page)
                 if isinstance(entry, CatalogProduct):
                     report.records += 1
-                yield entry
+                entries.append(entry)
+            yield PageRead(entries, last if ordered else None, page.final)
+
+
+@dataclass(slots=True)
+class PageRead:
+    """One page of a read, mapped: its entries, the `entity_id` a later read may go
+    on after (None: an unordered read cannot), and whether it was the query's last."""
+
+    entries: list[CatalogProduct | Rejected]
+    cursor: int | None
+    final: bool
