@@ -267,6 +267,7 @@ def restage(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> None:
             folder, spill.buckets, deps.blobs, rs.run_id, fr.spec.name, items, fr.segments
         )
         fr.items_before = 0
+        fr.found_key = None  # this invocation found more: staged again at a hand-on
     rs.staged = True
 
 

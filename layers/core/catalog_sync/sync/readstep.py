@@ -228,6 +228,8 @@ def _build(
     bounded = can_stop and rs.budget.deadline is not None
     i = start
     while i < n:
+        if bounded and rs.budget.spent():  # after pass 1 (later: at the loop's end)
+            return i
         step = (workers if workers > 1 else 1) if bounded else n - i
         chunk = partitions[i : i + step]
         if fetch is not None:
@@ -249,8 +251,6 @@ def _build(
                 parts.merge(part.built)
         i += len(chunk)
         rs.budget.progress()
-        if bounded and i < n and rs.budget.spent():
-            return i
     return n
 
 
