@@ -7,8 +7,13 @@ what the next invocation needs goes to the snapshot bucket under
 
 - `carry-<n>.json` (`Carry`): the request, the read's report and watermark, and per
   feed how far its diff got (buckets done, counts, parts, buckets to export, issues);
-- `<feed>/spill-<bucket>.bin.z`: the compiled items of every bucket not diffed yet
-  (staged once, by the invocation that read the source; `StagedSpill` reads them).
+  while the read itself goes on, where it stopped (`ReadCarry`, `sync.readstep`);
+- `<feed>/spill-<bucket>[-<segment>].bin.z`: the compiled items of every bucket not
+  diffed yet (staged once by the invocation that read the source, or one segment by
+  each invocation that read part of it; `StagedSpill` reads a bucket's segments);
+- `<feed>/found-<n>.bin`, `<feed>/aggregate-<n>.bin`: the record fingerprints the read
+  found and (while it goes on) the aggregate items merged so far (`handon`);
+- `source/part-<i>.bin.z`: the CSV partitions pass 2 has not built yet.
 
 Then a `ContinuationMessage` names the carry. A hand-on writes a new carry
 (`carry-<n+1>`), never the one it started from, so a retried continuation resumes

@@ -7,8 +7,9 @@ part then its state (see `diff`); after all buckets, the manifest, the feed meta
 export messages. A crash before the messages leaves items `pending` in the state;
 the next run queues every bucket that has items to send, so it converges.
 
-A run is not bounded by one invocation: when the invocation's budget is spent (after
-the read, or between chunks of buckets), the run checkpoints what it has (see
+A run is not bounded by one invocation: when the invocation's budget is spent (during
+the read, at a CSV partition or a REST page (`readstep`), after it, or between chunks
+of buckets), the run checkpoints what it has (see
 `continuation`) and hands itself on to a follow-up invocation (`continue_run`), under
 the same lease and run id. The manifest, the feed meta (with the watermark) and the
 export messages of a feed are written only once its whole diff is done.
