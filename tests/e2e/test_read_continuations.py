@@ -163,6 +163,10 @@ def test_e2e_a_rest_read_in_many_continuations_ends_as_one_invocation(
         assert counts(many) == counts(one)
         same_end(steps, whole, feeds)
 
+        # the next hourly sync (incremental, from the watermark the runs moved)
+        assert counts(whole_runs(steps, action="sync")) == counts(whole_runs(whole, action="sync"))
+        same_end(steps, whole, feeds)
+
 
 def test_e2e_a_crash_in_a_read_continuation_is_retried_from_its_checkpoint(
     local: Any,

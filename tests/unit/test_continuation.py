@@ -87,3 +87,47 @@ def test_staged_buckets_read_as_the_spill_did(aws_clients, tmp_path) -> None:
     assert set(items) == {"a", "b"} and items["a"].hash == "h3"  # the last one wins
     assert keep == {"rejected-sku"} and same == {"unchanged-sku"} and duplicates == ["a"]
     assert staged.items == 4
+
+
+def test_sealed_worker_segments_survive_the_next_chunk(tmp_path) -> None:
+    """A CSV read compiled in chunks (one partition per worker, `sync.readstep`):
+    each chunk's workers write under the same segment names, so a chunk's segments
+    are moved aside first; the bucket then reads every chunk's items."""
+    from catalog_sync.infra.spill import BucketSpill
+    from catalog_sync.sync.canonical import EncodedItem
+
+    spill = BucketSpill(tmp_path, 2)
+    for chunk, key in enumerate(("a", "b")):
+        worker = BucketSpill(tmp_path, 2, ".w0")  # the same name in every chunk
+        worker.add(1, EncodedItem(key, "", f"h{key}", b"{}"))
+        worker.finish()
+        spill.adopt(".w0", worker.items)
+        spill.seal(f"c{chunk}")
+    spill.finish()
+
+    items, _, _, duplicates = spill.read(1)
+    assert sorted(items) == ["a", "b"] and duplicates == []
+    assert spill.items == 2
+
+
+def test_a_continued_read_report_adds_up_and_lists_an_issue_once() -> None:
+    from catalog_sync.records import ReadReport, SourceIssue
+    from catalog_sync.sync.continuation import ReadCarry
+    from catalog_sync.sync.readstep import merged
+
+    repeated = SourceIssue("store view 'de' is inactive", field="store_view", severity="warning")
+    carried = ReadCarry(
+        source="rest", rows=30, records=29, issues=[repeated.to_dict()], store_views=["default"]
+    )
+    failed = SourceIssue("products: page 2 could not be read")
+    part = ReadReport(
+        complete=False,
+        rows=20,
+        records=20,
+        issues=[repeated, failed],
+        store_views=["default", "de"],
+    )
+    whole = merged(carried, part)
+    assert (whole.complete, whole.rows, whole.records) == (False, 50, 49)
+    assert whole.issues == [repeated, failed]
+    assert whole.store_views == ["default", "de"]
