@@ -106,6 +106,7 @@ def read_source(
     elif isinstance(source, PagedSource) and source.resumable(request.by_ids):
         paused = _read_paged(source, building, ctx, rs, resume, counter)
     else:  # read as one stream, to its end
+        paused = None
         for entry in source.read(skus=request.by_ids):
             if rs.windows is not None:
                 rs.windows.observe(entry)
