@@ -18,7 +18,7 @@ from catalog_sync.feeds.spec import BuildContext
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.infra.workers import WorkerError, compile_partitions, resolve_workers
 from catalog_sync.sources.magento_csv import MagentoCsvSource
-from catalog_sync.sync import reindex as reindex_module
+from catalog_sync.sync import readstep as reindex_module  # where the read calls it
 from catalog_sync.sync.compile import Collector
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
 from devstack import synth
