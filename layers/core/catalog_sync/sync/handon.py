@@ -101,12 +101,14 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         to_export = sorted(differ.to_export)
         pending = dict(differ.pending)
         live, deferred = differ.live, dict(differ.deferred)
+        second_pass, held = differ.second_pass, differ.held
     else:
         counts = dict(carried.counts) if carried else {}
         parts = dict(carried.parts) if carried else {}
         to_export = list(carried.to_export) if carried else []
         pending = dict(carried.pending) if carried else {}
         live, deferred = (carried.live, dict(carried.deferred)) if carried else (0, {})
+        second_pass, held = (carried.second_pass, carried.held) if carried else (False, None)
     return FeedCarry(
         feed=fr.spec.name,
         buckets=fr.meta.buckets,
@@ -119,6 +121,8 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         pending=pending,
         live=live,
         deferred=deferred,
+        second_pass=second_pass,
+        held=held,
         issues=[i.to_dict() for i in fr.c.issues] if not fr.finished else [],
         rejected=fr.c.rejected,
         unchanged_records=fr.c.unchanged_records,

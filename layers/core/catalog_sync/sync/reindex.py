@@ -238,6 +238,7 @@ def _diff(fr: FeedRun, rs: RunState, deps: ReindexDeps) -> None:
         differ.pending = dict(fr.carried.pending)
         differ.live = fr.carried.live
         differ.deferred = dict(fr.carried.deferred)
+        differ.second_pass, differ.held = fr.carried.second_pass, fr.carried.held
     fr.differ = differ
 
     if request.reads_source and fr.meta.fingerprints and not request.dry_run:
