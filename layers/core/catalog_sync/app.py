@@ -311,6 +311,7 @@ def _reindex_deps(
         enabled_feeds=frozenset(settings.feed_names()),
         buckets=settings.state_buckets,
         lease_seconds=settings.lease_seconds,
+        continue_visibility_seconds=settings.continue_visibility_seconds,
         stale_pending_seconds=settings.stale_pending_seconds,
         workdir=Path(settings.work_dir) if settings.work_dir else None,
         progress=app.progress,

@@ -19,6 +19,7 @@ from catalog_sync.sync.continuation import (
     save_carry,
     stage_spill,
 )
+from catalog_sync.sync.lease import handed_on_ttl
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, ReindexDeps, ReindexResult, RunState
@@ -68,8 +69,9 @@ def hand_on(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> list[R
     )
     key = save_carry(deps.blobs, carry)
     now = deps.clock()
-    for fr in feed_runs:  # renewed: the follow-up invocation starts under it
-        deps.state.acquire_lease(fr.spec.name, rs.run_id, now, deps.lease_seconds)
+    ttl = handed_on_ttl(deps.lease_seconds, deps.continue_visibility_seconds)
+    for fr in feed_runs:  # renewed: the follow-up invocation (or its retry) starts under it
+        deps.state.acquire_lease(fr.spec.name, rs.run_id, now, ttl)
     feeds = [fr.spec.name for fr in feed_runs]
     deps.continuation.send(
         ContinuationMessage(run_id=rs.run_id, feeds=feeds, sequence=sequence, carry_key=key)

@@ -7,6 +7,14 @@ holder does the resend's work. A sync that meets a resend waits for it (a resend
 reads no source: it takes seconds) up to `LEASE_WAIT_SECONDS`, so the sync is not
 skipped; a sync that meets another sync or a resync is skipped (a `RunsSkipped`
 metric, see `app.py`).
+
+A run handed on to a follow-up invocation keeps its lease between invocations, and a
+continuation that crashes (or times out) is delivered again by SQS only after the
+continuation queue's visibility timeout (960 s), later than `LEASE_SECONDS` (900 s)
+would last. So the lease of a run in continuations (renewed at each hand-on and at the
+start of each continuation) lasts `handed_on_ttl`: the visibility timeout plus a
+margin for the redelivered invocation to start; no other run can take the lease in
+that gap, and the retry finds the lease still its own.
 """
 
 from __future__ import annotations
@@ -22,6 +30,16 @@ from catalog_sync.sync.runs import RunKind
 log = get_logger(__name__)
 
 POLL_SECONDS = 2.0
+# from the visibility timeout's end to the redelivered continuation taking its lease
+# again: the event source's poll, a cold start, the settings and adapters
+REDELIVERY_MARGIN_SECONDS = 120
+
+
+def handed_on_ttl(lease_seconds: int, visibility_seconds: int) -> int:
+    """The lease of a run between and during its continuations: it outlives a failed
+    continuation's redelivery (`visibility_seconds` after its receipt, which was
+    before the lease was taken), and is never shorter than `lease_seconds`."""
+    return max(lease_seconds, visibility_seconds + REDELIVERY_MARGIN_SECONDS)
 
 
 def take_lease(

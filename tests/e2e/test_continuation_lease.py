@@ -1,0 +1,114 @@
+"""A run's lease between its invocations (issue 10): a continuation that crashes is
+delivered again by SQS after the queue's visibility timeout (960 s), later than
+`LEASE_SECONDS` (900 s). The lease of a run in continuations outlives that
+redelivery, so no scheduled run takes it in the gap and the retry finishes the run.
+
+The whole local stack (moto over HTTP, the real handlers and feed receiver); time is
+the App's clock, set by the test (the local runner delivers a failed message again
+at once: the test moves the clock as SQS's visibility timeout would).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog_sync.app import run_reindex_event
+from catalog_sync.observability import metrics
+from catalog_sync.settings import Settings
+from catalog_sync.sync.lease import handed_on_ttl
+from devstack.synth import generate
+from tests.e2e.faults import CrashPlan, install_crashes
+from tests.e2e.test_continuations import EVERY_STEP, TARGETS, Local
+
+FEED = ("products",)
+DEFAULTS = Settings.model_fields
+VISIBILITY = DEFAULTS["continue_visibility_seconds"].default  # as template.yaml sets it
+LEASE = DEFAULTS["lease_seconds"].default
+
+
+class SetClock:
+    """The App's clock, moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("synth") / "catalog.csv"
+    generate(path, 120, seed=7)
+    return path
+
+
+@pytest.fixture
+def local(moto_endpoint: str) -> Iterator[Any]:
+    made: list[Local] = []
+
+    def make(source: Path, **env: str) -> Local:
+        target = "commerce-services"
+        made.append(Local(moto_endpoint, source, target, {**TARGETS[target][1], **env}))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def test_e2e_a_crashed_continuation_keeps_its_lease_until_sqs_delivers_it_again(
+    local: Any, catalog: Path
+) -> None:
+    assert VISIBILITY > LEASE  # the gap this closes
+    whole = local(catalog, FEEDS="products")
+    whole.run(action="sync")
+    s = local(catalog, FEEDS="products", **EVERY_STEP)
+    clock = SetClock()
+    s.runner.app.clock = clock
+    plan = install_crashes(s.runner.app, CrashPlan())
+
+    first = s.runner.reindex({"action": "sync"}, follow=False)  # the read, then hands on
+    run_id = first["runs"][0]["run_id"]
+    received = clock.now  # SQS delivers the continuation at once
+    plan.arm("state", 1)  # its first bucket write crashes: the message comes back
+    assert s.runner.continue_runs(limit=1) == 1
+    assert len(plan.fired) == 1
+    state = s.runner.app.state
+    crashed = state.get_run("products", run_id)
+    assert crashed is not None and crashed.status == "running" and "retried" in str(crashed.error)
+
+    # past LEASE_SECONDS, before the visibility timeout: the schedules meet the lease
+    clock.now = received + timedelta(seconds=LEASE + 30)
+    metrics.flush()
+    sync = run_reindex_event({"action": "sync"}, s.runner.app)
+    resend = run_reindex_event({"action": "resend"}, s.runner.app)
+    assert [r["status"] for r in sync["runs"] + resend["runs"]] == ["skipped", "skipped"]
+    assert run_id in sync["runs"][0]["reason"]
+    assert metrics.snapshot()["products"]["RunsSkipped"] == 1  # the sync's; the resend's work
+    metrics.flush()  # is done by the run
+    assert state.list_runs("products", limit=1)[0].run_id == run_id  # no other run started
+
+    # SQS delivers the message again (the visibility timeout, and the poll, have passed)
+    clock.now = received + timedelta(seconds=VISIBILITY + 60)
+    assert s.runner.continue_runs() >= 1
+    s.runner.drain()
+    run = state.get_run("products", run_id)
+    assert run is not None and run.status == "completed", run
+    assert s.content(FEED) == whole.content(FEED)
+    assert s.held(FEED) == whole.held(FEED)
+    assert s.staged() == []
+    # the lease is free again: the next sync runs
+    clock.now += timedelta(hours=1)
+    assert s.run(action="sync")["runs"][0]["status"] == "completed"
+
+
+def test_the_lease_between_continuations_outlives_the_redelivery() -> None:
+    assert handed_on_ttl(LEASE, VISIBILITY) > VISIBILITY
+    assert handed_on_ttl(LEASE, 0) == LEASE  # never shorter than LEASE_SECONDS
+    assert handed_on_ttl(3600, VISIBILITY) == 3600
