@@ -21,8 +21,9 @@ from catalog_sync.app import run_reindex_event
 from catalog_sync.observability import metrics
 from catalog_sync.settings import Settings
 from catalog_sync.sync.lease import handed_on_ttl
+from catalog_sync.sync.state import Status
 from devstack.synth import generate
-from tests.e2e.faults import CrashPlan, install_crashes
+from tests.e2e.faults import CrashPlan, install_crashes, state_records
 from tests.e2e.test_continuations import EVERY_STEP, TARGETS, Local
 
 FEED = ("products",)
@@ -71,6 +72,9 @@ def test_e2e_a_crashed_continuation_keeps_its_lease_until_sqs_delivers_it_again(
     s = local(catalog, FEEDS="products", **EVERY_STEP)
     clock = SetClock()
     s.runner.app.clock = clock
+    s.run(action="sync")
+    waiting = _make_one_wait(s)  # what the resend would send: the run sends it
+    clock.now += timedelta(hours=1)
     plan = install_crashes(s.runner.app, CrashPlan())
 
     first = s.runner.reindex({"action": "sync"}, follow=False)  # the read, then hands on
@@ -103,12 +107,46 @@ def test_e2e_a_crashed_continuation_keeps_its_lease_until_sqs_delivers_it_again(
     assert s.content(FEED) == whole.content(FEED)
     assert s.held(FEED) == whole.held(FEED)
     assert s.staged() == []
+    assert state_records(s.runner.app)[waiting].status is Status.SENT
     # the lease is free again: the next sync runs
     clock.now += timedelta(hours=1)
     assert s.run(action="sync")["runs"][0]["status"] == "completed"
+
+
+def _make_one_wait(s: Any) -> str:
+    """Put one sent item back to `retry` (its export ran out of tries); its key."""
+    state = s.runner.app.state
+    for bucket in state.read_buckets("products", list(range(20))):
+        for key, rec in bucket.records.items():
+            rec.status = Status.RETRY
+            state.write_bucket(bucket)
+            return key
+    raise AssertionError("no state")
 
 
 def test_the_lease_between_continuations_outlives_the_redelivery() -> None:
     assert handed_on_ttl(LEASE, VISIBILITY) > VISIBILITY
     assert handed_on_ttl(LEASE, 0) == LEASE  # never shorter than LEASE_SECONDS
     assert handed_on_ttl(3600, VISIBILITY) == 3600
+
+
+def test_e2e_a_resend_does_not_continue_so_the_sync_meeting_it_runs(
+    local: Any, catalog: Path
+) -> None:
+    """The sync waits for a resend holding the lease (`LEASE_WAIT_SECONDS`); a resend
+    spread over continuations would outlast that wait and skip the sync, hour after
+    hour. A resend reads no source: it is not handed on by `RUN_TIME_BUDGET_SECONDS`,
+    only when its invocation's own time runs low."""
+    s = local(catalog, FEEDS="products", LEASE_WAIT_SECONDS="4", **EVERY_STEP)
+    s.run(action="sync")
+    resend = s.runner.reindex({"action": "resend"}, follow=False)
+    assert [(r["status"], r["continues"]) for r in resend["runs"]] == [("completed", False)]
+    waited: list[float] = []
+    s.runner.app.sleep = waited.append
+    metrics.flush()
+    sync = run_reindex_event({"action": "sync"}, s.runner.app)
+    assert sync["runs"][0]["status"] != "skipped" and waited == []
+    assert "RunsSkipped" not in metrics.snapshot().get("products", {})
+    s.runner.continue_runs()  # the sync itself continues (it reads the source)
+    run = s.runner.app.state.get_run("products", sync["runs"][0]["run_id"])
+    assert run is not None and run.status == "completed" and run.continuations >= 1
