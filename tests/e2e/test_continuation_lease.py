@@ -22,7 +22,7 @@ from catalog_sync.observability import metrics
 from catalog_sync.settings import Settings
 from catalog_sync.sync.lease import handed_on_ttl
 from catalog_sync.sync.state import Status
-from devstack.synth import generate
+from devstack.synth import edit, generate
 from tests.e2e.faults import CrashPlan, install_crashes, state_records
 from tests.e2e.test_continuations import EVERY_STEP, TARGETS, Local
 
@@ -150,3 +150,40 @@ def test_e2e_a_resend_does_not_continue_so_the_sync_meeting_it_runs(
     s.runner.continue_runs()  # the sync itself continues (it reads the source)
     run = s.runner.app.state.get_run("products", sync["runs"][0]["run_id"])
     assert run is not None and run.status == "completed" and run.continuations >= 1
+
+
+def test_e2e_a_continuation_redriven_after_a_later_run_fails_its_run(
+    local: Any, catalog: Path, tmp_path: Path
+) -> None:
+    """A continuation that comes back after its lease expired (redriven from the DLQ
+    late) finds that a later run came and went: it fails its run and writes nothing,
+    instead of putting its old read over the later run's."""
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(catalog.read_bytes())
+    s = local(path, FEEDS="products", **EVERY_STEP)
+    clock = SetClock()
+    s.runner.app.clock = clock
+    s.run(action="sync")
+    clock.now += timedelta(hours=1)
+    first = s.runner.reindex({"action": "sync"}, follow=False)
+    old_run = first["runs"][0]["run_id"]
+    url, sqs = s.env["CONTINUE_QUEUE_URL"], s.runner.app.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])  # to the DLQ
+
+    clock.now += timedelta(hours=2)  # its lease expired long ago
+    edited = tmp_path / "edited.csv"
+    edit(path, edited, change_prices=15, seed=4)
+    path.write_bytes(edited.read_bytes())
+    later = s.run(action="sync")
+    assert later["runs"][0]["status"] == "completed"
+    after_later = s.content(FEED), s.held(FEED)
+
+    sqs.send_message(QueueUrl=url, MessageBody=message["Body"])  # redriven, late
+    assert s.runner.continue_runs() == 1
+    s.runner.drain()
+    run = s.runner.app.state.get_run("products", old_run)
+    assert run is not None and run.status == "failed"
+    assert "lost its lease" in str(run.error) and later["runs"][0]["run_id"] in str(run.error)
+    assert (s.content(FEED), s.held(FEED)) == after_later
+    assert s.run(action="sync")["runs"][0]["status"] == "completed"  # the lease is free

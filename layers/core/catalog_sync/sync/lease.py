@@ -42,6 +42,18 @@ def handed_on_ttl(lease_seconds: int, visibility_seconds: int) -> int:
     return max(lease_seconds, visibility_seconds + REDELIVERY_MARGIN_SECONDS)
 
 
+def newer_run(state: FeedState, feeds: list[str], run_id: str) -> str | None:
+    """Which run started on one of `feeds` after `run_id` (run ids sort by time), if
+    any. A continuation that finds one lost its lease in between, even if that run has
+    released it again: a continuation redriven from the DLQ after its lease expired
+    must not write its old read over what a later run wrote."""
+    for feed in feeds:
+        newest = state.list_runs(feed, limit=1)
+        if newest and newest[0].run_id > run_id:
+            return f"run {newest[0].run_id} of feed {feed} started after its lease expired"
+    return None
+
+
 def take_lease(
     state: FeedState,
     feed: str,

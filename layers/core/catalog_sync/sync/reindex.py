@@ -38,7 +38,7 @@ from catalog_sync.sync.diff import Differ, run_id_of
 from catalog_sync.sync.fingerprints import arm as arm_fingerprints
 from catalog_sync.sync.fingerprints import publish as publish_fingerprints
 from catalog_sync.sync.handon import carried_runs, hand_on, resumed_state
-from catalog_sync.sync.lease import handed_on_ttl, take_lease
+from catalog_sync.sync.lease import handed_on_ttl, newer_run, take_lease
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexResult, RunState
@@ -363,6 +363,8 @@ def _continue_leased(
                 leased.append(feed)
         except LeaseHeldError as exc:
             return _lost_lease(message, runs, deps, f"{exc}")
+        if later := newer_run(deps.state, message.feeds, message.run_id):
+            return _lost_lease(message, runs, deps, later)
         carry = load_carry(deps.blobs, message.carry_key)
         with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
             feed_runs = carried_runs(carry, runs, deps, Path(tmp))
