@@ -287,10 +287,10 @@ class Differ:
         """Diff buckets start..total-1 (`spill`: what the read compiled; None when the
         source is not read), calling `checkpoint(done)` every few buckets; then, in a
         guarded run, the buckets with deletions (see the module's docstring). Returns
-        `total` when both passes are done, else how far the run got (every bucket
-        below it is written): `stop(done)` after a chunk of either pass ends the diff
-        there, and the run continues in another invocation, `start` at the value
-        returned, with `live`, `deferred`, `second_pass` and `held` carried over."""
+        `total` when both passes are done. `stop(done)` after a chunk of either pass
+        ends the diff there: the run continues in another invocation, `start` at the
+        value returned (in the second pass: the lowest bucket it has still to write),
+        with `live`, `deferred`, `second_pass` and `held` carried over."""
         if not self.second_pass:
             done = self._run_first(spill, total, workdir, checkpoint, checkpoint_every, progress,
                                    start, stop)  # fmt: skip

@@ -25,7 +25,7 @@ from datetime import datetime
 from catalog_sync.errors import LeaseHeldError
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import FeedState
-from catalog_sync.sync.runs import RunKind
+from catalog_sync.sync.runs import RunKind, RunRecord
 
 log = get_logger(__name__)
 
@@ -42,15 +42,18 @@ def handed_on_ttl(lease_seconds: int, visibility_seconds: int) -> int:
     return max(lease_seconds, visibility_seconds + REDELIVERY_MARGIN_SECONDS)
 
 
-def newer_run(state: FeedState, feeds: list[str], run_id: str) -> str | None:
-    """Which run started on one of `feeds` after `run_id` (run ids sort by time), if
+def newer_run(state: FeedState, runs: list[RunRecord]) -> str | None:
+    """Which run started on the feed of one of `runs` (a run's records) after it, if
     any. A continuation that finds one lost its lease in between, even if that run has
     released it again: a continuation redriven from the DLQ after its lease expired
-    must not write its old read over what a later run wrote."""
-    for feed in feeds:
-        newest = state.list_runs(feed, limit=1)
-        if newest and newest[0].run_id > run_id:
-            return f"run {newest[0].run_id} of feed {feed} started after its lease expired"
+    must not write its old read over what a later run wrote. (By start time, not run
+    id: two runs of one instant, a frozen test clock, are not one after the other.)"""
+    for run in runs:
+        newest = state.list_runs(run.feed, limit=1)
+        if not newest or newest[0].run_id == run.run_id:
+            continue
+        if datetime.fromisoformat(newest[0].started_at) > datetime.fromisoformat(run.started_at):
+            return f"run {newest[0].run_id} of feed {run.feed} started after its lease expired"
     return None
 
 

@@ -363,7 +363,7 @@ def _continue_leased(
                 leased.append(feed)
         except LeaseHeldError as exc:
             return _lost_lease(message, runs, deps, f"{exc}")
-        if later := newer_run(deps.state, message.feeds, message.run_id):
+        if later := newer_run(deps.state, runs):
             return _lost_lease(message, runs, deps, later)
         carry = load_carry(deps.blobs, message.carry_key)
         with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
