@@ -17,6 +17,9 @@ EMPTY_VALUE = "__EMPTY__VALUE__"
 # of N MiB gives N/8 partitions to share among the reindex workers evenly.
 PARTITION_BYTES = 8 * 1024 * 1024
 MAX_PARTITIONS = 512
+# pass 1 of a file this large is read in byte ranges across the workers (ranges.py):
+# below it, starting processes and the pre-scan cost more than they save
+PARALLEL_BYTES = 64 * 1024 * 1024
 UNKNOWN_SIZE_PARTITIONS = 64
 MAX_WARNINGS = 1000
 READ_BUFFER = 1 << 20

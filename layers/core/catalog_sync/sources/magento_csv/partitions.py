@@ -12,6 +12,9 @@ from catalog_sync.records import Rejected, SourceIssue, Unchanged
 if TYPE_CHECKING:
     from catalog_sync.sources.magento_csv.source import MagentoCsvSource
 
+import contextlib
+import os
+import shutil
 import struct
 import zlib
 from collections.abc import Callable, Collection, Iterator
@@ -27,16 +30,17 @@ from catalog_sync.sources.magento_csv.columns import _FRAME, _Columns
 
 
 class _Spill:
-    """Frames by partition: in memory for one partition, else one file each."""
+    """Frames by partition: in memory for one partition, else one file each
+    (`suffix`: a byte range's own files, `ranges`)."""
 
-    def __init__(self, parts: int, tmp: Path | None) -> None:
+    def __init__(self, parts: int, tmp: Path | None, suffix: str = "") -> None:
         self.parts = parts
         self.tmp = tmp
         self._mem: list[tuple[str, bytes, int, bytes]] = []
         self._files: list[IO[bytes]] = []
         if tmp is not None:
             self._files = [
-                open(tmp / f"part-{i:04d}.bin", "wb", buffering=1 << 16)  # noqa: SIM115
+                open(tmp / f"part-{i:04d}.bin{suffix}", "wb", buffering=1 << 16)  # noqa: SIM115
                 for i in range(parts)
             ]
 
@@ -49,6 +53,24 @@ class _Spill:
         f.write(_FRAME.pack(kind, line, len(payload), len(k)))
         f.write(k)
         f.write(payload)
+
+    def adopt(self, suffixes: list[str]) -> None:
+        """Make the files that byte ranges spilled (`suffixes`, in file order) the
+        partition files, which then hold every SKU's frames in file order as a
+        serial pass 1 writes them: the first range's file by renaming it, the others
+        appended (in the kernel where it can); the range files are removed."""
+        assert self.tmp is not None
+        for i, f in enumerate(self._files):
+            f.close()
+            path = self.tmp / f"part-{i:04d}.bin"
+            os.replace(f"{path}{suffixes[0]}", path)
+            with open(path, "r+b", buffering=0) as dst:
+                dst.seek(0, os.SEEK_END)
+                for suffix in suffixes[1:]:
+                    with open(f"{path}{suffix}", "rb", buffering=0) as src:
+                        _append(src, dst)
+                    os.unlink(f"{path}{suffix}")
+            self._files[i] = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
 
     def finish(self) -> None:
         for f in self._files:
@@ -67,6 +89,19 @@ class _Spill:
             return None
         mem, self._mem = self._mem, []
         return mem
+
+
+def _append(src: IO[bytes], dst: IO[bytes]) -> None:
+    """`src` at the end of `dst` (unbuffered files at their positions)."""
+    size = os.fstat(src.fileno()).st_size
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or no such call here
+        while size > 0:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), size)
+            if n == 0:
+                break
+            size -= n
+    if size > 0:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 _Frames = list[tuple[bytes, int, bytes]]
