@@ -150,7 +150,7 @@ def _file_groups(path: Path) -> Iterator[tuple[str, _Frames]]:
 Skip = Callable[[int], float | None]
 # The mapping of rows to records: bump it when builder.py/cells.py make other records
 # from the same rows (it voids every record fingerprint).
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: rows framed as `_JOINED`, marshal version 2
 _LEN = struct.Struct("<I")
 
 

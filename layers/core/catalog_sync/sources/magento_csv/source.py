@@ -46,8 +46,10 @@ from catalog_sync.sources.magento_csv import ranges
 from catalog_sync.sources.magento_csv.columns import (
     _BUNDLE_LINK,
     _ISSUE,
+    _JOINED,
     _LINK,
     _ROW,
+    MARSHAL_VERSION,
     MAX_PARTITIONS,
     MAX_WARNINGS,
     PARALLEL_BYTES,
@@ -372,7 +374,8 @@ class MagentoCsvSource:
                 if wanted is not None and key not in wanted:
                     continue
                 if problem is not None:
-                    add(key, _ISSUE, start, dumps((problem.field, problem.message, sku)))
+                    issue = (problem.field, problem.message, sku)
+                    add(key, _ISSUE, start, dumps(issue, MARSHAL_VERSION))
                     continue
                 if sv_i >= 0:
                     view = row[sv_i].strip()
@@ -381,7 +384,11 @@ class MagentoCsvSource:
                             views[_own_copy(view)] = None
                         if allowed_views is not None and view not in allowed_views:
                             continue
-                add(key, _ROW, start, dumps(row))
+                text = "\0".join(row)
+                if text.count("\0") == n - 1:
+                    add(key, _JOINED, start, text.encode("utf-8", "surrogateescape"))
+                else:
+                    add(key, _ROW, start, dumps(row, MARSHAL_VERSION))
         except csv.Error as exc:
             if at < limit:  # else the error is in the next range's first row
                 out.failed = True
@@ -485,6 +492,6 @@ def _utf8_problem(
 
 
 def _own_copy(text: str) -> str:
-    """A copy of a cell's string: kept, the row's own cell would be referenced twice,
-    and marshal writes such a cell differently (record fingerprints)."""
+    """A copy of a cell's string, so that a kept store view code does not keep its
+    row's cell alive."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
