@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import resource
 import shutil
 import time
@@ -22,7 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from catalog_sync.infra.calls import call_in_workers
+try:
+    from catalog_sync.infra.calls import call_in_workers
+except ImportError:  # an older tree (for a before/after run): no worker pass 2 here
+    call_in_workers = None  # type: ignore[assignment]
 from catalog_sync.sources.magento_csv import CsvPartition, MagentoCsvSource
 from catalog_sync.sources.magento_csv.partitions import record_fingerprint
 
@@ -101,6 +105,8 @@ def _pass2(split: Any, label: str, rows: list[tuple[str, float, float]], workers
         with _timed(f"{label} pass 2 {name}, serial", rows):
             build(parts, prints, every)
         restore()
+        if call_in_workers is None:
+            continue
         with _timed(f"{label} pass 2 {name}, {workers} workers", rows):
             call_in_workers(
                 read_module.build, [(parts[i::workers], prints, every) for i in range(workers)]
@@ -113,12 +119,14 @@ def bench_file(path: Path, workers: int) -> list[tuple[str, float, float]]:
     label = f"{path.stat().st_size / 1e6:.0f} MB"
     with _timed(f"{label} bare csv.reader", rows):
         _bare(path)
-    for w in (1, workers):
-        source = MagentoCsvSource(str(path), workers=w)
+    ranged = "workers" in inspect.signature(MagentoCsvSource).parameters
+    for w in (1, workers) if ranged else (1,):
+        source = MagentoCsvSource(str(path), **({"workers": w} if ranged else {}))
         wall, cpu = time.perf_counter(), _cpu()
         with source.split() as split:
             rows.append(
-                (f"{label} pass 1, {source.ranges} range(s)", time.perf_counter() - wall,
+                (f"{label} pass 1, {getattr(source, 'ranges', 1)} range(s)",
+                 time.perf_counter() - wall,
                  _cpu() - cpu)
             )  # fmt: skip
             if w == 1:
