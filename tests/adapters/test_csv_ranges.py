@@ -218,3 +218,26 @@ def test_a_cell_with_a_nul_is_read_whole(files: dict[str, Path], tmp_path: Path)
         if hasattr(r, "values")
     }
     assert names["CF0000001-32-White"] == "Gwyn\x00Tee"
+
+
+def test_file_and_memory_partitions_fingerprint_alike(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A file partition fingerprints a record over its frames' offsets, an in-memory
+    one over the frames: the same fingerprint for the same rows."""
+
+    def prints(partition_bytes: int) -> dict[str, int]:
+        source = MagentoCsvSource(
+            str(files["bad_utf8"]), workdir=tmp_path, partition_bytes=partition_bytes
+        )
+        out: dict[str, int] = {}
+        with source.split() as split:
+            assert (split.partitions[0].path is None) == (partition_bytes > 1 << 20)
+            for part in split.partitions:
+                for r in part.records(split.warn, lambda fp: 1.0):
+                    out[r.sku] = r.fingerprint  # type: ignore[union-attr]
+        return out
+
+    memory, spilled = prints(1 << 30), prints(2048)
+    assert len(memory) > 100
+    assert spilled == memory
