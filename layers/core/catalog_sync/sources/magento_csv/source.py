@@ -335,7 +335,7 @@ class MagentoCsvSource:
         end = base + reader.line_num
         at = lines.pos  # where the row read next starts
         quotes = lines.quotes
-        bad = lines.bad_lines
+        bad, nul = lines.bad_lines, lines.nul_lines
         dumps = marshal.dumps
         add = spill.add
         try:
@@ -384,10 +384,9 @@ class MagentoCsvSource:
                             views[_own_copy(view)] = None
                         if allowed_views is not None and view not in allowed_views:
                             continue
-                text = "\0".join(row)
-                if text.count("\0") == n - 1:
-                    add(key, _JOINED, start, text.encode("utf-8", "surrogateescape"))
-                else:
+                if not nul or nul[-1] < start:
+                    add(key, _JOINED, start, "\0".join(row).encode("utf-8", "surrogateescape"))
+                else:  # a NUL in a cell
                     add(key, _ROW, start, dumps(row, MARSHAL_VERSION))
         except csv.Error as exc:
             if at < limit:  # else the error is in the next range's first row

@@ -49,6 +49,7 @@ class _Lines:
         self.pos = 0
         self.quotes = 0
         self.bad_lines: list[int] = []
+        self.nul_lines: list[int] = []  # lines with a NUL byte (rows framed with marshal)
         self.ends_with_newline = True
         self.error: str | None = None
         self._eof = False
@@ -68,6 +69,8 @@ class _Lines:
             raise StopIteration from None
         self.line_no += 1
         self.pos += len(raw)
+        if b"\0" in raw:
+            self.nul_lines.append(self.line_no)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
