@@ -71,6 +71,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 def _read(path: Path | str, work: Path, workers: int, **kw: Any) -> tuple[dict[str, Any], int]:
     """Everything a read gives, and the byte ranges its pass 1 used."""
     work.mkdir(exist_ok=True)
+    skus = kw.pop("skus", None)
     source = MagentoCsvSource(
         str(path), workdir=work, partition_bytes=4096, workers=workers, parallel_bytes=0, **kw
     )
@@ -81,7 +82,7 @@ def _read(path: Path | str, work: Path, workers: int, **kw: Any) -> tuple[dict[s
         return None if fp % 3 else 1.0  # a third of them "unchanged"
 
     records: list[str] = []
-    with source.split() as split:
+    with source.split(skus=skus) as split:
         files = [
             p.path.read_bytes() if p.path and p.path.exists() else b"" for p in split.partitions
         ]
@@ -241,3 +242,25 @@ def test_file_and_memory_partitions_fingerprint_alike(
     memory, spilled = prints(1 << 30), prints(2048)
     assert len(memory) > 100
     assert spilled == memory
+
+
+def test_ranges_with_stock_sources_and_wanted_skus(files: dict[str, Path], tmp_path: Path) -> None:
+    """The Stock Sources rows follow the ranges' rows in every partition, as they
+    follow the rows of a serial pass 1; a read by SKUs spills only those."""
+    with open(files["html"], newline="", encoding="utf-8") as f:
+        skus = [row[0] for row in list(csv.reader(f))[1:]]
+    stock = tmp_path / "stock_sources.csv"
+    lines = ["source_code,sku,status,quantity"]
+    lines += [f"{code},{sku},1,{i % 9}" for i, sku in enumerate(skus) for code in ("eu", "us")]
+    stock.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    wanted = [*skus[::3], "not-in-the-file"]
+    for kw in ({"stock_sources": str(stock)}, {"skus": wanted}):
+        serial, _ = _read(files["html"], tmp_path / "s", 1, **kw)
+        parallel, used = _read(files["html"], tmp_path / "p", 2, **kw)
+        assert used == 2
+        assert parallel == serial
+        if "stock_sources" in kw:
+            plain, _ = _read(files["html"], tmp_path / "plain", 1)
+            assert serial["records"] != plain["records"]  # the stock sources were read
+        else:
+            assert 0 < len(serial["records"]) < len(skus) // 2
