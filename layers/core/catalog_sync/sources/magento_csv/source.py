@@ -7,7 +7,8 @@ Two passes keep memory flat however large the file is:
    together with "parent link" records (child SKU -> configurable parent, from the
    parent's `configurable_variations`) and per-row problems; N grows with the
    file size (about one partition per `partition_bytes` of CSV). A small file stays
-   in memory (one partition).
+   in memory (one partition). A large one is read in byte ranges by `workers`
+   processes (`ranges`), with exactly the serial read's result.
 2. read one partition at a time, group its rows by SKU (case-insensitive, as
    Magento compares SKUs; rows of a product need not be contiguous, children may
    come before their parent) and yield a `catalog.CatalogProduct` per SKU, or a
