@@ -48,10 +48,16 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _sync(catalog: Path, workers: int, work: Path) -> dict[str, Any]:
+def _sync(catalog: Path, workers: int, work: Path, ranges: bool = False) -> dict[str, Any]:
     state, blobs, queue = MemoryState(), MemoryBlobs(), MemoryQueue()
     work.mkdir()
-    source = MagentoCsvSource(str(catalog), workdir=work, partition_bytes=40_000)
+    source = MagentoCsvSource(
+        str(catalog),
+        workdir=work,
+        partition_bytes=40_000,
+        workers=workers if ranges else 1,
+        parallel_bytes=0,
+    )
     deps = ReindexDeps(
         state=state,
         blobs=blobs,
@@ -81,6 +87,7 @@ def _sync(catalog: Path, workers: int, work: Path) -> dict[str, Any]:
             "snapshot": snapshot,
         }
     assert not list(work.iterdir()), "temporary files left behind"
+    out["ranges"] = source.ranges
     return out
 
 
@@ -112,6 +119,11 @@ def test_workers_compile_the_same_feeds_as_a_serial_read(
         assert parallel[feed] == serial[feed], feed
         assert serial[feed]["snapshot"], feed
     assert parallel["messages"] == serial["messages"]
+    # and pass 1 in byte ranges too: the same feeds again
+    ranged = _sync(catalog, 2, tmp_path / "ranges", ranges=True)
+    assert ranged["ranges"] == 2 and serial["ranges"] == 1
+    for feed in FEEDS:
+        assert ranged[feed] == serial[feed], feed
 
 
 class _Boom:

@@ -162,6 +162,7 @@ class App:
             uri, s3_client=s3, workdir=workdir, store_views=views,
             stock_sources=stock_sources, stock_sources_optional=optional,
             stocks=parse_stocks(s.inventory_stocks), partition_bytes=s.csv_partition_bytes,
+            workers=resolve_workers(s.reindex_workers),  # pass 1 by byte ranges
         )  # fmt: skip
 
     def _secret(self, secret_id: str | None, parameter: str | None, name: str) -> Callable[[], str]:

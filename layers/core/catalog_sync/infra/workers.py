@@ -7,12 +7,9 @@ spill segment next to the reindex's, and reports back what cannot go through a
 file: issues, rejection counts, aggregate items, the number of records. The diff
 then reads every segment of a bucket, so it sees the same items as a serial read.
 
-Workers are plain child processes (`python -c ...`): the job goes in on stdin,
-length-prefixed pickles come back on stdout, stderr is shared. Not
-`multiprocessing`: its `spawn` re-runs the caller's main script in every child
-(a script without a main guard starts over), `fork` copies a process that may
-hold other threads' locks, and AWS Lambda has no /dev/shm for its queues and
-pools. A worker that fails or dies fails the read: nothing has been written by then.
+Workers are plain child processes (`infra.calls`): the job goes in on stdin,
+length-prefixed pickles come back on stdout, stderr is shared. A worker that
+fails or dies fails the read: nothing has been written by then.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ from __future__ import annotations
 import os
 import pickle
 import selectors
-import struct
 import subprocess
 import sys
 import traceback
@@ -29,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from catalog_sync.errors import CatalogSyncError
 from catalog_sync.feeds.spec import BuildContext, FeedSpec
+from catalog_sync.infra.calls import WorkerError, _reap, _receive, _send, _spawn
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.records import SourceIssue
 from catalog_sync.sync.compile import Collector, compile_record
@@ -49,10 +45,6 @@ class SourcePartition(Protocol):
     def records(
         self, warn: Callable[[SourceIssue], None], skip: Callable[[int], float | None] = ...
     ) -> Any: ...
-
-
-class WorkerError(CatalogSyncError):
-    """A worker process failed; the read is abandoned before anything is written."""
 
 
 def available_cpus() -> int:
@@ -95,34 +87,6 @@ class _Result:
 
 def _segment(number: int) -> str:
     return f".w{number}"
-
-
-_FRAME = struct.Struct("<I")
-
-
-def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_FRAME.pack(len(data)) + data)
-    out.flush()
-
-
-def _read_exact(stream: IO[bytes], size: int) -> bytes:
-    """`size` bytes from an unbuffered pipe (whatever was not read stays in the
-    pipe, so the selector still sees it); EOFError if it ends first."""
-    chunks: list[bytes] = []
-    while size > 0:
-        chunk = stream.read(size)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _receive(stream: IO[bytes]) -> tuple[str, Any]:
-    (size,) = _FRAME.unpack(_read_exact(stream, _FRAME.size))
-    message: tuple[str, Any] = pickle.loads(_read_exact(stream, size))
-    return message
 
 
 def child_main() -> None:
@@ -201,24 +165,15 @@ def compile_partitions(
     n = min(workers, len(partitions))
     feeds = [(c.spec, str(c.spill.workdir), c.spill.buckets) for c in collectors]
     prints = [(c.prior, c.digest) for c in collectors] if fingerprints else None
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[int, _Result] = {}
     selector = selectors.DefaultSelector()
     try:
         for number in range(n):
             job = _Job(number, partitions[number::n], ctx, feeds, prints)
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _CHILD],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                bufsize=0,
-                env=env,
-            )
+            proc = _spawn(_CHILD, job)
             procs.append(proc)
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-            proc.stdin.close()
+            assert proc.stdout is not None
             selector.register(proc.stdout, selectors.EVENT_READ, number)
         while len(results) < n:
             for key, _ in selector.select():
@@ -243,12 +198,7 @@ def compile_partitions(
             proc.wait()
     finally:
         selector.close()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        _reap(procs)
     records = 0
     for number in range(n):
         result = results[number]

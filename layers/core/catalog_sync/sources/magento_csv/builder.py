@@ -38,6 +38,7 @@ from catalog_sync.sources.magento_csv.cells import (
 from catalog_sync.sources.magento_csv.columns import (
     _BUNDLE_LINK,
     _ENABLED,
+    _JOINED,
     _LINK,
     _NUM,
     _ROW,
@@ -75,7 +76,9 @@ class _Builder:
         bundles: dict[str, str] = {}
         sources: list[tuple[int, bytes]] = []
         for kind, line, payload in frames:
-            if kind == _ROW:
+            if kind == _JOINED:
+                rows.append((line, payload.decode("utf-8", "surrogateescape").split("\0")))
+            elif kind == _ROW:
                 rows.append((line, marshal.loads(payload)))
             elif kind == _SOURCE:
                 sources.append((line, payload))

@@ -12,6 +12,9 @@ from catalog_sync.records import Rejected, SourceIssue, Unchanged
 if TYPE_CHECKING:
     from catalog_sync.sources.magento_csv.source import MagentoCsvSource
 
+import contextlib
+import os
+import shutil
 import struct
 import zlib
 from collections.abc import Callable, Collection, Iterator
@@ -27,16 +30,17 @@ from catalog_sync.sources.magento_csv.columns import _FRAME, _Columns
 
 
 class _Spill:
-    """Frames by partition: in memory for one partition, else one file each."""
+    """Frames by partition: in memory for one partition, else one file each
+    (`suffix`: a byte range's own files, `ranges`)."""
 
-    def __init__(self, parts: int, tmp: Path | None) -> None:
+    def __init__(self, parts: int, tmp: Path | None, suffix: str = "") -> None:
         self.parts = parts
         self.tmp = tmp
         self._mem: list[tuple[str, bytes, int, bytes]] = []
         self._files: list[IO[bytes]] = []
         if tmp is not None:
             self._files = [
-                open(tmp / f"part-{i:04d}.bin", "wb", buffering=1 << 16)  # noqa: SIM115
+                open(tmp / f"part-{i:04d}.bin{suffix}", "wb", buffering=1 << 16)  # noqa: SIM115
                 for i in range(parts)
             ]
 
@@ -49,6 +53,24 @@ class _Spill:
         f.write(_FRAME.pack(kind, line, len(payload), len(k)))
         f.write(k)
         f.write(payload)
+
+    def adopt(self, suffixes: list[str]) -> None:
+        """Make the files that byte ranges spilled (`suffixes`, in file order) the
+        partition files, which then hold every SKU's frames in file order as a
+        serial pass 1 writes them: the first range's file by renaming it, the others
+        appended (in the kernel where it can); the range files are removed."""
+        assert self.tmp is not None
+        for i, f in enumerate(self._files):
+            f.close()
+            path = self.tmp / f"part-{i:04d}.bin"
+            os.replace(f"{path}{suffixes[0]}", path)
+            with open(path, "r+b", buffering=0) as dst:
+                dst.seek(0, os.SEEK_END)
+                for suffix in suffixes[1:]:
+                    with open(f"{path}{suffix}", "rb", buffering=0) as src:
+                        _append(src, dst)
+                    os.unlink(f"{path}{suffix}")
+            self._files[i] = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
 
     def finish(self) -> None:
         for f in self._files:
@@ -69,6 +91,19 @@ class _Spill:
         return mem
 
 
+def _append(src: IO[bytes], dst: IO[bytes]) -> None:
+    """`src` at the end of `dst` (unbuffered files at their positions)."""
+    size = os.fstat(src.fileno()).st_size
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or no such call here
+        while size > 0:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), size)
+            if n == 0:
+                break
+            size -= n
+    if size > 0:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
 _Frames = list[tuple[bytes, int, bytes]]
 
 
@@ -85,37 +120,48 @@ def _memory_groups(mem: list[tuple[str, bytes, int, bytes]]) -> Iterator[tuple[s
     yield from groups.items()
 
 
-def _file_groups(path: Path) -> Iterator[tuple[str, _Frames]]:
-    """(lower-cased SKU, frames) of one partition file, SKUs in first-seen order;
-    the file is removed once read."""
+_Entry = tuple[bytes, int, int, int]  # kind, line, payload offset and length
+
+
+def _file_index(path: Path) -> tuple[bytes, dict[bytes, list[_Entry]]]:
+    """One partition file's bytes and its frames by SKU (lower-cased, UTF-8; offsets
+    only, so memory holds the bytes once), SKUs in first-seen order; the file is
+    removed once read. An unchanged record needs no more than this: its fingerprint
+    is taken over the offsets (`_fingerprint_at`), its frames never cut out."""
     data = path.read_bytes()
     path.unlink()
-    view = memoryview(data)
     pos, size, unpack = 0, len(data), _FRAME.unpack_from
     hsize = _FRAME.size
-    # Index by SKU (offsets only), so memory holds the partition's bytes once.
-    index: dict[str, list[tuple[bytes, int, int, int]]] = {}
+    index: dict[bytes, list[_Entry]] = {}
     while pos < size:
         kind, line, plen, klen = unpack(data, pos)
         pos += hsize
-        key = bytes(view[pos : pos + klen]).decode("utf-8", "surrogateescape")
+        key = data[pos : pos + klen]
         pos += klen
-        entry = (kind, line, pos, plen)
-        g2 = index.get(key)
-        if g2 is None:
-            index[key] = [entry]
+        g = index.get(key)
+        if g is None:
+            index[key] = [(kind, line, pos, plen)]
         else:
-            g2.append(entry)
+            g.append((kind, line, pos, plen))
         pos += plen
+    return data, index
+
+
+def _frames_at(data: bytes, entries: list[_Entry]) -> _Frames:
+    return [(k, ln, data[p : p + n]) for k, ln, p, n in entries]
+
+
+def _file_groups(path: Path) -> Iterator[tuple[str, _Frames]]:
+    """(lower-cased SKU, frames) of one partition file, SKUs in first-seen order."""
+    data, index = _file_index(path)
     for key, entries in index.items():
-        yield key, [(k, ln, bytes(view[p : p + n])) for k, ln, p, n in entries]
-    view.release()
+        yield key.decode("utf-8", "surrogateescape"), _frames_at(data, entries)
 
 
 Skip = Callable[[int], float | None]
 # The mapping of rows to records: bump it when builder.py/cells.py make other records
 # from the same rows (it voids every record fingerprint).
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: rows framed as `_JOINED`, marshal version 2
 _LEN = struct.Struct("<I")
 
 
@@ -127,6 +173,16 @@ def record_fingerprint(key: str, frames: _Frames) -> int:
     for kind, _line, payload in frames:
         parts.append(kind + pack(len(payload)))
         parts.append(payload)
+    return xxh3_64_intdigest(b"".join(parts))
+
+
+def _fingerprint_at(key: bytes, entries: list[_Entry], data: bytes) -> int:
+    """`record_fingerprint` of frames at offsets of `data` (`key`: the SKU, UTF-8)."""
+    parts = [key]
+    pack = _LEN.pack
+    for kind, _line, p, n in entries:
+        parts.append(kind + pack(n))
+        parts.append(data[p : p + n])
     return xxh3_64_intdigest(b"".join(parts))
 
 
@@ -195,21 +251,21 @@ class CsvPartition:
 
         builder = _Builder(_Columns(self.header), counted, self.stocks)
         wanted = self.wanted
-        if self.path is not None:
-            groups = _file_groups(self.path) if self.path.exists() else iter(())
-        else:
-            groups = _memory_groups(self.memory or [])
         fp = 0
-        for key, frames in groups:
+        for key, data, entries in self._groups():
             if wanted is not None and key not in wanted:
                 continue
             if skip is not None:
-                fp = record_fingerprint(key, frames)
+                if data is None:
+                    fp = record_fingerprint(key, entries)
+                else:
+                    fp = _fingerprint_at(key.encode("utf-8", "surrogateescape"), entries, data)
                 until = skip(fp)
                 if until is not None:
                     self.built += 1
                     yield Unchanged(key, fp, until)
                     continue
+            frames = entries if data is None else _frames_at(data, entries)
             before = warned
             product = builder.build(frames)
             if product is None:
@@ -219,6 +275,19 @@ class CsvPartition:
                 if skip is not None and warned == before:
                     product.fingerprint = fp
             yield product
+
+    def _groups(self) -> Iterator[tuple[str, bytes | None, Any]]:
+        """(SKU, partition bytes, frame offsets) of a file partition; (SKU, None,
+        frames) of an in-memory one."""
+        if self.path is not None:
+            if not self.path.exists():
+                return
+            data, index = _file_index(self.path)
+            for raw, entries in index.items():
+                yield raw.decode("utf-8", "surrogateescape"), data, entries
+        else:
+            for key, frames in _memory_groups(self.memory or []):
+                yield key, None, frames
 
 
 class CsvSplit:

@@ -7,7 +7,8 @@ Two passes keep memory flat however large the file is:
    together with "parent link" records (child SKU -> configurable parent, from the
    parent's `configurable_variations`) and per-row problems; N grows with the
    file size (about one partition per `partition_bytes` of CSV). A small file stays
-   in memory (one partition).
+   in memory (one partition). A large one is read in byte ranges by `workers`
+   processes (`ranges`), with exactly the serial read's result.
 2. read one partition at a time, group its rows by SKU (case-insensitive, as
    Magento compares SKUs; rows of a product need not be contiguous, children may
    come before their parent) and yield a `catalog.CatalogProduct` per SKU, or a
@@ -29,8 +30,10 @@ import csv
 import io
 import marshal
 import math
+import sys
 import tempfile
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,13 +43,17 @@ from catalog_sync.catalog import (
 from catalog_sync.errors import SourceError
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.sources.inventory import StockDef
+from catalog_sync.sources.magento_csv import ranges
 from catalog_sync.sources.magento_csv.columns import (
     _BUNDLE_LINK,
     _ISSUE,
+    _JOINED,
     _LINK,
     _ROW,
+    MARSHAL_VERSION,
     MAX_PARTITIONS,
     MAX_WARNINGS,
+    PARALLEL_BYTES,
     PARTITION_BYTES,
     READ_BUFFER,
     UNKNOWN_SIZE_PARTITIONS,
@@ -67,6 +74,19 @@ class _MissingError(SourceError):
     """The file (or S3 object) does not exist."""
 
 
+@dataclass
+class RowsRead:
+    """What `MagentoCsvSource._rows` read: pass 1's rejections, the rows, the store
+    views seen, where the rows ended (bytes of the stream) and whether the parser
+    gave up (a `csv.Error`)."""
+
+    rejected: list[Rejected] = field(default_factory=list)
+    rows: int = 0
+    views: dict[str, None] = field(default_factory=dict)
+    end: int = 0
+    failed: bool = False
+
+
 class MagentoCsvSource:
     """`ports.CatalogSource` over a Magento product export CSV.
 
@@ -74,6 +94,7 @@ class MagentoCsvSource:
     streamed). `workdir`: where the temporary partition files go (a temporary
     directory under it, removed after the read). `store_views`: if given, rows of
     other store views are skipped (their codes still show in the report).
+    `workers`: processes for pass 1 of a file of `parallel_bytes` or more (`ranges`).
     """
 
     def __init__(
@@ -87,6 +108,8 @@ class MagentoCsvSource:
         stock_sources: str | None = None,
         stocks: Sequence[StockDef] = (),
         stock_sources_optional: bool = False,
+        workers: int = 1,
+        parallel_bytes: int = PARALLEL_BYTES,
     ) -> None:
         self.uri = uri
         self.stock_sources = stock_sources  # the "Stock Sources" export (MSI), path or s3://
@@ -96,8 +119,14 @@ class MagentoCsvSource:
         self.workdir = workdir
         self.store_views = frozenset(store_views) if store_views is not None else None
         self.partition_bytes = max(1, partition_bytes)
+        self.workers = max(1, workers)
+        self.parallel_bytes = parallel_bytes
+        self.ranges = 0  # byte ranges pass 1 was read in (1: serially)
         self._report = ReadReport(complete=False)
         self._warnings = 0
+        self._etag: str | None = None
+        self._columns: _Columns | None = None
+        self._collect: list[SourceIssue] | None = None  # a range worker's issues
 
     def describe(self) -> str:
         return f"magento-csv:{self.uri}"
@@ -140,6 +169,7 @@ class MagentoCsvSource:
         except BotoCoreError as exc:
             raise SourceError(f"cannot read {uri}: {exc}") from exc
         size = resp.get("ContentLength")
+        self._etag = resp.get("ETag")
         raw = _StreamRaw(resp["Body"])
         return io.BufferedReader(raw, buffer_size=READ_BUFFER), size
 
@@ -178,13 +208,18 @@ class MagentoCsvSource:
                 )
             spill = _Spill(parts, tmp)
             stack.callback(spill.close)
-            columns: _Columns | None = None
-            rejected: list[Rejected] = []
-            for entry in self._pass1(stream, spill, wanted):
-                if isinstance(entry, _Columns):
-                    columns = entry
-                else:
-                    rejected.append(entry)
+            rejected = self._ranges(stream, size, parts, spill, wanted)
+            if rejected is None:
+                stream = self._reopen(stream, stack)
+                rejected = []
+                columns: _Columns | None = None
+                for entry in self._pass1(stream, spill, wanted):
+                    if isinstance(entry, _Columns):
+                        columns = entry
+                    else:
+                        rejected.append(entry)
+            else:
+                columns = self._columns
             stream.close()
             stocks = self._spill_stock_sources(spill, wanted)
             spill.finish()
@@ -195,6 +230,51 @@ class MagentoCsvSource:
                 for part in range(parts)
             ]
             yield CsvSplit(rejected, partitions, self)
+
+    def _ranges(
+        self,
+        stream: BinaryIO,
+        size: int | None,
+        parts: int,
+        spill: _Spill,
+        wanted: frozenset[str] | None,
+    ) -> list[Rejected] | None:
+        """Pass 1 in byte ranges (`ranges`) when the file is large enough and its
+        size is known; its rejections, or None: read it serially."""
+        self.ranges = 1
+        self._columns = None
+        if self.workers < 2 or size is None or size < self.parallel_bytes or parts < 2:
+            return None
+        lines = _Lines(stream)
+        reader = csv.reader(lines)
+        self._columns = _Columns(self._header(reader, lines))
+        origin = self._origin()
+        if lines.error is not None or origin is None:
+            return None
+        plan = ranges.plan(origin, lines.pos, lines.line_no, size, self.workers)
+        if len(plan) < 2:
+            return None
+        rejected = ranges.read_ranges(self, origin, self._columns, spill, wanted, plan)
+        if rejected is not None:
+            self.ranges = len(plan)
+        return rejected
+
+    def _origin(self) -> ranges.Origin | None:
+        if not self.uri.startswith("s3://"):
+            return ranges.Origin(path=self.uri.removeprefix("file://"))
+        bucket, _, key = self.uri[5:].partition("/")
+        return ranges.s3_origin(self.s3_client, bucket, key, self._etag)
+
+    def _reopen(self, stream: BinaryIO, stack: contextlib.ExitStack) -> BinaryIO:
+        """The stream from its start for the serial pass 1 (if `_ranges` read from it)."""
+        if self._columns is None:
+            return stream
+        stream.close()
+        stream, _size = self._open()
+        stack.callback(stream.close)
+        self._report = ReadReport(complete=True)
+        self._warnings = 0
+        return stream
 
     def _spill_stock_sources(
         self, spill: _Spill, wanted: frozenset[str] | None
@@ -215,6 +295,9 @@ class MagentoCsvSource:
 
     def _issue(self, issue: SourceIssue) -> None:
         """A read-level issue (structure) or a warning, kept in the report."""
+        if self._collect is not None:
+            self._collect.append(issue)
+            return
         if issue.severity == "warning":
             self._warnings += 1
             if self._warnings > MAX_WARNINGS:
@@ -226,29 +309,43 @@ class MagentoCsvSource:
     def _pass1(
         self, stream: BinaryIO, spill: _Spill, wanted: frozenset[str] | None
     ) -> Iterator[_Columns | Rejected]:
-        report = self._report
+        """The serial pass 1: the header, then every row of the file."""
         lines = _Lines(stream)
         reader = csv.reader(lines)
-        header = self._header(reader, lines)
-        columns = _Columns(header)
+        columns = _Columns(self._header(reader, lines))
         yield columns
-        ncols = len(header)
-        sku_i = columns.index["sku"]
-        sv_i = columns.index.get("store_view_code", -1)
-        cv_i = columns.index.get("configurable_variations", -1)
-        bv_i = columns.index.get("bundle_values", -1)
-        views: dict[str, None] = {}
+        out = self._rows(reader, lines, columns, spill, wanted, 0, None)
+        yield from out.rejected
+        self._end_of_pass1(lines, out.rows, out.views)
+
+    def _rows(
+        self, reader: Any, lines: _Lines, columns: _Columns, spill: _Spill,
+        wanted: frozenset[str] | None, base: int, stop: int | None,
+    ) -> RowsRead:  # fmt: skip
+        """Spill the rows of `reader` (past the header, or from a byte range's start:
+        `base` lines before it) until the first row that starts at byte `stop` or
+        later (of the stream; None: to its end)."""
+        header, ncols, index = columns.header, len(columns.header), columns.index
+        sku_i, sv_i = index["sku"], index.get("store_view_code", -1)
+        cv_i, bv_i = index.get("configurable_variations", -1), index.get("bundle_values", -1)
+        out = RowsRead()
+        views, rejected = out.views, out.rejected
         allowed_views = self.store_views
         rows = 0
-        end = reader.line_num
+        limit = sys.maxsize if stop is None else stop
+        end = base + reader.line_num
+        at = lines.pos  # where the row read next starts
         quotes = lines.quotes
-        bad = lines.bad_lines
+        bad, nul = lines.bad_lines, lines.nul_lines
         dumps = marshal.dumps
         add = spill.add
         try:
             for row in reader:
+                if at >= limit:
+                    break  # this row starts the next range
+                at = lines.pos
                 start = end + 1
-                end = reader.line_num
+                end = base + reader.line_num
                 q_start = quotes
                 quotes = lines.quotes
                 n = len(row)
@@ -269,19 +366,17 @@ class MagentoCsvSource:
                             rows -= 1  # a blank line
                             continue
                         problem = SourceIssue("the row has no SKU", line=start, field="sku")
-                    yield Rejected(None, [problem])
+                    rejected.append(Rejected(None, [problem]))
                     continue
                 key = sku.lower()
                 for i, kind in ((cv_i, _LINK), (bv_i, _BUNDLE_LINK)):  # children -> parents
                     if i >= 0 and n > i and row[i]:
-                        for child in _variation_children(row[i]):
-                            ckey = child.lower()
-                            if wanted is None or ckey in wanted:
-                                add(ckey, kind, start, sku.encode("utf-8", "surrogateescape"))
+                        _add_links(add, kind, row[i], sku, start, wanted)
                 if wanted is not None and key not in wanted:
                     continue
                 if problem is not None:
-                    add(key, _ISSUE, start, dumps((problem.field, problem.message, sku)))
+                    issue = (problem.field, problem.message, sku)
+                    add(key, _ISSUE, start, dumps(issue, MARSHAL_VERSION))
                     continue
                 if sv_i >= 0:
                     view = row[sv_i].strip()
@@ -290,13 +385,21 @@ class MagentoCsvSource:
                             views[_own_copy(view)] = None
                         if allowed_views is not None and view not in allowed_views:
                             continue
-                add(key, _ROW, start, dumps(row))
+                if not nul or nul[-1] < start:
+                    add(key, _JOINED, start, "\0".join(row).encode("utf-8", "surrogateescape"))
+                else:  # a NUL in a cell
+                    add(key, _ROW, start, dumps(row, MARSHAL_VERSION))
         except csv.Error as exc:
-            report.complete = False
-            self._issue(
-                SourceIssue(f"the CSV cannot be parsed past this point: {exc}", line=end + 1)
-            )
-        self._end_of_pass1(lines, rows, views)
+            if at < limit:  # else the error is in the next range's first row
+                out.failed = True
+                self._gave_up(exc, end + 1)
+        out.rows = rows
+        out.end = at
+        return out
+
+    def _gave_up(self, exc: csv.Error, line: int) -> None:
+        self._report.complete = False
+        self._issue(SourceIssue(f"the CSV cannot be parsed past this point: {exc}", line=line))
 
     def _header(self, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
         """The header row, stripped; a file that has none, or no `sku` column, is refused
@@ -358,6 +461,21 @@ class MagentoCsvSource:
         return issue
 
 
+def _add_links(
+    add: Callable[[str, bytes, int, bytes], None],
+    kind: bytes,
+    cell: str,
+    sku: str,
+    line: int,
+    wanted: frozenset[str] | None,
+) -> None:
+    """A parent's `configurable_variations` or `bundle_values`: its children's links to it."""
+    for child in _variation_children(cell):
+        ckey = child.lower()
+        if wanted is None or ckey in wanted:
+            add(ckey, kind, line, sku.encode("utf-8", "surrogateescape"))
+
+
 def _utf8_problem(
     row: list[str], header: list[str], line: int, sku: str
 ) -> tuple[SourceIssue, str]:
@@ -374,6 +492,6 @@ def _utf8_problem(
 
 
 def _own_copy(text: str) -> str:
-    """A copy of a cell's string: kept, the row's own cell would be referenced twice,
-    and marshal writes such a cell differently (record fingerprints)."""
+    """A copy of a cell's string, so that a kept store view code does not keep its
+    row's cell alive."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")

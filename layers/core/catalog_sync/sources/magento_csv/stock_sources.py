@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from catalog_sync.errors import SourceError
 from catalog_sync.records import SourceIssue
 from catalog_sync.sources.inventory import SourceItem
-from catalog_sync.sources.magento_csv.columns import _SOURCE
+from catalog_sync.sources.magento_csv.columns import _SOURCE, MARSHAL_VERSION
 
 if TYPE_CHECKING:
     from catalog_sync.sources.magento_csv.partitions import _Spill
@@ -59,7 +59,7 @@ def spill_stock_sources(
         if wanted is not None and sku.lower() not in wanted:
             continue
         payload = (code, cells[at["quantity"]].strip(), cells[at["status"]].strip(), name)
-        spill.add(sku.lower(), _SOURCE, line, marshal.dumps(payload))
+        spill.add(sku.lower(), _SOURCE, line, marshal.dumps(payload, MARSHAL_VERSION))
     return list(codes)
 
 

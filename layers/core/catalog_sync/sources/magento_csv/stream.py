@@ -39,13 +39,17 @@ class _StreamBrokenError(OSError):
 class _Lines:
     """Decoded lines of a byte stream for `csv.reader`, remembering what the
     parser needs to judge the file: lines with invalid UTF-8, quote count, whether
-    the last line ends with a newline, and a read error that ended the stream."""
+    the last line ends with a newline, and a read error that ended the stream.
+    `pos`: the bytes consumed (where the next row starts); `first_line`: the lines
+    before the stream's start (a byte range of the file, `ranges`)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, first_line: int = 0) -> None:
         self._it = iter(stream)
-        self.line_no = 0
+        self.line_no = first_line
+        self.pos = 0
         self.quotes = 0
         self.bad_lines: list[int] = []
+        self.nul_lines: list[int] = []  # lines with a NUL byte (rows framed with marshal)
         self.ends_with_newline = True
         self.error: str | None = None
         self._eof = False
@@ -64,6 +68,9 @@ class _Lines:
             self._eof = True
             raise StopIteration from None
         self.line_no += 1
+        self.pos += len(raw)
+        if b"\0" in raw:
+            self.nul_lines.append(self.line_no)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
