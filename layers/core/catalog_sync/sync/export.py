@@ -44,7 +44,7 @@ from catalog_sync.ports import (
     is_paced,
 )
 from catalog_sync.sync.runs import FINISHED, PartResult
-from catalog_sync.sync.snapshot import ExportMessage, read_bucket_items
+from catalog_sync.sync.snapshot import ExportMessage, read_wanted_items
 from catalog_sync.sync.state import ItemState, StateBucket, Status
 
 log = get_logger(__name__)
@@ -247,11 +247,10 @@ class _Export:
             return
         live = {k for k, r in pending.items() if not r.deleted}
         if live and bucket.part is not None:
-            for key, h, body in read_bucket_items(self.deps.blobs, bucket.part):
-                rec = pending.get(key)
-                if rec is not None and not rec.deleted and rec.hash == h:
-                    live.discard(key)
-                    yield OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
+            wanted = {k: pending[k].hash for k in live}
+            for key, h, body in read_wanted_items(self.deps.blobs, bucket.part, wanted):
+                live.discard(key)
+                yield OutgoingItem(key=key, hash=h, body=body, scope=pending[key].run_id)
         self.counts[bucket.bucket]["missing"] += len(live)
         self.result.counts["missing"] += len(live)
         for key in sorted(live):
