@@ -15,7 +15,7 @@ from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from catalog_sync.records import ReadReport
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
-from catalog_sync.sync.state import StateBucket
+from catalog_sync.sync.state import Recorded, StateBucket, apply_outcomes
 
 # The six standard feeds (the registry may also hold test feeds).
 FEEDS = (
@@ -66,12 +66,18 @@ class MemoryState:
         self.parts: dict[tuple[str, str, int], PartResult] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.writes = 0
+        self.journal: dict[tuple[str, int], dict[str, dict[str, Recorded]]] = {}
+        self.seq = 0
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
         out = []
         for b in buckets:
             version, data = self.buckets.get((feed, b), (0, b""))
-            out.append(StateBucket.decode(feed, b, version, data))
+            bucket = StateBucket.decode(feed, b, version, data)
+            for key, results in sorted(self.journal.get((feed, b), {}).items()):
+                apply_outcomes(bucket, results)  # as the DynamoDB state: not folded yet
+                bucket.journal.append(key)
+            out.append(bucket)
         return out
 
     def write_bucket(self, bucket: StateBucket) -> None:
@@ -80,13 +86,25 @@ class MemoryState:
             raise ConflictError(f"{bucket.feed}/{bucket.bucket}")
         bucket.version += 1
         self.buckets[(bucket.feed, bucket.bucket)] = (bucket.version, bucket.encode())
+        entries = self.journal.get((bucket.feed, bucket.bucket), {})
+        for key in bucket.journal:  # folded into what was just written
+            entries.pop(key, None)
+        bucket.journal = []
         self.writes += 1
+
+    def record_outcomes(self, feed: str, outcomes: dict[int, dict[str, Recorded]]) -> list[str]:
+        self.seq += 1
+        keys = []
+        for b in sorted(outcomes):
+            key = f"{b:04d}#{self.seq:012d}"
+            self.journal.setdefault((feed, b), {})[key] = dict(outcomes[b])
+            keys.append(key)
+        return keys
 
     def all_records(self, feed: str) -> dict[str, Any]:
         out = {}
-        for (f, b), (v, data) in self.buckets.items():
-            if f == feed:
-                out.update(StateBucket.decode(f, b, v, data).records)
+        for bucket in self.read_buckets(feed, sorted(b for f, b in self.buckets if f == feed)):
+            out.update(bucket.records)
         return out
 
     def read_meta(self, feed: str) -> FeedMeta | None:
@@ -109,6 +127,10 @@ class MemoryState:
 
     def put_part_result(self, result: PartResult) -> None:
         self.parts[(result.feed, result.run_id, result.bucket)] = result.model_copy(deep=True)
+
+    def put_part_results(self, results: Sequence[PartResult]) -> None:
+        for result in results:
+            self.put_part_result(result)
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
         return [r for (f, rid, _), r in sorted(self.parts.items()) if f == feed and rid == run_id]

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
-from catalog_sync.sync.state import StateBucket
+from catalog_sync.sync.state import Recorded, StateBucket
 
 Clock = Callable[[], datetime]
 IdGenerator = Callable[[], str]
@@ -111,7 +111,14 @@ class FeedState(Protocol):
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]: ...
 
-    def write_bucket(self, bucket: StateBucket) -> None: ...
+    def write_bucket(self, bucket: StateBucket) -> None:
+        """Also marks the journal entries in `bucket.journal` folded (then they go)."""
+        ...
+
+    def record_outcomes(self, feed: str, outcomes: dict[int, dict[str, Recorded]]) -> list[str]:
+        """Journal one request's outcomes, an entry per bucket (keys in bucket order):
+        `read_buckets` applies an entry until a write of its bucket folds it in."""
+        ...
 
     def read_meta(self, feed: str) -> FeedMeta | None: ...
 
@@ -124,6 +131,8 @@ class FeedState(Protocol):
     def list_runs(self, feed: str, limit: int = 10) -> list[RunRecord]: ...
 
     def put_part_result(self, result: PartResult) -> None: ...
+
+    def put_part_results(self, results: Sequence[PartResult]) -> None: ...
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]: ...
 
