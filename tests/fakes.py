@@ -68,6 +68,7 @@ class MemoryState:
         self.writes = 0
         self.journal: dict[tuple[str, int], dict[str, dict[str, Recorded]]] = {}
         self.seq = 0
+        self.folded: set[str] = set()  # written into their bucket, not deleted yet
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
         out = []
@@ -75,12 +76,13 @@ class MemoryState:
             version, data = self.buckets.get((feed, b), (0, b""))
             bucket = StateBucket.decode(feed, b, version, data)
             for key, results in sorted(self.journal.get((feed, b), {}).items()):
-                apply_outcomes(bucket, results)  # as the DynamoDB state: not folded yet
+                if key not in self.folded:  # as the DynamoDB state: not folded yet
+                    apply_outcomes(bucket, results)
                 bucket.journal.append(key)
             out.append(bucket)
         return out
 
-    def write_bucket(self, bucket: StateBucket) -> None:
+    def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
         version, _ = self.buckets.get((bucket.feed, bucket.bucket), (0, b""))
         if version != bucket.version:
             raise ConflictError(f"{bucket.feed}/{bucket.bucket}")
@@ -88,17 +90,33 @@ class MemoryState:
         self.buckets[(bucket.feed, bucket.bucket)] = (bucket.version, bucket.encode())
         entries = self.journal.get((bucket.feed, bucket.bucket), {})
         for key in bucket.journal:  # folded into what was just written
-            entries.pop(key, None)
-        bucket.journal = []
+            if drop_folded:
+                entries.pop(key, None)
+            else:
+                self.folded.add(key)
+        if drop_folded:
+            bucket.journal = []
         self.writes += 1
 
-    def record_outcomes(self, feed: str, outcomes: dict[int, dict[str, Recorded]]) -> list[str]:
+    def record_outcomes(
+        self,
+        feed: str,
+        outcomes: dict[int, dict[str, Recorded]],
+        *,
+        parts: Sequence[PartResult] = (),
+        drop: Sequence[str] = (),
+    ) -> list[str]:
         self.seq += 1
         keys = []
         for b in sorted(outcomes):
             key = f"{b:04d}#{self.seq:012d}"
             self.journal.setdefault((feed, b), {})[key] = dict(outcomes[b])
             keys.append(key)
+        for part in parts:
+            self.put_part_result(part)
+        for key in drop:
+            self.journal.get((feed, int(key[:4])), {}).pop(key, None)
+            self.folded.discard(key)
         return keys
 
     def all_records(self, feed: str) -> dict[str, Any]:
@@ -127,10 +145,6 @@ class MemoryState:
 
     def put_part_result(self, result: PartResult) -> None:
         self.parts[(result.feed, result.run_id, result.bucket)] = result.model_copy(deep=True)
-
-    def put_part_results(self, results: Sequence[PartResult]) -> None:
-        for result in results:
-            self.put_part_result(result)
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
         return [r for (f, rid, _), r in sorted(self.parts.items()) if f == feed and rid == run_id]

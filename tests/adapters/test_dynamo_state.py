@@ -418,13 +418,28 @@ def test_dynamo_state_folded_entry_left_behind_is_not_applied_twice(
     assert state.read_buckets("products", [3])[0].records["sku-3-3"].attempts == 1
 
 
-def test_dynamo_state_part_results_in_one_batch(aws: LocalAws) -> None:
+def test_dynamo_state_journal_part_results_and_folded_entries_go_in_one_batch(
+    aws: LocalAws,
+) -> None:
     state = aws.state()
+    state.write_bucket(bucket_with("products", 4, 6))
+    h = bucket_with("products", 4, 6).records["sku-4-3"].hash
+    state.record_outcomes("products", {4: {"sku-4-3": Recorded(h, False, "sent")}})
+    [bucket] = state.read_buckets("products", [4])
+    state.write_bucket(bucket, drop_folded=False)  # folded, left for the batch
+    assert bucket.journal and _journal_keys(aws, "products") == bucket.journal
     parts = [
         PartResult(feed="products", run_id="r9", bucket=b, finished_at=NOW.isoformat())
         for b in range(30)
     ]
 
-    state.put_part_results(parts)
+    keys = state.record_outcomes(
+        "products",
+        {5: {"sku-5-1": Recorded("h5", False, "failed", "bad")}},
+        parts=parts,
+        drop=bucket.journal,
+    )
 
+    assert _journal_keys(aws, "products") == keys  # the folded entry gone, the new one in
     assert [p.bucket for p in state.list_part_results("products", "r9")] == list(range(30))
+    assert state.read_buckets("products", [4])[0].records["sku-4-3"].status is Status.SENT

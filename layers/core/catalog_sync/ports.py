@@ -111,13 +111,22 @@ class FeedState(Protocol):
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]: ...
 
-    def write_bucket(self, bucket: StateBucket) -> None:
-        """Also marks the journal entries in `bucket.journal` folded (then they go)."""
+    def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
+        """Also marks the journal entries in `bucket.journal` folded; they are deleted
+        then, or left in `bucket.journal` for the caller to drop (`drop_folded=False`)."""
         ...
 
-    def record_outcomes(self, feed: str, outcomes: dict[int, dict[str, Recorded]]) -> list[str]:
-        """Journal one request's outcomes, an entry per bucket (keys in bucket order):
-        `read_buckets` applies an entry until a write of its bucket folds it in."""
+    def record_outcomes(
+        self,
+        feed: str,
+        outcomes: dict[int, dict[str, Recorded]],
+        *,
+        parts: Sequence[PartResult] = (),
+        drop: Sequence[str] = (),
+    ) -> list[str]:
+        """Journal one request's outcomes, an entry per bucket (keys in bucket order;
+        `read_buckets` applies an entry until a write of its bucket folds it in), with
+        part results to store and folded entries to delete, in one batch."""
         ...
 
     def read_meta(self, feed: str) -> FeedMeta | None: ...
@@ -131,8 +140,6 @@ class FeedState(Protocol):
     def list_runs(self, feed: str, limit: int = 10) -> list[RunRecord]: ...
 
     def put_part_result(self, result: PartResult) -> None: ...
-
-    def put_part_results(self, results: Sequence[PartResult]) -> None: ...
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]: ...
 

@@ -150,19 +150,32 @@ class DynamoFeedState:
 
     # --- the outcome journal ------------------------------------------------------
 
-    def record_outcomes(self, feed: str, outcomes: dict[int, dict[str, Recorded]]) -> list[str]:
-        """One journal entry per bucket with one request's outcomes, in one batch write
-        (or a few: 25 items a call); the entries' keys, in bucket order. Readers of
-        the bucket apply them until its next write folds them in."""
+    def record_outcomes(
+        self,
+        feed: str,
+        outcomes: dict[int, dict[str, Recorded]],
+        *,
+        parts: Sequence[PartResult] = (),
+        drop: Sequence[str] = (),
+    ) -> list[str]:
+        """One journal entry per bucket with one request's outcomes, the part results of
+        the buckets it finished and the deletion of journal entries already folded
+        (`drop`), in one batch write (or a few: 25 items a call); the new entries' keys,
+        in bucket order. Readers of a bucket apply its entries until a write folds them."""
         stamp = f"{time.time_ns() // 1000:016d}-{uuid.uuid4().hex[:8]}"
-        keys, puts = [], []
+        keys, requests = [], []
         for number in sorted(outcomes):
             sk = f"{number:04d}#{stamp}"
             data = zlib.compress(encode_outcomes(outcomes[number]), 1)
             item = {"pk": {"S": journal_pk(feed)}, "sk": {"S": sk}, "data": {"B": data}}
-            puts.append({"PutRequest": {"Item": item}})
+            requests.append({"PutRequest": {"Item": item}})
             keys.append(sk)
-        self._batch_write(puts)
+        requests += [{"PutRequest": {"Item": self._part_item(p)}} for p in parts]
+        requests += [
+            {"DeleteRequest": {"Key": {"pk": {"S": journal_pk(feed)}, "sk": {"S": k}}}}
+            for k in drop
+        ]
+        self._batch_write(requests)
         return keys
 
     def _read_journal(self, feed: str, low: int, high: int) -> dict[int, list[tuple[str, bytes]]]:
@@ -293,7 +306,12 @@ class DynamoFeedState:
             compressed = item["data"]["B"]
         return StateBucket.decode(feed, bucket, version, zlib.decompress(compressed))
 
-    def write_bucket(self, bucket: StateBucket) -> None:
+    def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
+        """The conditional write of a bucket. The journal entries of `bucket.journal`
+        are folded in; they are deleted after the write, or with `drop_folded=False`
+        left for the caller to drop (`record_outcomes(drop=...)`, in its next batch):
+        they stay in `bucket.journal` meanwhile (a write of this view again keeps them
+        marked folded)."""
         compressed = zlib.compress(bucket.encode(), 1)
         expected = bucket.version
         new_version = expected + 1
@@ -353,7 +371,7 @@ class DynamoFeedState:
                 ) from None
             raise self._fail(exc) from exc
         bucket.version = new_version
-        if bucket.journal:
+        if bucket.journal and drop_folded:
             self._drop_journal(bucket.feed, bucket.journal)
             bucket.journal = []
         old = response.get("Attributes") or {}
@@ -461,20 +479,15 @@ class DynamoFeedState:
             expires=True,
         )
 
-    def put_part_results(self, results: Sequence[PartResult]) -> None:
-        """Several part results in one batch write (25 a call)."""
-        ttl = int(time.time()) + self.run_retention_seconds if self.run_retention_seconds else None
-        puts = []
-        for result in results:
-            item = {
-                "pk": {"S": f"run#{result.feed}#{result.run_id}"},
-                "sk": {"S": f"part#{result.bucket:04d}"},
-                "doc": {"S": result.model_dump_json()},
-            }
-            if ttl is not None:
-                item["ttl"] = {"N": str(ttl)}
-            puts.append({"PutRequest": {"Item": item}})
-        self._batch_write(puts)
+    def _part_item(self, result: PartResult) -> dict[str, Any]:
+        item = {
+            "pk": {"S": f"run#{result.feed}#{result.run_id}"},
+            "sk": {"S": f"part#{result.bucket:04d}"},
+            "doc": {"S": result.model_dump_json()},
+        }
+        if self.run_retention_seconds:
+            item["ttl"] = {"N": str(int(time.time()) + self.run_retention_seconds)}
+        return item
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
         docs = self._query(f"run#{feed}#{run_id}", "part#", newest_first=False, limit=None)

@@ -186,6 +186,7 @@ class _Export:
         self.done: set[int] = set()
         self.unfolded: set[int] = set()  # buckets with outcomes only in the journal
         self.unwritten: list[PartResult] = []  # part results to write (in one batch)
+        self.to_drop: list[str] = []  # journal entries folded by our writes, to delete
 
     def run(self) -> ExportResult:
         deps, feed, budget = self.deps, self.spec.name, self.deps.budget
@@ -277,17 +278,9 @@ class _Export:
             for b, res in by_bucket.items()
             if b in self.listed and self.outstanding[b] == len(res)
         }
-        journal = {b: res for b, res in by_bucket.items() if b not in ending}
-        if journal:
-            keys = self.deps.state.record_outcomes(self.spec.name, journal)
-            for b, key in zip(sorted(journal), keys, strict=True):
-                held = self.held.get(b)
-                if held is not None:  # the view goes on holding what is recorded
-                    apply_outcomes(held, journal[b])
-                    held.journal.append(key)
-                self.unfolded.add(b)
         for b in sorted(ending):
             self._write(b, by_bucket[b])
+        journal = {b: res for b, res in by_bucket.items() if b not in ending}
         for b, results in sorted(by_bucket.items()):
             counts = self.counts[b]
             for key, sent in results.items():
@@ -297,13 +290,15 @@ class _Export:
                     self._failure(b, key, sent.reason or "")
             self.outstanding[b] -= len(results)
             self._maybe_finish(b)
-        self._write_parts()
+        self._write_parts(journal)
 
     def _write(self, b: int, results: dict[str, Recorded]) -> None:
-        """Write a bucket with `results` applied (its journal entries folded in)."""
+        """Write a bucket with `results` applied (its journal entries folded in; they
+        are deleted with the next batch)."""
         held = self.held.get(b)
         written = _write_outcomes(self.deps, self.spec.name, b, results, held)
         self.unfolded.discard(b)
+        self.to_drop += written.journal  # deleted with the next batch (marked folded)
         if held is not None:  # the state as written (re-read after a conflict)
             self.held[b] = written
             self.held_records += len(written.records) - len(held.records)
@@ -350,10 +345,24 @@ class _Export:
         self.unwritten.append(part)
         self.result.parts.append(part)
 
-    def _write_parts(self) -> None:
-        if self.unwritten:
-            self.deps.state.put_part_results(self.unwritten)
-            self.unwritten = []
+    def _write_parts(self, journal: dict[int, dict[str, Recorded]] | None = None) -> None:
+        """One batch write: a request's journal entries (the buckets it does not
+        finish), the part results of the buckets finished, the folded entries' deletion."""
+        if not (journal or self.unwritten or self.to_drop):
+            return
+        keys = self.deps.state.record_outcomes(
+            self.spec.name,
+            journal or {},
+            parts=self.unwritten,
+            drop=list(dict.fromkeys(self.to_drop)),
+        )
+        self.unwritten, self.to_drop = [], []
+        for b, key in zip(sorted(journal or {}), keys, strict=True):
+            held = self.held.get(b)
+            if held is not None:  # the view goes on holding what is recorded
+                apply_outcomes(held, (journal or {})[b])
+                held.journal.append(key)
+            self.unfolded.add(b)
 
     def _paced(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
         """The sink's budget is out: what it sent is recorded; what it kept back stays
@@ -416,7 +425,7 @@ def _write_outcomes(
     for attempt in range(CONFLICT_TRIES):
         apply_outcomes(bucket, results)
         try:
-            deps.state.write_bucket(bucket)
+            deps.state.write_bucket(bucket, drop_folded=False)
             return bucket
         except ConflictError:
             log.info("bucket %s/%d changed under us; re-applying outcomes", feed, number)
