@@ -194,6 +194,31 @@ def test_template_reindex_consumes_its_continuation_queue(
     assert staged["ExpirationInDays"] > 0  # what a stalled run staged does not stay
 
 
+def test_template_a_continued_runs_lease_outlives_the_continuation_retry(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """A continuation that crashes or times out comes back after the queue's
+    visibility timeout; the run's lease must still be its own then (sync/lease.py)."""
+    from catalog_sync.sync.lease import REDELIVERY_MARGIN_SECONDS, handed_on_ttl
+
+    visibility = _props(resources, "ReindexContinueQueue")["VisibilityTimeout"]
+    timeout = _props(resources, "ReindexFunction")["Timeout"]
+    env = _function_env(template, "ReindexFunction")
+    assert int(env["CONTINUE_VISIBILITY_SECONDS"]) == visibility  # the settings agree
+    # LEASE_SECONDS is not set by the template: its default holds
+    assert "LEASE_SECONDS" not in env
+    lease = Settings.model_fields["lease_seconds"].default
+    # an invocation never outlasts its own lease, nor a retry the lease it left
+    assert lease >= timeout
+    assert visibility > timeout
+    ttl = handed_on_ttl(lease, int(env["CONTINUE_VISIBILITY_SECONDS"]))
+    assert ttl >= visibility + REDELIVERY_MARGIN_SECONDS > visibility
+    # the local stack's queue is made as the template makes it
+    from devstack.localaws import CONTINUE_VISIBILITY_TIMEOUT
+
+    assert visibility == CONTINUE_VISIBILITY_TIMEOUT
+
+
 def test_template_functions_use_the_core_layer(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:

@@ -28,6 +28,9 @@ def test_budget_setting_and_context() -> None:
     assert run_budget(forced, None) == 30
     assert run_budget(forced, 900) == 30
     assert run_budget(forced, 100) == 0  # never past what the context leaves
+    # a scheduled resend (no source read) goes on until the context's time runs low
+    assert run_budget(forced, 900, resend=True) == 780
+    assert run_budget(forced, None, resend=True) is None
     margin = Settings.from_env({**BASE, "RUN_TIME_MARGIN_SECONDS": "300"})
     assert run_budget(margin, 900) == 600
 

@@ -209,8 +209,11 @@ def run_reindex_event(
     req = request.to_request(tuple(feeds))
     source = _source_for(app, request, feeds) if req.reads_source else None
     started = time.monotonic()
+    deps = _reindex_deps(app, source, remaining_seconds)
+    if request.action == "resend":
+        deps.budget_seconds = run_budget(app.settings, remaining_seconds, resend=True)
     try:
-        results = reindex_feed(req, _reindex_deps(app, source, remaining_seconds))
+        results = reindex_feed(req, deps)
     except LeaseHeldError as exc:
         if request.action in ("sync", "resend"):  # scheduled runs step aside, visibly
             return _skipped(request.action, exc)
@@ -262,13 +265,18 @@ def _run_docs(results: list[ReindexResult], *, with_preview: bool) -> list[dict[
     return out
 
 
-def run_budget(settings: Settings, remaining_seconds: float | None) -> float | None:
+def run_budget(
+    settings: Settings, remaining_seconds: float | None, *, resend: bool = False
+) -> float | None:
     """An invocation's time for a run: RUN_TIME_BUDGET_SECONDS, at most the context's
-    remaining time less RUN_TIME_MARGIN_SECONDS (what a hand-on needs); None: no limit."""
+    remaining time less RUN_TIME_MARGIN_SECONDS (what a hand-on needs); None: no limit.
+    A scheduled resend (it reads no source: seconds) has only the context's time: a
+    sync that meets its lease waits for it (`sync/lease.py`), and would be skipped if
+    the resend went on in continuations (hour after hour on a large feed)."""
     limits = []
     if remaining_seconds is not None:
         limits.append(max(0.0, remaining_seconds - settings.run_time_margin_seconds))
-    if settings.run_time_budget_seconds is not None:
+    if settings.run_time_budget_seconds is not None and not resend:
         limits.append(settings.run_time_budget_seconds)
     return min(limits) if limits else None
 
@@ -311,6 +319,7 @@ def _reindex_deps(
         enabled_feeds=frozenset(settings.feed_names()),
         buckets=settings.state_buckets,
         lease_seconds=settings.lease_seconds,
+        continue_visibility_seconds=settings.continue_visibility_seconds,
         stale_pending_seconds=settings.stale_pending_seconds,
         workdir=Path(settings.work_dir) if settings.work_dir else None,
         progress=app.progress,

@@ -58,6 +58,9 @@ class Settings(BaseModel):
     # RUN_TIME_MARGIN_SECONDS (0: hand on at every step, for tests)
     run_time_budget_seconds: float | None = Field(default=None, ge=0)
     run_time_margin_seconds: float = Field(default=120, ge=0)
+    # the continuation queue's visibility timeout (template.yaml sets both): a run's
+    # lease between continuations outlives it (sync/lease.py, handed_on_ttl)
+    continue_visibility_seconds: int = Field(default=960, ge=0, le=43_200)
     # --- the mass-deletion guard (sync/guard.py): more deletions than this are held ---
     max_delete_fraction: float = Field(default=0.1, ge=0, le=1)  # of a feed's live items
     max_deletes: int | None = Field(default=None, ge=0)  # and at most this many (None: no bound)

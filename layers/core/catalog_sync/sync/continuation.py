@@ -86,6 +86,10 @@ class FeedCarry(BaseModel):
     pending: dict[int, int] = Field(default_factory=dict)  # bucket -> items to send
     live: int = 0  # the mass-deletion guard's count of live items so far (first pass)
     deferred: dict[int, int] = Field(default_factory=dict)  # bucket -> its would-be deletions
+    # the guard's verdict is taken (the first pass is done; `deferred`: the buckets its
+    # second pass has still to write) and what it said (None: deletions applied)
+    second_pass: bool = False
+    held: str | None = None
     issues: list[dict[str, object]] = Field(default_factory=list)
     rejected: int = 0
     unchanged_records: int = 0  # records not built (their fingerprint was known)

@@ -12,6 +12,12 @@ others (nothing of those buckets is written); the second re-reads just those buc
 and diffs them again, with their deletions applied when the total is within the
 guard's limits, or held (left live, counted) when it is not. Each bucket is written
 once, under the same conflict rules.
+
+Both passes may stop after a chunk and go on in another invocation (`reindex`,
+`handon`): the first pass carries its tally (`live`, `deferred`); the verdict is taken
+once, when the first pass ends, and carried (`second_pass`, `held`) with the deferred
+buckets the second pass has not written yet, so a continued second pass neither
+decides again (the guard's settings may change meanwhile) nor redoes a bucket.
 """
 
 from __future__ import annotations
@@ -110,6 +116,9 @@ class Differ:
         self.live = 0  # live items in the state before this run (a guarded run counts them)
         self.deferred: dict[int, int] = {}  # bucket -> its would-be deletions (first pass)
         self.held: str | None = None  # why this run's deletions are held (None: not held)
+        # the verdict is taken: the first pass is done, `deferred` holds the buckets the
+        # second pass has still to write (a continuation resumes there)
+        self.second_pass = False
         self._first_pass = False
 
     def _note(self, kind: str, key: str, counts: dict[str, int]) -> None:
@@ -277,44 +286,71 @@ class Differ:
     ) -> int:
         """Diff buckets start..total-1 (`spill`: what the read compiled; None when the
         source is not read), calling `checkpoint(done)` every few buckets; then, in a
-        guarded run, the buckets with deletions (see the module's docstring).
-        `stop(done)` after a chunk of the first pass ends the diff there: the run
-        continues in another invocation, `start` at the buckets done (returned), with
-        `deferred` and `live` carried over."""
-        self._first_pass = self.guard is not None
-        for first in range(start, total, STATE_READ_CHUNK):
-            numbers = list(range(first, min(first + STATE_READ_CHUNK, total)))
-            for bucket in self.state.read_buckets(self.spec.name, numbers):
-                same: set[str] = set()
-                if spill is not None:
-                    # A guarded run may read a bucket's items again in its second pass.
-                    items, keep, same, duplicates = spill.read(
-                        bucket.bucket, consume=not self.guard
-                    )
-                    self.counts["duplicates"] += len(duplicates)
-                else:
-                    items, keep = {}, set()
-                if self._diff_one(bucket, items, keep, workdir, same) and self.guard and spill:
-                    spill.drop(bucket.bucket)
-            done = numbers[-1] + 1
-            if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
-                checkpoint(min(done, *self.deferred) if self.deferred else done)
-            if progress:
-                progress("diff", done, total)
-            if stop is not None and done < total and stop(done):
-                self._first_pass = False
+        guarded run, the buckets with deletions (see the module's docstring). Returns
+        `total` when both passes are done. `stop(done)` after a chunk of either pass
+        ends the diff there: the run continues in another invocation, `start` at the
+        value returned (in the second pass: the lowest bucket it has still to write),
+        with `live`, `deferred`, `second_pass` and `held` carried over."""
+        if not self.second_pass:
+            done = self._run_first(spill, total, workdir, checkpoint, checkpoint_every, progress,
+                                   start, stop)  # fmt: skip
+            if done < total:
                 return done
-        self._first_pass = False
+            self._decide()
+            if self.deferred and stop is not None and stop(total):
+                return min(self.deferred)  # the second pass in the next invocation
         if self.deferred:
-            self._second_pass(spill, workdir)
+            if not self._second_pass(spill, workdir, stop):
+                return min(self.deferred)
             if checkpoint is not None:
                 checkpoint(total)
         return total
 
-    def _second_pass(self, spill: BucketSpill | None, workdir: Path) -> None:
-        """The buckets with deletions, diffed again: deletions applied if the guard
-        allows their total, else held."""
-        assert self.guard is not None
+    def _run_first(
+        self,
+        spill: BucketSpill | None,
+        total: int,
+        workdir: Path,
+        checkpoint: Callable[[int], None] | None,
+        checkpoint_every: int,
+        progress: Callable[[str, int, int | None], None] | None,
+        start: int,
+        stop: Callable[[int], bool] | None,
+    ) -> int:
+        """The first pass over buckets start..total-1; how far it got."""
+        self._first_pass = self.guard is not None
+        try:
+            for first in range(start, total, STATE_READ_CHUNK):
+                numbers = list(range(first, min(first + STATE_READ_CHUNK, total)))
+                for bucket in self.state.read_buckets(self.spec.name, numbers):
+                    same: set[str] = set()
+                    if spill is not None:
+                        # A guarded run may read a bucket's items again in its second pass.
+                        items, keep, same, duplicates = spill.read(
+                            bucket.bucket, consume=not self.guard
+                        )
+                        self.counts["duplicates"] += len(duplicates)
+                    else:
+                        items, keep = {}, set()
+                    written = self._diff_one(bucket, items, keep, workdir, same)
+                    if written and self.guard and spill:
+                        spill.drop(bucket.bucket)
+                done = numbers[-1] + 1
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
+                    checkpoint(min(done, *self.deferred) if self.deferred else done)
+                if progress:
+                    progress("diff", done, total)
+                if stop is not None and done < total and stop(done):
+                    return done
+            return total
+        finally:
+            self._first_pass = False
+
+    def _decide(self) -> None:
+        """The guard's verdict on the first pass's total, taken once per run."""
+        self.second_pass = True
+        if self.guard is None or not self.deferred:
+            return
         total = sum(self.deferred.values())
         self.held = self.guard.verdict(total, self.live)
         if self.held:  # app.py logs the held run as a warning, with its release command
@@ -325,9 +361,15 @@ class Differ:
                 self.held,
                 release_command(self.spec.name),
             )
-        numbers = sorted(self.deferred)
-        for start in range(0, len(numbers), STATE_READ_CHUNK):
-            chunk = numbers[start : start + STATE_READ_CHUNK]
+
+    def _second_pass(
+        self, spill: BucketSpill | None, workdir: Path, stop: Callable[[int], bool] | None
+    ) -> bool:
+        """The deferred buckets, diffed again: deletions applied if the verdict allows
+        them, else held. Each written bucket leaves `deferred`; False when `stop` ended
+        the pass after a chunk (the rest goes on in another invocation)."""
+        while self.deferred:
+            chunk = sorted(self.deferred)[:STATE_READ_CHUNK]
             for bucket in self.state.read_buckets(self.spec.name, chunk):
                 items: dict[str, EncodedItem] = {}
                 keep: set[str] = set()
@@ -335,6 +377,10 @@ class Differ:
                 if spill is not None:
                     items, keep, same, _ = spill.read(bucket.bucket)
                 self._diff_one(bucket, items, keep, workdir, same)
+                del self.deferred[bucket.bucket]
+            if self.deferred and stop is not None and stop(min(self.deferred)):
+                return False
+        return True
 
     def _diff_one(
         self,

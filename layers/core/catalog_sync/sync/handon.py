@@ -19,6 +19,7 @@ from catalog_sync.sync.continuation import (
     save_carry,
     stage_spill,
 )
+from catalog_sync.sync.lease import handed_on_ttl
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, ReindexDeps, ReindexResult, RunState
@@ -68,8 +69,9 @@ def hand_on(feed_runs: list[FeedRun], rs: RunState, deps: ReindexDeps) -> list[R
     )
     key = save_carry(deps.blobs, carry)
     now = deps.clock()
-    for fr in feed_runs:  # renewed: the follow-up invocation starts under it
-        deps.state.acquire_lease(fr.spec.name, rs.run_id, now, deps.lease_seconds)
+    ttl = handed_on_ttl(deps.lease_seconds, deps.continue_visibility_seconds)
+    for fr in feed_runs:  # renewed: the follow-up invocation (or its retry) starts under it
+        deps.state.acquire_lease(fr.spec.name, rs.run_id, now, ttl)
     feeds = [fr.spec.name for fr in feed_runs]
     deps.continuation.send(
         ContinuationMessage(run_id=rs.run_id, feeds=feeds, sequence=sequence, carry_key=key)
@@ -101,12 +103,14 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         to_export = sorted(differ.to_export)
         pending = dict(differ.pending)
         live, deferred = differ.live, dict(differ.deferred)
+        second_pass, held = differ.second_pass, differ.held
     else:
         counts = dict(carried.counts) if carried else {}
         parts = dict(carried.parts) if carried else {}
         to_export = list(carried.to_export) if carried else []
         pending = dict(carried.pending) if carried else {}
         live, deferred = (carried.live, dict(carried.deferred)) if carried else (0, {})
+        second_pass, held = (carried.second_pass, carried.held) if carried else (False, None)
     return FeedCarry(
         feed=fr.spec.name,
         buckets=fr.meta.buckets,
@@ -119,6 +123,8 @@ def feed_carry(fr: FeedRun) -> FeedCarry:
         pending=pending,
         live=live,
         deferred=deferred,
+        second_pass=second_pass,
+        held=held,
         issues=[i.to_dict() for i in fr.c.issues] if not fr.finished else [],
         rejected=fr.c.rejected,
         unchanged_records=fr.c.unchanged_records,

@@ -38,7 +38,7 @@ from catalog_sync.sync.diff import Differ, run_id_of
 from catalog_sync.sync.fingerprints import arm as arm_fingerprints
 from catalog_sync.sync.fingerprints import publish as publish_fingerprints
 from catalog_sync.sync.handon import carried_runs, hand_on, resumed_state
-from catalog_sync.sync.lease import take_lease
+from catalog_sync.sync.lease import handed_on_ttl, newer_run, take_lease
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, RunRecord
 from catalog_sync.sync.runstate import FeedRun, Progress, ReindexDeps, ReindexResult, RunState
@@ -238,6 +238,7 @@ def _diff(fr: FeedRun, rs: RunState, deps: ReindexDeps) -> None:
         differ.pending = dict(fr.carried.pending)
         differ.live = fr.carried.live
         differ.deferred = dict(fr.carried.deferred)
+        differ.second_pass, differ.held = fr.carried.second_pass, fr.carried.held
     fr.differ = differ
 
     if request.reads_source and fr.meta.fingerprints and not request.dry_run:
@@ -331,7 +332,7 @@ def continue_run(message: ContinuationMessage, deps: ReindexDeps) -> list[Reinde
     from its checkpoint. A message of a run that has moved on (a duplicate, an older
     checkpoint, a finished or failed run) is dropped; a run whose lease another run
     took meanwhile is failed. A crash leaves the run running, and its lease held
-    until it expires, for the message's retry."""
+    past the message's redelivery (`lease.handed_on_ttl`), for the retry."""
     runs = [deps.state.get_run(feed, message.run_id) for feed in message.feeds]
     going = [r for r in runs if r is not None and r.status == "running"]
     if not going or any(r.continuations != message.sequence for r in going):
@@ -352,15 +353,18 @@ def _continue_leased(
     message: ContinuationMessage, runs: list[RunRecord], deps: ReindexDeps
 ) -> list[ReindexResult]:
     now = deps.clock()
+    ttl = handed_on_ttl(deps.lease_seconds, deps.continue_visibility_seconds)  # a retry's too
     leased: list[str] = []
     handed_on = False
     try:
         try:
             for feed in message.feeds:
-                deps.state.acquire_lease(feed, message.run_id, now, deps.lease_seconds)
+                deps.state.acquire_lease(feed, message.run_id, now, ttl)
                 leased.append(feed)
         except LeaseHeldError as exc:
             return _lost_lease(message, runs, deps, f"{exc}")
+        if later := newer_run(deps.state, runs):
+            return _lost_lease(message, runs, deps, later)
         carry = load_carry(deps.blobs, message.carry_key)
         with tempfile.TemporaryDirectory(prefix="reindex-", dir=deps.workdir) as tmp:
             feed_runs = carried_runs(carry, runs, deps, Path(tmp))

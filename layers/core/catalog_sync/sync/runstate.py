@@ -45,6 +45,7 @@ class ReindexDeps:
     # adapt: products carry no price where the prices feed exists); default: the run's feeds
     buckets: int = DEFAULT_BUCKETS  # for a feed's first run
     lease_seconds: int = 900
+    continue_visibility_seconds: int = 960  # a continuation is retried this late (lease.py)
     stale_pending_seconds: int = 1800  # a pending item queued longer ago than this is stuck
     workdir: Path | None = None
     progress: Progress | None = None
