@@ -15,7 +15,7 @@ from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from catalog_sync.records import ReadReport
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
-from catalog_sync.sync.state import StateBucket
+from catalog_sync.sync.state import Recorded, StateBucket, apply_outcomes
 
 # The six standard feeds (the registry may also hold test feeds).
 FEEDS = (
@@ -66,27 +66,63 @@ class MemoryState:
         self.parts: dict[tuple[str, str, int], PartResult] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.writes = 0
+        self.journal: dict[tuple[str, int], dict[str, dict[str, Recorded]]] = {}
+        self.seq = 0
+        self.folded: set[str] = set()  # written into their bucket, not deleted yet
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
         out = []
         for b in buckets:
             version, data = self.buckets.get((feed, b), (0, b""))
-            out.append(StateBucket.decode(feed, b, version, data))
+            bucket = StateBucket.decode(feed, b, version, data)
+            for key, results in sorted(self.journal.get((feed, b), {}).items()):
+                if key not in self.folded:  # as the DynamoDB state: not folded yet
+                    apply_outcomes(bucket, results)
+                bucket.journal.append(key)
+            out.append(bucket)
         return out
 
-    def write_bucket(self, bucket: StateBucket) -> None:
+    def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
         version, _ = self.buckets.get((bucket.feed, bucket.bucket), (0, b""))
         if version != bucket.version:
             raise ConflictError(f"{bucket.feed}/{bucket.bucket}")
         bucket.version += 1
         self.buckets[(bucket.feed, bucket.bucket)] = (bucket.version, bucket.encode())
+        entries = self.journal.get((bucket.feed, bucket.bucket), {})
+        for key in bucket.journal:  # folded into what was just written
+            if drop_folded:
+                entries.pop(key, None)
+            else:
+                self.folded.add(key)
+        if drop_folded:
+            bucket.journal = []
         self.writes += 1
+
+    def record_outcomes(
+        self,
+        feed: str,
+        outcomes: dict[int, dict[str, Recorded]],
+        *,
+        parts: Sequence[PartResult] = (),
+        drop: Sequence[str] = (),
+    ) -> list[str]:
+        self.seq += 1
+        keys = []
+        for b in sorted(outcomes):
+            key = f"{b:04d}#{self.seq:012d}"
+            self.journal.setdefault((feed, b), {})[key] = dict(outcomes[b])
+            keys.append(key)
+        for part in parts:
+            self.put_part_result(part)
+        for key in drop:
+            self.journal.get((feed, int(key[:4])), {}).pop(key, None)
+            self.folded.discard(key)
+        return keys
 
     def all_records(self, feed: str) -> dict[str, Any]:
         out = {}
-        for (f, b), (v, data) in self.buckets.items():
-            if f == feed:
-                out.update(StateBucket.decode(f, b, v, data).records)
+        for bucket in self.read_buckets(feed, sorted(b for f, b in self.buckets if f == feed)):
+            out.update(bucket.records)
         return out
 
     def read_meta(self, feed: str) -> FeedMeta | None:

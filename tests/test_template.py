@@ -332,6 +332,7 @@ def _actions(statements: list[dict[str, Any]]) -> set[str]:
 # What the adapters in catalog_sync/aws/ call, as IAM actions (boto3 method -> action).
 ADAPTER_CALLS = {
     "batch_get_item": "dynamodb:BatchGetItem",
+    "batch_write_item": "dynamodb:BatchWriteItem",
     "get_item": "dynamodb:GetItem",
     "put_item": "dynamodb:PutItem",
     "query": "dynamodb:Query",

@@ -18,7 +18,7 @@ from catalog_sync.errors import (
     LeaseHeldError,
 )
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
-from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
+from catalog_sync.sync.state import ItemState, PartRef, Recorded, StateBucket, Status
 from devstack.localaws import LocalAws
 
 NOW = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
@@ -350,3 +350,96 @@ def test_dynamo_state_keeps_status_counts_beside_each_bucket(aws: LocalAws) -> N
         assert got.items == len(b.records) and got.counts == b.counts()
         assert got.updated_at
     assert counts[2].counts["failed"] == 1
+
+
+def _journal_keys(aws: LocalAws, feed: str) -> list[str]:
+    items = aws.dynamodb.query(
+        TableName=aws.names.table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"outcomes#{feed}"}},
+    )["Items"]
+    return [i["sk"]["S"] for i in items]
+
+
+def test_dynamo_state_outcome_journal_is_read_until_a_write_folds_it(aws: LocalAws) -> None:
+    state = aws.state()
+    for b in (1, 2):
+        state.write_bucket(bucket_with("products", b, 6))
+    sent, retry = bucket_with("products", 1, 6).records, bucket_with("products", 2, 6).records
+    key1, key2 = "sku-1-3", "sku-2-3"  # pending, live
+
+    keys = state.record_outcomes(
+        "products",
+        {
+            2: {key2: Recorded(retry[key2].hash, False, "retry", "503 from the API")},
+            1: {key1: Recorded(sent[key1].hash, False, "sent")},
+        },
+    )
+
+    assert len(keys) == 2 and _journal_keys(aws, "products") == keys
+    one, two = state.read_buckets("products", [1, 2])
+    assert one.version == 1 and one.records[key1].status is Status.SENT  # applied on read
+    assert one.records[key1].sent_hash == sent[key1].hash
+    assert (two.records[key2].status, two.records[key2].attempts) == (Status.RETRY, 1)
+    assert state.read_counts("products", [1])[1].counts["sent"] == 4  # not folded yet
+
+    state.write_bucket(two)  # folds its entry: gone, and not applied again
+
+    assert _journal_keys(aws, "products") == [keys[0]]
+    [again] = state.read_buckets("products", [2])
+    assert (again.records[key2].status, again.records[key2].attempts) == (Status.RETRY, 1)
+    assert state.read_failing("products", [2])[2].items[key2].reason == "503 from the API"
+
+
+def test_dynamo_state_folded_entry_left_behind_is_not_applied_twice(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = aws.state()
+    state.write_bucket(bucket_with("products", 3, 6))
+    h = bucket_with("products", 3, 6).records["sku-3-3"].hash
+    state.record_outcomes("products", {3: {"sku-3-3": Recorded(h, False, "retry", "down")}})
+    [bucket] = state.read_buckets("products", [3])
+    real = state._batch_write
+
+    def no_deletes(requests: list[dict[str, Any]]) -> None:
+        if any("DeleteRequest" in r for r in requests):
+            raise OSError("throttled")  # the write went through, the clean-up did not
+        real(requests)
+
+    monkeypatch.setattr(state, "_batch_write", no_deletes)
+    state.write_bucket(bucket)
+    monkeypatch.undo()
+
+    assert len(_journal_keys(aws, "products")) == 1  # still there, marked folded
+    [once] = state.read_buckets("products", [3])
+    assert once.records["sku-3-3"].attempts == 1
+    state.write_bucket(once)  # the next write deletes it
+    assert _journal_keys(aws, "products") == []
+    assert state.read_buckets("products", [3])[0].records["sku-3-3"].attempts == 1
+
+
+def test_dynamo_state_journal_part_results_and_folded_entries_go_in_one_batch(
+    aws: LocalAws,
+) -> None:
+    state = aws.state()
+    state.write_bucket(bucket_with("products", 4, 6))
+    h = bucket_with("products", 4, 6).records["sku-4-3"].hash
+    state.record_outcomes("products", {4: {"sku-4-3": Recorded(h, False, "sent")}})
+    [bucket] = state.read_buckets("products", [4])
+    state.write_bucket(bucket, drop_folded=False)  # folded, left for the batch
+    assert bucket.journal and _journal_keys(aws, "products") == bucket.journal
+    parts = [
+        PartResult(feed="products", run_id="r9", bucket=b, finished_at=NOW.isoformat())
+        for b in range(30)
+    ]
+
+    keys = state.record_outcomes(
+        "products",
+        {5: {"sku-5-1": Recorded("h5", False, "failed", "bad")}},
+        parts=parts,
+        drop=bucket.journal,
+    )
+
+    assert _journal_keys(aws, "products") == keys  # the folded entry gone, the new one in
+    assert [p.bucket for p in state.list_part_results("products", "r9")] == list(range(30))
+    assert state.read_buckets("products", [4])[0].records["sku-4-3"].status is Status.SENT

@@ -98,6 +98,50 @@ def test_export_interrupted_after_a_request_resends_at_most_that_request(
     assert len(s.held("products")) == items  # nothing lost
 
 
+def _journal(state: Any, feed: str) -> list[str]:
+    """The outcome journal entries of a feed, read from the table itself."""
+    items = state.ddb.query(
+        TableName=state.table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"outcomes#{feed}"}},
+        ConsistentRead=True,
+    )["Items"]
+    return [i["sk"]["S"] for i in items]
+
+
+def test_export_journals_a_bucket_s_outcomes_and_a_crash_resends_at_most_one_request(
+    make_stack, tmp_path: Path
+) -> None:
+    """A bucket whose items span requests gets each request's outcomes as a small
+    journal entry, not a rewrite of its whole state; a crash after a request reached
+    the API and before its outcomes were recorded re-sends that request only, and the
+    bucket's counts are right once it is finished (the journal folded in)."""
+    v1, _ = _catalogs(tmp_path)
+    s = make_stack(v1, STATE_BUCKETS="1", SAAS_MAX_ITEMS=str(BATCH), FEEDS="products")
+    state = s.runner.app.state
+    plan = install_crashes(s.runner.app, CrashPlan())
+    seen: list[tuple[int, list[str]]] = []  # bucket writes and journal before each request
+    plan.on_send = lambda feed, items: seen.append(
+        (plan.calls.get("state", 0), _journal(state, feed))
+    )
+    plan.arm("sink", 4, "after")  # the 4th request reaches the receiver, then the crash
+
+    result = s.runner.reindex({"action": "sync"})
+    writes = plan.calls["state"]  # the diff's
+    s.runner.drain()
+
+    assert plan.fired == ["sink.send call 4, after"]
+    assert [(w - writes, len(j)) for w, j in seen[:4]] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    items = result["runs"][0]["counts"]["new"]
+    stats = s.receiver.stats()
+    assert 0 < stats["items"]["received"] - items <= BATCH  # the 4th request again, only
+    assert stats["requests"]["total"] == math.ceil(items / BATCH) + 1
+    records = state_records(s.runner.app, "products")
+    assert len(records) == items and {r.status.value for r in records.values()} == {"sent"}
+    assert state.read_counts("products", [0])[0].counts["sent"] == items  # folded
+    assert _journal(state, "products") == []  # and cleaned up
+
+
 def test_export_with_its_time_used_up_hands_the_rest_back_and_sends_nothing_twice(
     make_stack, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
-from catalog_sync.sync.state import StateBucket
+from catalog_sync.sync.state import Recorded, StateBucket
 
 Clock = Callable[[], datetime]
 IdGenerator = Callable[[], str]
@@ -132,7 +132,23 @@ class FeedState(Protocol):
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]: ...
 
-    def write_bucket(self, bucket: StateBucket) -> None: ...
+    def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
+        """Also marks the journal entries in `bucket.journal` folded; they are deleted
+        then, or left in `bucket.journal` for the caller to drop (`drop_folded=False`)."""
+        ...
+
+    def record_outcomes(
+        self,
+        feed: str,
+        outcomes: dict[int, dict[str, Recorded]],
+        *,
+        parts: Sequence[PartResult] = (),
+        drop: Sequence[str] = (),
+    ) -> list[str]:
+        """Journal one request's outcomes, an entry per bucket (keys in bucket order;
+        `read_buckets` applies an entry until a write of its bucket folds it in), with
+        part results to store and folded entries to delete, in one batch."""
+        ...
 
     def read_meta(self, feed: str) -> FeedMeta | None: ...
 

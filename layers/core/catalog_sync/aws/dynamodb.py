@@ -4,7 +4,12 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
 
 - state bucket: pk=`state#{feed}#{bucket:04d}`, sk=`bucket`; `data` (B, zlib of
   `StateBucket.encode()`) or `overflow` (S, the blob key holding that data when it
-  is too large for an item), `version` (N), `counts` (M), `items` (N), `updated_at`.
+  is too large for an item), `version` (N), `counts` (M), `items` (N), `updated_at`,
+  `folded` (SS, the outcome journal entries its data already holds).
+- outcome journal entry: pk=`outcomes#{feed}`, sk=`{bucket:04d}#{time}-{token}`; `data`
+  (B, zlib of `state.encode_outcomes`): one export request's outcomes for one bucket
+  (`record_outcomes`). `read_buckets` applies the entries not `folded` yet, in key
+  order; the bucket's next write folds them and then deletes them.
 - feed meta: pk=`feed#{feed}`, sk=`meta`, `doc` (FeedMeta JSON).
 - run: pk=`feed#{feed}`, sk=`run#{run_id}`, `doc` (RunRecord JSON).
 - part result: pk=`run#{feed}#{run_id}`, sk=`part#{bucket:04d}`, `doc` (PartResult JSON).
@@ -36,24 +41,37 @@ from catalog_sync.errors import (
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
-from catalog_sync.sync.state import BucketCounts, FailingIndex, StateBucket
+from catalog_sync.sync.state import (
+    BucketCounts,
+    FailingIndex,
+    Recorded,
+    StateBucket,
+    apply_outcomes,
+    decode_outcomes,
+    encode_outcomes,
+)
 
 # A DynamoDB item holds at most 400 KB; keep room for the other attributes.
 MAX_INLINE_BYTES = 350_000
 BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
 log = get_logger(__name__)
 BATCH_GET_TRIES = 8
 # An expired lease item stays readable this long (for `status`), then TTL removes it.
 LEASE_KEEP_SECONDS = 86_400
 
 
-_BUCKET_PROJECTION = ("pk, #d, #v, overflow", {"#d": "data", "#v": "version"})
+_BUCKET_PROJECTION = ("pk, #d, #v, overflow, folded", {"#d": "data", "#v": "version"})
 _COUNTS_PROJECTION = ("pk, #c, #i, updated_at", {"#c": "counts", "#i": "items"})
 _FAILING_PROJECTION: tuple[str, dict[str, str]] = ("pk, failing", {})
 
 
 def bucket_pk(feed: str, bucket: int) -> str:
     return f"state#{feed}#{bucket:04d}"
+
+
+def journal_pk(feed: str) -> str:
+    return f"outcomes#{feed}"
 
 
 def overflow_key(feed: str, bucket: int, version: int, token: str) -> str:
@@ -118,7 +136,98 @@ class DynamoFeedState:
             ]
             for item in self._batch_get(keys):
                 found[item["pk"]["S"]] = item
-        return [self._decode_bucket(feed, b, found.get(bucket_pk(feed, b))) for b in buckets]
+        out = [self._decode_bucket(feed, b, found.get(bucket_pk(feed, b))) for b in buckets]
+        if out:
+            journal = self._read_journal(feed, min(wanted), max(wanted))
+            for bucket in out:
+                item = found.get(bucket_pk(feed, bucket.bucket)) or {}
+                folded = set(item.get("folded", {}).get("SS", ()))
+                for sk, data in journal.get(bucket.bucket, ()):
+                    if sk not in folded:
+                        apply_outcomes(bucket, decode_outcomes(zlib.decompress(data)))
+                    bucket.journal.append(sk)
+        return out
+
+    # --- the outcome journal ------------------------------------------------------
+
+    def record_outcomes(
+        self,
+        feed: str,
+        outcomes: dict[int, dict[str, Recorded]],
+        *,
+        parts: Sequence[PartResult] = (),
+        drop: Sequence[str] = (),
+    ) -> list[str]:
+        """One journal entry per bucket with one request's outcomes, the part results of
+        the buckets it finished and the deletion of journal entries already folded
+        (`drop`), in one batch write (or a few: 25 items a call); the new entries' keys,
+        in bucket order. Readers of a bucket apply its entries until a write folds them."""
+        stamp = f"{time.time_ns() // 1000:016d}-{uuid.uuid4().hex[:8]}"
+        keys, requests = [], []
+        for number in sorted(outcomes):
+            sk = f"{number:04d}#{stamp}"
+            data = zlib.compress(encode_outcomes(outcomes[number]), 1)
+            item = {"pk": {"S": journal_pk(feed)}, "sk": {"S": sk}, "data": {"B": data}}
+            requests.append({"PutRequest": {"Item": item}})
+            keys.append(sk)
+        requests += [{"PutRequest": {"Item": self._part_item(p)}} for p in parts]
+        requests += [
+            {"DeleteRequest": {"Key": {"pk": {"S": journal_pk(feed)}, "sk": {"S": k}}}}
+            for k in drop
+        ]
+        self._batch_write(requests)
+        return keys
+
+    def _read_journal(self, feed: str, low: int, high: int) -> dict[int, list[tuple[str, bytes]]]:
+        """The journal entries of buckets low..high, in key order per bucket."""
+        out: dict[int, list[tuple[str, bytes]]] = {}
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": journal_pk(feed)},
+                ":low": {"S": f"{low:04d}#"},
+                ":high": {"S": f"{high:04d}$"},  # "$" sorts right after "#"
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                sk = item["sk"]["S"]
+                out.setdefault(int(sk[:4]), []).append((sk, item["data"]["B"]))
+            if "LastEvaluatedKey" not in response:
+                return out
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _drop_journal(self, feed: str, keys: Sequence[str]) -> None:
+        """Delete folded journal entries. A failure leaves them: the bucket's
+        `folded` keeps them from being applied again, and its next write retries."""
+        deletes = [
+            {"DeleteRequest": {"Key": {"pk": {"S": journal_pk(feed)}, "sk": {"S": k}}}}
+            for k in keys
+        ]
+        try:
+            self._batch_write(deletes)
+        except Exception:
+            log.warning("could not delete folded outcome entries of %s", feed, exc_info=True)
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            request = {self.table: requests[start : start + BATCH_WRITE_LIMIT]}
+            for attempt in range(BATCH_GET_TRIES):
+                try:
+                    response = self.ddb.batch_write_item(RequestItems=request)
+                except ClientError as exc:
+                    raise self._fail(exc) from exc
+                request = response.get("UnprocessedItems") or {}
+                if not request:
+                    break
+                self._sleep(min(2.0, 0.05 * 2**attempt))
+            else:
+                raise RetryableError(
+                    f"DynamoDB table {self.table!r}: writes still unprocessed after "
+                    f"{BATCH_GET_TRIES} tries (throttled)"
+                )
 
     def read_counts(self, feed: str, buckets: Sequence[int]) -> dict[int, BucketCounts]:
         """Status counts of buckets, without their records: the `counts` and `items`
@@ -197,7 +306,12 @@ class DynamoFeedState:
             compressed = item["data"]["B"]
         return StateBucket.decode(feed, bucket, version, zlib.decompress(compressed))
 
-    def write_bucket(self, bucket: StateBucket) -> None:
+    def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
+        """The conditional write of a bucket. The journal entries of `bucket.journal`
+        are folded in; they are deleted after the write, or with `drop_folded=False`
+        left for the caller to drop (`record_outcomes(drop=...)`, in its next batch):
+        they stay in `bucket.journal` meanwhile (a write of this view again keeps them
+        marked folded)."""
         compressed = zlib.compress(bucket.encode(), 1)
         expected = bucket.version
         new_version = expected + 1
@@ -210,6 +324,8 @@ class DynamoFeedState:
             "items": {"N": str(len(bucket.records))},
             "updated_at": {"S": datetime.now(UTC).isoformat()},
         }
+        if bucket.journal:  # entries whose outcomes this data holds
+            item["folded"] = {"SS": list(bucket.journal)}
         failing = FailingIndex.of(bucket)
         if failing.items:  # who failed and why, readable without the records
             item["failing"] = {"B": zlib.compress(failing.encode(), 1)}
@@ -255,6 +371,9 @@ class DynamoFeedState:
                 ) from None
             raise self._fail(exc) from exc
         bucket.version = new_version
+        if bucket.journal and drop_folded:
+            self._drop_journal(bucket.feed, bucket.journal)
+            bucket.journal = []
         old = response.get("Attributes") or {}
         replaced = old.get("overflow", {}).get("S")
         if replaced:
@@ -359,6 +478,16 @@ class DynamoFeedState:
             result.model_dump_json(),
             expires=True,
         )
+
+    def _part_item(self, result: PartResult) -> dict[str, Any]:
+        item = {
+            "pk": {"S": f"run#{result.feed}#{result.run_id}"},
+            "sk": {"S": f"part#{result.bucket:04d}"},
+            "doc": {"S": result.model_dump_json()},
+        }
+        if self.run_retention_seconds:
+            item["ttl"] = {"N": str(int(time.time()) + self.run_retention_seconds)}
+        return item
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
         docs = self._query(f"run#{feed}#{run_id}", "part#", newest_first=False, limit=None)

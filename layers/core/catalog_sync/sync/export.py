@@ -44,13 +44,12 @@ from catalog_sync.ports import (
     is_paced,
 )
 from catalog_sync.sync.runs import FINISHED, PartResult
-from catalog_sync.sync.snapshot import ExportMessage, read_bucket_items
-from catalog_sync.sync.state import ItemState, StateBucket, Status
+from catalog_sync.sync.snapshot import ExportMessage, read_wanted_items
+from catalog_sync.sync.state import ItemState, Recorded, StateBucket, apply_outcomes
 
 log = get_logger(__name__)
 
 MAX_FAILURES_IN_RESULT = 50
-MAX_REASON = 500
 CONFLICT_TRIES = 8
 STATE_READ_CHUNK = 8  # bucket states read at a time
 # Bucket states kept in memory while their items are out, up to this many records in
@@ -131,13 +130,6 @@ class ExportResult:
     error: str | None = None  # why nothing was sent (deferred)
 
 
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    hash: str
-    deleted: bool
-    outcome: ItemOutcome
-
-
 def export_part(message: ExportMessage, deps: ExportDeps) -> ExportResult:
     spec = get_feed(message.feed)
     if spec.after:
@@ -192,6 +184,9 @@ class _Export:
         self.held_records = 0
         self.listed: set[int] = set()
         self.done: set[int] = set()
+        self.unfolded: set[int] = set()  # buckets with outcomes only in the journal
+        self.unwritten: list[PartResult] = []  # part results to write (in one batch)
+        self.to_drop: list[str] = []  # journal entries folded by our writes, to delete
 
     def run(self) -> ExportResult:
         deps, feed, budget = self.deps, self.spec.name, self.deps.budget
@@ -217,12 +212,15 @@ class _Export:
                 if outcomes and all(o.status == "retry" for o in outcomes):
                     gave_up = outcomes[-1].reason or "not sent"  # the same reason for the rest
         except AuthError as exc:
+            self._fold_rest()
             for b in self.message.buckets:
                 if b not in self.done:
                     self._finish(b, error=f"AuthError: {exc}")
+            self._write_parts()
             raise
         finally:
             items.close()  # the part being read, if any
+        self._write_parts()
         return self.result
 
     # -- the stream ---------------------------------------------------------------------
@@ -247,11 +245,10 @@ class _Export:
             return
         live = {k for k, r in pending.items() if not r.deleted}
         if live and bucket.part is not None:
-            for key, h, body in read_bucket_items(self.deps.blobs, bucket.part):
-                rec = pending.get(key)
-                if rec is not None and not rec.deleted and rec.hash == h:
-                    live.discard(key)
-                    yield OutgoingItem(key=key, hash=h, body=body, scope=rec.run_id)
+            wanted = {k: pending[k].hash for k in live}
+            for key, h, body in read_wanted_items(self.deps.blobs, bucket.part, wanted):
+                live.discard(key)
+                yield OutgoingItem(key=key, hash=h, body=body, scope=pending[key].run_id)
         self.counts[bucket.bucket]["missing"] += len(live)
         self.result.counts["missing"] += len(live)
         for key in sorted(live):
@@ -267,25 +264,50 @@ class _Export:
     # -- recording ------------------------------------------------------------------------
 
     def _record(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
-        by_bucket: dict[int, dict[str, _Sent]] = {}
+        """Record one request's outcomes before the next request: a bucket this
+        request finishes is written with them (and the journal entries of its earlier
+        requests folded in); a bucket with items still to come gets a small journal
+        entry instead of a rewrite of its whole state (all such in one batch write)."""
+        by_bucket: dict[int, dict[str, Recorded]] = {}
         for item, outcome in zip(batch, outcomes, strict=True):
             b = self.bucket_of.pop(item.key)
-            by_bucket.setdefault(b, {})[item.key] = _Sent(item.hash, item.deleted, outcome)
+            sent = Recorded(item.hash, item.deleted, outcome.status, outcome.reason)
+            by_bucket.setdefault(b, {})[item.key] = sent
+        ending = {
+            b
+            for b, res in by_bucket.items()
+            if b in self.listed and self.outstanding[b] == len(res)
+        }
+        for b in sorted(ending):
+            self._write(b, by_bucket[b])
+        journal = {b: res for b, res in by_bucket.items() if b not in ending}
         for b, results in sorted(by_bucket.items()):
-            held = self.held.get(b)
-            written = _write_outcomes(self.deps, self.spec.name, b, results, held)
-            if held is not None:  # the state as written (re-read after a conflict)
-                self.held[b] = written
-                self.held_records += len(written.records) - len(held.records)
             counts = self.counts[b]
             for key, sent in results.items():
-                status = sent.outcome.status
-                counts[status] += 1
-                self.result.counts[status] += 1
-                if status != "sent":
-                    self._failure(b, key, sent.outcome.reason or "")
+                counts[sent.status] += 1
+                self.result.counts[sent.status] += 1
+                if sent.status != "sent":
+                    self._failure(b, key, sent.reason or "")
             self.outstanding[b] -= len(results)
             self._maybe_finish(b)
+        self._write_parts(journal)
+
+    def _write(self, b: int, results: dict[str, Recorded]) -> None:
+        """Write a bucket with `results` applied (its journal entries folded in; they
+        are deleted with the next batch)."""
+        held = self.held.get(b)
+        written = _write_outcomes(self.deps, self.spec.name, b, results, held)
+        self.unfolded.discard(b)
+        self.to_drop += written.journal  # deleted with the next batch (marked folded)
+        if held is not None:  # the state as written (re-read after a conflict)
+            self.held[b] = written
+            self.held_records += len(written.records) - len(held.records)
+
+    def _fold_rest(self) -> None:
+        """Fold the journal of the buckets this call leaves unfinished (handed back,
+        or an auth error), so their counts and failing index are right."""
+        for b in sorted(self.unfolded):
+            self._write(b, {})
 
     def _hold(self, bucket: StateBucket) -> None:
         self.held[bucket.bucket] = bucket
@@ -301,6 +323,8 @@ class _Export:
     def _maybe_finish(self, b: int) -> None:
         if b not in self.listed or self.outstanding[b]:
             return
+        if b in self.unfolded:  # its last request was recorded before it was listed
+            self._write(b, {})
         gone = self.held.pop(b, None)
         if gone is not None:
             self.held_records -= len(gone.records)
@@ -318,8 +342,27 @@ class _Export:
             failures=self.failures[b],
             error=error,
         )
-        self.deps.state.put_part_result(part)
+        self.unwritten.append(part)
         self.result.parts.append(part)
+
+    def _write_parts(self, journal: dict[int, dict[str, Recorded]] | None = None) -> None:
+        """One batch write: a request's journal entries (the buckets it does not
+        finish), the part results of the buckets finished, the folded entries' deletion."""
+        if not (journal or self.unwritten or self.to_drop):
+            return
+        keys = self.deps.state.record_outcomes(
+            self.spec.name,
+            journal or {},
+            parts=self.unwritten,
+            drop=list(dict.fromkeys(self.to_drop)),
+        )
+        self.unwritten, self.to_drop = [], []
+        for b, key in zip(sorted(journal or {}), keys, strict=True):
+            held = self.held.get(b)
+            if held is not None:  # the view goes on holding what is recorded
+                apply_outcomes(held, (journal or {})[b])
+                held.journal.append(key)
+            self.unfolded.add(b)
 
     def _paced(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
         """The sink's budget is out: what it sent is recorded; what it kept back stays
@@ -337,6 +380,8 @@ class _Export:
         counts of what this call did in them (what it recorded stays recorded).
         `queue=False`: only made (`result.handed_back`), the caller queues it."""
         assert self.deps.handback is not None
+        self._fold_rest()
+        self._write_parts()
         rest = [b for b in self.message.buckets if b not in self.done]
         if not rest:
             return
@@ -366,31 +411,11 @@ def _tombstone_body(spec: FeedSpec, key: str, rec: ItemState, now: datetime) -> 
     return orjson.dumps(spec.tombstone(key, when))
 
 
-def apply_outcomes(bucket: StateBucket, results: dict[str, _Sent]) -> None:
-    for key, sent in results.items():
-        rec = bucket.records.get(key)
-        if rec is None:
-            continue
-        outcome = sent.outcome
-        current = rec.hash == sent.hash
-        if outcome.status == "sent":
-            rec.sent_hash = sent.hash
-            rec.sent_deleted = sent.deleted
-            if current:
-                rec.status = Status.SENT
-                rec.reason = None
-                rec.attempts = 0
-        elif current and rec.status is not Status.SENT:
-            rec.status = Status.FAILED if outcome.status == "failed" else Status.RETRY
-            rec.reason = (outcome.reason or "")[:MAX_REASON]
-            rec.attempts += 1
-
-
 def _write_outcomes(
     deps: ExportDeps,
     feed: str,
     number: int,
-    results: dict[str, _Sent],
+    results: dict[str, Recorded],
     bucket: StateBucket | None,
 ) -> StateBucket:
     """Apply one request's outcomes to a bucket (its state as read, or read now) in
@@ -400,7 +425,7 @@ def _write_outcomes(
     for attempt in range(CONFLICT_TRIES):
         apply_outcomes(bucket, results)
         try:
-            deps.state.write_bucket(bucket)
+            deps.state.write_bucket(bucket, drop_folded=False)
             return bucket
         except ConflictError:
             log.info("bucket %s/%d changed under us; re-applying outcomes", feed, number)

@@ -233,3 +233,31 @@ def read_bucket_items(blobs: BlobStore, part: _Content) -> Iterator[tuple[str, s
     for key, (h, body) in newer.items():
         if h:  # not a removal
             yield key, h, body
+
+
+def read_wanted_items(
+    blobs: BlobStore, part: _Content, wanted: dict[str, str]
+) -> Iterator[tuple[str, str, bytes]]:
+    """(key, hash, item JSON) of the `wanted` items (key -> hash) whose current line in
+    the bucket's content (as `read_bucket_items` resolves it) has that hash. Reads the
+    delta parts newest first and stops as soon as every wanted key has met its newest
+    line: an export of a few changed items reads the small delta that holds them, not
+    the whole full part under it. A key whose newest line has another hash, or is a
+    removal, is not yielded (its content for that hash is gone)."""
+    left = dict(wanted)
+    for delta in reversed(part.deltas):
+        if not left:
+            return
+        with blobs.open(delta.key) as stream:
+            for key, h, body in read_part(stream):
+                want = left.pop(key, None)
+                if want is not None and h == want:
+                    yield key, h, body
+    if left and part.key:
+        with blobs.open(part.key) as stream:
+            for key, h, body in read_part(stream):
+                want = left.pop(key, None)
+                if want is not None and h == want:
+                    yield key, h, body
+                    if not left:
+                        return

@@ -131,6 +131,9 @@ class StateBucket:
     version: int = 0  # 0: never written
     records: dict[str, ItemState] = field(default_factory=dict)
     part: PartRef | None = None
+    # the outcome journal entries this view holds applied (see `Recorded`): a write
+    # of this view marks them folded into its records, and then they can go
+    journal: list[str] = field(default_factory=list)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -155,6 +158,61 @@ class StateBucket:
             if rec.deleted:
                 out["deleted"] += 1
         return out
+
+
+MAX_REASON = 500  # characters of an API's reason kept on a record
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One export outcome of one item version: what was sent (`hash`, a deletion or
+    not) and what the SaaS API said. The export records a request's outcomes before
+    its next request, either in the bucket's state or, for a bucket whose items span
+    more requests, as a small journal entry beside it (one entry per request and
+    bucket) that the bucket's next write folds in: a request costs a few kB written,
+    not the whole bucket, and a crash still re-sends at most that request."""
+
+    hash: str
+    deleted: bool
+    status: str  # "sent", "failed" or "retry"
+    reason: str | None = None
+
+    def to_row(self) -> list[Any]:
+        return [self.hash, int(self.deleted), self.status, self.reason]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Recorded:
+        h, deleted, status, reason = row
+        return cls(h, bool(deleted), status, reason)
+
+
+def encode_outcomes(results: dict[str, Recorded]) -> bytes:
+    return orjson.dumps({k: r.to_row() for k, r in results.items()})
+
+
+def decode_outcomes(data: bytes) -> dict[str, Recorded]:
+    return {k: Recorded.from_row(r) for k, r in orjson.loads(data).items()}
+
+
+def apply_outcomes(bucket: StateBucket, results: dict[str, Recorded]) -> None:
+    """Apply one request's outcomes to a bucket's records. An outcome for a version
+    that is no longer current only updates what the SaaS side holds."""
+    for key, sent in results.items():
+        rec = bucket.records.get(key)
+        if rec is None:
+            continue
+        current = rec.hash == sent.hash
+        if sent.status == "sent":
+            rec.sent_hash = sent.hash
+            rec.sent_deleted = sent.deleted
+            if current:
+                rec.status = Status.SENT
+                rec.reason = None
+                rec.attempts = 0
+        elif current and rec.status is not Status.SENT:
+            rec.status = Status.FAILED if sent.status == "failed" else Status.RETRY
+            rec.reason = (sent.reason or "")[:MAX_REASON]
+            rec.attempts += 1
 
 
 FAILING_INDEX_CAP = 200  # failing items listed beside a bucket (more: read the bucket)
