@@ -311,6 +311,18 @@ class Differ:
                 checkpoint(total)
         return total
 
+    def diff_bucket(
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        workdir: Path,
+        same: set[str] | None = None,
+    ) -> None:
+        """Diff and write one bucket outside `run`, as `run` does (`sync.unchanged`
+        visits only the buckets that have items waiting)."""
+        self._diff_one(bucket, items, keep, workdir, same)
+
     def _second_pass(self, spill: BucketSpill | None, workdir: Path) -> None:
         """The buckets with deletions, diffed again: deletions applied if the guard
         allows their total, else held."""
