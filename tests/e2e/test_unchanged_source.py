@@ -27,6 +27,7 @@ from catalog_sync.sync.snapshot import Manifest, read_bucket_items
 from catalog_sync.sync.state import Status
 from catalogctl.status import collect_status, print_status
 from tests.e2e.conftest import FIXTURES, Stack
+from tests.e2e.test_aco_target import aco_stack  # noqa: F401 (the fixture)
 from tests.fixtures.featured import STOCKS, write_featured
 
 SMALL = FIXTURES / "catalogs" / "small.csv"
@@ -195,6 +196,31 @@ def test_e2e_unchanged_sync_takes_the_shortcut_and_ends_as_the_full_path(twins) 
     assert {v[1] for v in waiting.values()} == {"sent"}  # resent by the export
 
 
+def test_e2e_a_rejected_record_stays_kept_and_reported(make_stack, tmp_path: Path) -> None:
+    """A product whose row turned bad keeps its items (and a retry of one of them
+    waits as it is, as the full path leaves it); its issue is reported again."""
+    fast, full = make_stack(catalog(tmp_path, "a.csv")), make_stack(catalog(tmp_path, "b.csv"))
+    for s, name in ((fast, "a.csv"), (full, "b.csv")):
+        s.sync()
+        edit(tmp_path / name, "MH01-XS-Gray", price="not a price")
+    sealed = fast.sync()
+    full.sync()
+    assert sealed["runs"][0]["counts"]["rejected"] == 1
+    kept = [k for k in state_of(fast)["products"] if k.startswith("MH01-XS-Gray")]
+    other = [k for k in state_of(fast)["products"] if k.startswith("MH01-XS-Black")]
+    for s in (fast, full):
+        wait_for_retry(s, "products", kept + other, [])
+    drop_seals(full)
+    short, long = fast.sync(), full.sync()
+    assert shortcuts(short) == {sealed["runs"][0]["run_id"]}
+    assert counts_of(short) == counts_of(long)
+    assert short["runs"][0]["counts"]["kept"] == len(kept) > 0
+    assert short["runs"][0]["issues"] == long["runs"][0]["issues"] != []
+    assert state_of(fast) == state_of(full)
+    assert snapshot_of(fast) == snapshot_of(full)
+    assert held_of(fast) == held_of(full)
+
+
 def test_e2e_shortcut_runs_show_in_status(make_stack, tmp_path: Path) -> None:
     s = make_stack(catalog(tmp_path))
     first = s.sync()
@@ -333,3 +359,24 @@ def test_e2e_a_file_written_just_now_is_not_sealed(
     s.sync()
     assert shortcuts(s.sync()) == {None}
     assert s.runner.app.state.read_meta("products").source_seal is None  # type: ignore[union-attr]
+
+
+def test_e2e_aco_unchanged_sync_ends_as_the_full_path(aco_stack) -> None:  # noqa: F811
+    """The ACO target (every ACO feed, aggregate metadata and categories among them):
+    the same state, snapshots and emulator content as the full path."""
+    fast, full = aco_stack(SMALL), aco_stack(SMALL)
+    first = fast.sync()
+    full.sync()
+    keys = sorted(state_of(fast)["acoProducts"])
+    for s in (fast, full):
+        wait_for_retry(s, "acoProducts", [keys[0], keys[-1]], [keys[1]])
+    drop_seals(full)
+    short, long = fast.sync(), full.sync()
+    assert shortcuts(short) == {first["runs"][0]["run_id"]}
+    assert shortcuts(long) == {None}
+    assert counts_of(short) == counts_of(long)
+    assert state_of(fast) == state_of(full)
+    assert snapshot_of(fast) == snapshot_of(full)
+    feeds = fast.runner.app.settings.feed_names()
+    assert {f: fast.held(f) for f in feeds} == {f: full.held(f) for f in feeds}
+    assert fast.refused() == {} and full.refused() == {}

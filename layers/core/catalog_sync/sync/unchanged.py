@@ -12,12 +12,13 @@ options), made this state, until `until`. A sync whose source digests to the sam
 seal, before `until`, after a completed run, needs no read.
 
 A seal is stored only after a run that: read the whole source (not by ids, not
-incremental, no REST source: it has no bytes to digest) to its end, rejected no
-record and fingerprinted every one (so every price window edge is known: a record
-with a warning has no fingerprint), completed in one invocation (a continued run
-stores none yet), was not held by the deletion guard, and whose files kept their
-identity from the digest to the end of the read (so the read saw the digested
-bytes; see `sources.magento_csv.digest`).
+incremental, no REST source: it has no bytes to digest) to its end, met no warning
+(a record built with one has no fingerprint, so its price window edge is unknown),
+named the SKU of each record it rejected (their items are kept, not read: the
+shortcut keeps them too, and reports the run's issues again), completed in one
+invocation (a continued run stores none yet), was not held by the deletion guard,
+and whose files kept their identity from the digest to the end of the read (so the
+read saw the digested bytes; see `sources.magento_csv.digest`).
 
 The shortcut is still a run: lease, run record (`source_unchanged`: the run whose
 read it stands on), counts (live items unchanged, records not built), a manifest
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from catalog_sync.errors import NotFoundError
-from catalog_sync.feeds.spec import BuildContext, FeedSpec
+from catalog_sync.feeds.spec import BuildContext, FeedSpec, bucket_of
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import DigestedSource, SourceContent
 from catalog_sync.records import ReadReport, SourceIssue
@@ -79,6 +80,7 @@ class Seal:
     records: int = 0
     duplicates: int = 0
     issues: list[dict[str, Any]] = field(default_factory=list)  # the read's, re-reported
+    kept: list[str] = field(default_factory=list)  # groups (lower-cased) of rejected records
     format: int = SEAL_FORMAT
 
     @classmethod
@@ -174,12 +176,13 @@ class SourceProbe:
         seal, manifest = self.matched[fr.spec.name]
         if deps.progress:
             deps.progress("read", seal.records, seal.records)
-        differ = _requeue_waiting(fr, manifest, self.request, deps, now, workdir)
+        differ = _requeue_waiting(fr, seal, manifest, self.request, deps, now, workdir)
         if deps.progress:
             deps.progress("diff", fr.meta.buckets, fr.meta.buckets)
         report = ReadReport(complete=True, rows=seal.rows, records=seal.records)
         fr.c.issues = [SourceIssue(**issue) for issue in seal.issues]
         fr.c.unchanged_records = seal.records  # none built
+        fr.c.rejected = len(seal.kept)  # rejected again, as the read would
         differ.counts["duplicates"] = seal.duplicates
         fr.run.source_unchanged = seal.run_id
         log.info(
@@ -206,6 +209,7 @@ class SourceProbe:
                 records=report.records,
                 duplicates=fr.run.counts.get("duplicates", 0),
                 issues=list(fr.run.issues),
+                kept=sorted(_kept(fr)),
             )
             fr.meta.source_seal = asdict(seal)
             deps.state.write_meta(fr.meta)  # still under the run's lease
@@ -218,19 +222,23 @@ class SourceProbe:
         content = self.content
         if content is None or not content.settled or handed_on or not report.complete:
             return False
+        if any(issue.severity == "warning" for issue in report.issues):
+            return False  # a record built with a warning has no fingerprint: its edge is unknown
         until = math.inf
         fingerprinted = False
         for fr in feed_runs:
             run = fr.run
-            if run.status != "completed" or not run.complete or run.held or fr.c.rejected:
+            if run.status != "completed" or not run.complete or run.held:
                 return False
             if run.issues_total != len(run.issues) or run.issues_total > SEAL_ISSUES:
                 return False
+            if len(_kept(fr)) != fr.c.rejected:
+                return False  # a rejection without its SKU (or naming others): kept unknown
             if fr.spec.aggregate:
                 continue
             found = fr.c.found
-            if found is None or len(found) != report.records:
-                return False  # a record without a fingerprint: its window edge is unknown
+            if found is None or len(found) + fr.c.rejected < report.records:
+                return False
             fingerprinted = True
             until = min(until, min(found.timed.values(), default=math.inf))
         if not fingerprinted:
@@ -240,6 +248,12 @@ class SourceProbe:
             log.info("the source changed during the read: no seal")
             return False
         return until
+
+
+def _kept(fr: FeedRun) -> set[str]:
+    """The groups whose records this feed rejected (their items keep their state):
+    the SKUs the rejections' issues name."""
+    return {issue.sku.lower() for issue in fr.c.issues if issue.sku}
 
 
 def _previous_completed(deps: ReindexDeps, fr: FeedRun) -> bool:
@@ -261,6 +275,7 @@ def _manifest(deps: ReindexDeps, key: str | None) -> Manifest | None:
 
 def _requeue_waiting(
     fr: FeedRun,
+    seal: Seal,
     manifest: Manifest,
     request: ReindexRequest,
     deps: ReindexDeps,
@@ -279,16 +294,21 @@ def _requeue_waiting(
     known = (
         deps.state.read_counts(spec.name, numbers) if isinstance(deps.state, CountedState) else None
     )
+    kept = set(seal.kept)
     if known is None:
         visit = numbers  # no counts: read every bucket
     else:
-        visit = [b for b, c in sorted(known.items()) if not c.counts or c.counts.get("retry", 0)]
+        with_kept = {bucket_of(group, fr.meta.buckets) for group in kept}
+        visit = [
+            b
+            for b, c in sorted(known.items())
+            if not c.counts or c.counts.get("retry", 0) or b in with_kept
+        ]
     for start in range(0, len(visit), STATE_READ_CHUNK):
         for bucket in deps.state.read_buckets(spec.name, visit[start : start + STATE_READ_CHUNK]):
-            groups = {
-                spec.group_of_key(k).lower() for k, r in bucket.records.items() if not r.deleted
-            }
-            differ.diff_bucket(bucket, {}, set(), workdir, groups)
+            groups = {spec.group_of_key(k).lower() for k in bucket.records}
+            # as read: a rejected record's items kept, every other live group unchanged
+            differ.diff_bucket(bucket, {}, groups & kept, workdir, groups - kept)
     visited = set(visit)
     _count_unread(differ, {b: c for b, c in (known or {}).items() if b not in visited}, manifest)
     return differ
