@@ -26,6 +26,7 @@ from catalog_sync.sources.magento_csv import digest
 from catalog_sync.sync.snapshot import Manifest, read_bucket_items
 from catalog_sync.sync.state import Status
 from catalogctl.status import collect_status, print_status
+from devstack.local import LocalRunner
 from tests.e2e.conftest import FIXTURES, Stack
 from tests.e2e.test_aco_target import aco_stack  # noqa: F401 (the fixture)
 from tests.fixtures.featured import STOCKS, write_featured
@@ -380,3 +381,28 @@ def test_e2e_aco_unchanged_sync_ends_as_the_full_path(aco_stack) -> None:  # noq
     feeds = fast.runner.app.settings.feed_names()
     assert {f: fast.held(f) for f in feeds} == {f: full.held(f) for f in feeds}
     assert fast.refused() == {} and full.refused() == {}
+
+
+def test_e2e_a_write_during_the_read_stores_no_seal(make_stack, tmp_path: Path) -> None:
+    """The file is written while the run reads it (here: just after pass 1, put back
+    byte for byte): its identity changed, so the run cannot vouch that its read saw the
+    digested bytes, and stores no seal; the next sync reads again and seals."""
+    path = catalog(tmp_path)
+    s = make_stack(path)
+    original = path.read_bytes()
+    writes: list[int] = []
+
+    def rewrite(stage: str, done: int, total: int | None) -> None:
+        if stage == "read" and total is not None and not writes:
+            path.write_bytes(original.replace(b"Soft cotton", b"Soft c0tton"))
+            path.write_bytes(original)
+            writes.append(done)
+
+    runner = LocalRunner(s.env, progress=rewrite)
+    runner.reindex({"action": "sync"})
+    runner.drain()
+    assert writes and path.read_bytes() == original
+    assert s.runner.app.state.read_meta("products").source_seal is None  # type: ignore[union-attr]
+    again = s.sync()
+    assert shortcuts(again) == {None}
+    assert shortcuts(s.sync()) == {again["runs"][0]["run_id"]}
