@@ -23,6 +23,8 @@ import pytest
 from catalog_sync.feeds import registry
 from catalog_sync.feeds.products import PRODUCTS
 from catalog_sync.sources.magento_csv import digest
+from catalog_sync.sync.diff import run_id_of
+from catalog_sync.sync.runs import RunRecord
 from catalog_sync.sync.snapshot import Manifest, read_bucket_items
 from catalog_sync.sync.state import Status
 from catalogctl.status import collect_status, print_status
@@ -406,3 +408,21 @@ def test_e2e_a_write_during_the_read_stores_no_seal(make_stack, tmp_path: Path) 
     again = s.sync()
     assert shortcuts(again) == {None}
     assert shortcuts(s.sync()) == {again["runs"][0]["run_id"]}
+
+
+def test_e2e_no_shortcut_after_a_failed_run(make_stack, tmp_path: Path) -> None:
+    """A run that failed after the seal (say a shortcut run whose requeue met an error)
+    may have left the feed half done: the next sync reads the source."""
+    s = make_stack(catalog(tmp_path))
+    sealed = s.sync()["runs"][0]["run_id"]
+    assert shortcuts(s.sync()) == {sealed}
+    now = datetime.now(UTC)
+    s.runner.app.state.put_run(
+        RunRecord(
+            feed="products", run_id=f"{run_id_of(now)}-f00dfeed", kind="sync",
+            status="failed", started_at=now.isoformat(), error="RetryableError: throttled",
+        )
+    )  # fmt: skip
+    after = s.sync()
+    assert shortcuts(after) == {None}
+    assert shortcuts(s.sync()) == {after["runs"][0]["run_id"]}
