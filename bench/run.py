@@ -1,4 +1,6 @@
-"""`make bench`: full resync, 1%-changed incremental sync and an unchanged sync on
+"""`make bench`: full resync, 1%-changed incremental sync, an unchanged sync (the same
+bytes: the unchanged-source shortcut) and the same records in other bytes (the
+per-record path, every fingerprint known) on
 the local stack, at 10k and 100k products (synthetic catalogs, 3 store views);
 `make bench-large`: the same at 500k products.
 
@@ -27,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +43,16 @@ from devstack import demo, synth
 WORK = Path(".bench")
 STORE_VIEWS = "default:base,fr:base,de:base"
 # The runs of one size, in the order they run (the naive baseline last: it resends all).
-RUNS = ("full_resync", "incremental_1pct", "unchanged", "naive_hourly")
+# unchanged: the same bytes again (the unchanged-source shortcut, sync/unchanged.py);
+# unchanged_per_record: the same records in other bytes (a blank line appended): the
+# per-record path with every record's fingerprint known.
+RUNS = (
+    "full_resync",
+    "incremental_1pct",
+    "unchanged",
+    "unchanged_per_record",
+    "naive_hourly",
+)
 
 
 def scenario(env: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +88,10 @@ def bench_size(products: int, seed: int) -> dict[str, Any]:
     edited = WORK / f"catalog-{products}-1pct.csv"
     change = synth.edit_fraction(catalog, edited, 0.01, seed=seed + 1)
     parse_s = bare_parse_s(edited)
+    touched = WORK / f"catalog-{products}-1pct-touched.csv"
+    shutil.copyfile(edited, touched)  # not through memory: the scenarios inherit our peak RSS
+    with touched.open("ab") as f:
+        f.write(b"\n")
     proc, env = demo.start_stack(show=False)
     env["STORE_VIEWS"] = STORE_VIEWS
     env["CATALOG_SOURCE"] = str(catalog.resolve())
@@ -84,6 +100,7 @@ def bench_size(products: int, seed: int) -> dict[str, Any]:
         "full_resync": {"action": "resync", "feed": "products"},
         "incremental_1pct": {"action": "sync", "source": source},
         "unchanged": {"action": "sync", "source": source},
+        "unchanged_per_record": {"action": "sync", "source": str(touched.resolve())},
         "naive_hourly": {"action": "resync", "feed": "products", "source": source},
     }
     try:
@@ -122,7 +139,7 @@ def print_size(r: dict[str, Any]) -> None:
     for name in RUNS:
         s = r[name]
         print(
-            f"{size:>7,} products {name:<17} items {s['items']:>8,} sent {s['items_sent']:>8,} "
+            f"{size:>7,} products {name:<20} items {s['items']:>8,} sent {s['items_sent']:>8,} "
             f"records not built {s['records_not_built']:>7,} "
             f"read+build+hash {s['read_build_hash_s']:>6.1f}s {s['read_items_per_s'] or 0:>7,}/s  "
             f"diff+snapshot {s['diff_snapshot_state_s']:>6.1f}s {s['diff_items_per_s'] or 0:>8,}/s  "
@@ -130,7 +147,8 @@ def print_size(r: dict[str, Any]) -> None:
             f"{s['requests']:>5,} requests  "
             f"wall {s['wall_s']:>7.1f}s = {s['x_bare_parse']:>5.1f}x bare parse, "
             f"{s['x_naive']:>5.2f}x naive  "
-            f"peak RSS {s['peak_rss_mb']:>6.1f} MB (workers {s['worker_peak_rss_mb']:>5.1f} MB each)",
+            f"peak RSS {s['peak_rss_mb']:>6.1f} MB (workers {s['worker_peak_rss_mb']:>5.1f} MB each)"
+            + ("  (source unchanged: shortcut)" if s.get("source_unchanged") else ""),
             flush=True,
         )
     print(json.dumps({"store_views": STORE_VIEWS, **r}), flush=True)

@@ -61,6 +61,8 @@ def main() -> None:
         "items": items,
         "items_sent": sent,
         "items_queued": queued,
+        # the run stood on an earlier read of the same bytes (sync/unchanged.py)
+        "source_unchanged": any(r.get("source_unchanged") for r in runs),
         "records_not_built": not_built,
         "parts": drained.succeeded,
         "requests": requests,  # feed requests the receiver answered (all feeds)

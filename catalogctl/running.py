@@ -38,6 +38,11 @@ def summarise_run(run: dict[str, Any], echo: Callable[[str], None]) -> None:
     if run.get("status") == "held" or (run.get("status") == "dry-run" and run.get("held")):
         for line in held_lines(run):
             echo(line)
+    if run.get("source_unchanged"):
+        echo(
+            f"  the source is byte for byte what run {run['source_unchanged']} read: "
+            "nothing read, built or diffed; waiting items requeued"
+        )
     if c.get("deletions_withheld"):
         echo(
             f"  the source was not read completely: {c['deletions_withheld']:,} deletions withheld"

@@ -60,6 +60,12 @@ def _continued(run: dict[str, Any]) -> str:
     return f"  in {run['continuations'] + 1} invocations"
 
 
+def _unchanged(run: dict[str, Any]) -> str:
+    if not run.get("source_unchanged"):
+        return ""
+    return f"  source unchanged since run {run['source_unchanged']} (nothing read or built)"
+
+
 def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.echo) -> None:
     c = status["counts"]
     if not status["runs"] and not status["items"]:
@@ -78,6 +84,7 @@ def print_status(status: dict[str, Any], echo: Callable[[str], None] = click.ech
             f"new {rc.get('new', 0):,} changed {rc.get('changed', 0):,} "
             f"deleted {rc.get('deleted', 0):,} issues {run.get('issues_total', 0)}"
             + (_continued(run) if run.get("continuations") else "")
+            + _unchanged(run)
             + (f"  error: {run['error']}" if run.get("error") else "")
         )
     last = status.get("last_export")

@@ -97,6 +97,30 @@ class IncrementalSource(CatalogSource, Protocol):
     high_water_mark: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class SourceContent:
+    """The bytes a source reads, digested once (`sync.unchanged`): `digest` is
+    XXH3-128 over them and the source's own mapping context; `identity` what says
+    they were not modified since (file status, S3 object version), cheap to take
+    again; `settled`: `identity` can pin the bytes (nothing was written to them in
+    the last seconds, so a later write shows in it)."""
+
+    digest: str
+    identity: tuple[str, ...]
+    settled: bool
+
+
+@runtime_checkable
+class DigestedSource(CatalogSource, Protocol):
+    """A source whose whole input is bytes (the export CSV): `content()` streams and
+    digests them (None: they cannot be read now; the read will say why);
+    `identity()` takes their identity again (None: unreadable)."""
+
+    def content(self) -> SourceContent | None: ...
+
+    def identity(self) -> tuple[str, ...] | None: ...
+
+
 @runtime_checkable
 class ProductIdSource(CatalogSource, Protocol):
     """A source that knows Magento's product ids (`resync --by-ids --id-type productId`);

@@ -306,6 +306,18 @@ class Differ:
                 checkpoint(total)
         return total
 
+    def diff_bucket(
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        workdir: Path,
+        same: set[str] | None = None,
+    ) -> None:
+        """Diff and write one bucket outside `run`, as `run` does (`sync.unchanged`
+        visits only the buckets that have items waiting)."""
+        self._diff_one(bucket, items, keep, workdir, same)
+
     def _run_first(
         self,
         spill: BucketSpill | None,

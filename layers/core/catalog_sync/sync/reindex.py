@@ -49,6 +49,7 @@ from catalog_sync.sync.snapshot import (
     manifest_key,
     pack_messages,
 )
+from catalog_sync.sync.unchanged import SourceProbe
 from catalog_sync.sync.watermark import ReadMark, apply_mark
 from catalog_sync.sync.windows import WindowTracker
 
@@ -175,6 +176,9 @@ def _run(
         rs = RunState(run_id, now, request, ReadReport(complete=True), None, budget, workdir)
         # the price windows a read sees, for a source read incrementally (sync/windows.py)
         rs.windows = WindowTracker(now) if isinstance(deps.source, WindowedSource) else None
+        probe = SourceProbe.take(feed_runs, request, deps, now)  # sync.unchanged
+        if probe.matched is not None:
+            return probe.shortcut(feed_runs, deps, now, _finish), False
         if request.reads_source:
             if deps.source is None:
                 raise NotFoundError("no catalog source configured (set CATALOG_SOURCE)")
@@ -184,7 +188,9 @@ def _run(
                 return hand_on(feed_runs, rs, deps, read=paused), True
         for fr in feed_runs:
             fr.c.spill.finish()
-        return _go_on(feed_runs, rs, deps)
+        results, handed_on = _go_on(feed_runs, rs, deps)
+        probe.seal(feed_runs, rs.report, handed_on, deps)
+        return results, handed_on
 
 
 def _go_on(

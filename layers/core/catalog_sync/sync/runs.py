@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,9 @@ class FeedMeta(BaseModel):
     source_watermark: str | None = None  # sources that read incrementally: read up to here
     last_full_read: str | None = None  # when the source was last read in full (ISO 8601)
     fingerprints: str | None = None  # the record fingerprints of the last run (a blob key)
+    # the source's bytes the last complete run read, and what it made of them
+    # (`sync.unchanged`); cleared under the lease before a run that reads writes
+    source_seal: dict[str, Any] | None = None
 
 
 class RunRecord(BaseModel):
@@ -52,6 +55,9 @@ class RunRecord(BaseModel):
     resumed_from: str | None = None  # the interrupted run this one continues
     error: str | None = None
     held: str | None = None  # why its deletions (counts["deletions_held"]) are held
+    # the source was byte for byte what this run's read saw: nothing read, built or
+    # diffed (`sync.unchanged`)
+    source_unchanged: str | None = None
 
 
 class PartResult(BaseModel):

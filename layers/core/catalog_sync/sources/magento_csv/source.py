@@ -41,9 +41,10 @@ from catalog_sync.catalog import (
     CatalogProduct,
 )
 from catalog_sync.errors import SourceError
+from catalog_sync.ports import SourceContent
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.sources.inventory import StockDef
-from catalog_sync.sources.magento_csv import ranges
+from catalog_sync.sources.magento_csv import digest, ranges
 from catalog_sync.sources.magento_csv.columns import (
     _BUNDLE_LINK,
     _ISSUE,
@@ -134,6 +135,13 @@ class MagentoCsvSource:
     def report(self) -> ReadReport:
         """How the last read went (valid once `read` is exhausted)."""
         return self._report
+
+    def content(self) -> SourceContent | None:
+        """The bytes this source reads, streamed once and digested (`digest.py`)."""
+        return digest.content(self)
+
+    def identity(self) -> tuple[str, ...] | None:
+        return digest.identity(self)
 
     # -- opening -----------------------------------------------------------
 
