@@ -85,6 +85,19 @@ def whole_runs(s: Local, **event: Any) -> dict[str, dict[str, Any]]:
     return {r["feed"]: r for r in result["runs"]}
 
 
+def per_record_sync(s: Local) -> dict[str, dict[str, Any]]:
+    """The hourly sync by the per-record path (fingerprints): a run in one invocation
+    seals its source (`sync.unchanged`), a continued one does not, so the baseline's
+    seals are dropped to compare what each builds."""
+    state = s.runner.app.state
+    for feed in s.runner.app.settings.feed_names():
+        meta = state.read_meta(feed)
+        if meta is not None and meta.source_seal is not None:
+            meta.source_seal = None
+            state.write_meta(meta)
+    return whole_runs(s, action="sync")
+
+
 def counts(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {feed: run["counts"] for feed, run in runs.items()}
 
@@ -132,7 +145,7 @@ def test_e2e_a_csv_read_in_many_continuations_ends_as_one_invocation(
     same_end(steps, whole, feeds)
 
     hourly = whole_runs(steps, action="sync")  # the next hourly sync: nothing to build
-    built_nothing(hourly, whole_runs(whole, action="sync"))
+    built_nothing(hourly, per_record_sync(whole))
     same_end(steps, whole, feeds)
 
 
@@ -196,4 +209,4 @@ def test_e2e_a_crash_in_a_read_continuation_is_retried_from_its_checkpoint(
         run = steps.runner.app.state.get_run(feed, run_id)
         assert run is not None and run.status == "completed", (feed, run)
     same_end(steps, whole, feeds)
-    built_nothing(whole_runs(steps, action="sync"), whole_runs(whole, action="sync"))
+    built_nothing(whole_runs(steps, action="sync"), per_record_sync(whole))
