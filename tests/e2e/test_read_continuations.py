@@ -22,6 +22,7 @@ from catalog_sync.feeds.registry import get_feed
 from catalog_sync.sync.continuation import carry_key, load_carry
 from devstack.magento_server import MagentoApiServer
 from tests.e2e.faults import CrashPlan, install_crashes
+from tests.e2e.seals import drop_seals
 from tests.e2e.test_continuations import EVERY_STEP, TARGETS, Local
 
 # 11 partitions of the synthetic catalog's ~330 kB, built two at a time
@@ -86,15 +87,8 @@ def whole_runs(s: Local, **event: Any) -> dict[str, dict[str, Any]]:
 
 
 def per_record_sync(s: Local) -> dict[str, dict[str, Any]]:
-    """The hourly sync by the per-record path (fingerprints): a run in one invocation
-    seals its source (`sync.unchanged`), a continued one does not, so the baseline's
-    seals are dropped to compare what each builds."""
-    state = s.runner.app.state
-    for feed in s.runner.app.settings.feed_names():
-        meta = state.read_meta(feed)
-        if meta is not None and meta.source_seal is not None:
-            meta.source_seal = None
-            state.write_meta(meta)
+    """The hourly sync by the per-record path (fingerprints), as a continued run's is."""
+    drop_seals(s.runner)
     return whole_runs(s, action="sync")
 
 
