@@ -1,8 +1,12 @@
-"""`make bench`: full resync, 1%-changed incremental sync, an unchanged sync (the same
-bytes: the unchanged-source shortcut) and the same records in other bytes (the
-per-record path, every fingerprint known) on
-the local stack, at 10k and 100k products (synthetic catalogs, 3 store views);
-`make bench-large`: the same at 500k products.
+"""`make bench`: full resync, the hourly sync of issue #11's change (1% of the products
+changed, 0.2% removed, 0.2% added), an unchanged sync (the same bytes: the
+unchanged-source shortcut) and the same records in other bytes (the per-record path,
+every fingerprint known) on the local stack, at 10k and 100k products (synthetic
+catalogs, 3 store views: `--store-views`); `make bench-large`: the same at 500k
+products in one store view (the issue's catalog: 500k items).
+
+Peak RSS: this scenario's process, the largest worker's, and all of them together (at
+most: the process plus each worker at the largest's peak).
 
 Side by side in the same run: the naive baseline (rebuild and send everything every
 hour: a full resync of the edited catalog) and the bare parse (`csv.reader` over the
@@ -42,6 +46,8 @@ from devstack import demo, synth
 
 WORK = Path(".bench")
 STORE_VIEWS = "default:base,fr:base,de:base"
+# `make bench-large`: the issue's catalog (#11), one store view: 500k products, 500k items
+ONE_STORE_VIEW = "default:base"
 # The runs of one size, in the order they run (the naive baseline last: it resends all).
 # unchanged: the same bytes again (the unchanged-source shortcut, sync/unchanged.py);
 # unchanged_per_record: the same records in other bytes (a blank line appended): the
@@ -79,21 +85,27 @@ def bare_parse_s(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def bench_size(products: int, seed: int) -> dict[str, Any]:
+def bench_size(products: int, seed: int, store_views: str) -> dict[str, Any]:
     WORK.mkdir(exist_ok=True)
-    catalog = WORK / f"catalog-{products}.csv"
     t = time.perf_counter()
-    stats = synth.generate(catalog, products, seed=seed, store_views=("fr", "de"))
+    extra = tuple(v.split(":")[0] for v in store_views.split(",")[1:])  # beside default
+    name = f"catalog-{products}" + ("" if extra == ("fr", "de") else f"-{len(extra) + 1}sv")
+    catalog = WORK / f"{name}.csv"
+    stats = synth.generate(catalog, products, seed=seed, store_views=extra)
     gen_s = time.perf_counter() - t
-    edited = WORK / f"catalog-{products}-1pct.csv"
-    change = synth.edit_fraction(catalog, edited, 0.01, seed=seed + 1)
+    edited = WORK / f"{name}-1pct.csv"
+    # the issue's hourly change (#11): 1% of the products changed, 0.2% removed, 0.2% added
+    change = synth.edit(
+        catalog, edited, change_prices=max(1, products // 100), remove=products // 500,
+        add=products // 500, seed=seed + 1,
+    )  # fmt: skip
     parse_s = bare_parse_s(edited)
-    touched = WORK / f"catalog-{products}-1pct-touched.csv"
+    touched = WORK / f"{name}-1pct-touched.csv"
     shutil.copyfile(edited, touched)  # not through memory: the scenarios inherit our peak RSS
     with touched.open("ab") as f:
         f.write(b"\n")
     proc, env = demo.start_stack(show=False)
-    env["STORE_VIEWS"] = STORE_VIEWS
+    env["STORE_VIEWS"] = store_views
     env["CATALOG_SOURCE"] = str(catalog.resolve())
     source = str(edited.resolve())
     events = {
@@ -106,11 +118,14 @@ def bench_size(products: int, seed: int) -> dict[str, Any]:
     try:
         out: dict[str, Any] = {
             "products": products,
+            "store_views": store_views,
             "rows": stats.rows,
             "csv_mb": round(stats.bytes / 1e6, 1),
             "generate_s": round(gen_s, 2),
             "bare_parse_s": round(parse_s, 3),
             "changed_products": len(change.changed),
+            "removed_products": len(change.removed),
+            "added_products": len(change.added),
         }
         for name in RUNS:
             out[name] = scenario(env, events[name])
@@ -132,7 +147,7 @@ def bench_size(products: int, seed: int) -> dict[str, Any]:
 def print_size(r: dict[str, Any]) -> None:
     size = r["products"]
     print(
-        f"{size:>7,} products: {r['rows']:,} rows, {r['csv_mb']} MB; "
+        f"{size:>7,} products ({r['store_views']}): {r['rows']:,} rows, {r['csv_mb']} MB; "
         f"bare parse (csv.reader) {r['bare_parse_s']:.2f}s",
         flush=True,
     )
@@ -144,32 +159,36 @@ def print_size(r: dict[str, Any]) -> None:
             f"read+build+hash {s['read_build_hash_s']:>6.1f}s {s['read_items_per_s'] or 0:>7,}/s  "
             f"diff+snapshot {s['diff_snapshot_state_s']:>6.1f}s {s['diff_items_per_s'] or 0:>8,}/s  "
             f"export {s['export_s']:>6.1f}s {s['export_items_per_s'] or 0:>7,}/s "
-            f"{s['requests']:>5,} requests  "
+            f"{s['requests']:>5,} requests (bound {s['requests_bound']:,})  "
             f"wall {s['wall_s']:>7.1f}s = {s['x_bare_parse']:>5.1f}x bare parse, "
             f"{s['x_naive']:>5.2f}x naive  "
-            f"peak RSS {s['peak_rss_mb']:>6.1f} MB (workers {s['worker_peak_rss_mb']:>5.1f} MB each)"
+            f"peak RSS {s['peak_rss_all_mb']:>6.1f} MB all together ({s['peak_rss_mb']:.1f} MB + "
+            f"{s['workers']} workers x {s['worker_peak_rss_mb']:.1f} MB)"
             + ("  (source unchanged: shortcut)" if s.get("source_unchanged") else ""),
             flush=True,
         )
-    print(json.dumps({"store_views": STORE_VIEWS, **r}), flush=True)
+    print(json.dumps(r), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--store-views", default=STORE_VIEWS, help=f"STORE_VIEWS (bench-large: {ONE_STORE_VIEW})"
+    )
     parser.add_argument("--aco-products", type=int, default=10_000, help="0: no ACO bench")
     args = parser.parse_args()
     results = []
     for size in (int(s) for s in args.sizes.split(",") if s.strip()):
-        r = bench_size(size, args.seed)
+        r = bench_size(size, args.seed, args.store_views)
         results.append(r)
         print_size(r)
     aco = None
     if args.aco_products:
         aco = bench_aco(args.aco_products, args.seed, scenario)
         print_aco(aco)
-    print(json.dumps({"store_views": STORE_VIEWS, "results": results, "aco": aco}))
+    print(json.dumps({"store_views": args.store_views, "results": results, "aco": aco}))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 
+from catalog_sync.infra.workers import resolve_workers
 from devstack.local import LocalRunner
 
 
@@ -52,9 +53,14 @@ def main() -> None:
         r["counts"].get(k, 0) for r in runs for k in ("new", "changed", "deleted", "requeued")
     )
     sent = 0
+    bound = 0  # the issue's bound on requests: per feed with items to send, ceil(k/batch) + 1
+    batch = int(os.environ.get("SAAS_MAX_ITEMS", "1000") or 1000)
     for r in runs:
+        feed_sent = 0
         for part in runner.app.state.list_part_results(r["feed"], r["run_id"]):
-            sent += part.counts.get("sent", 0)
+            feed_sent += part.counts.get("sent", 0)
+        sent += feed_sent
+        bound += -(-feed_sent // batch) + 1 if feed_sent else 0
     read_s = marks.get("read", t_reindex)
     diff_s = marks.get("diff", t_reindex) - read_s
     out = {
@@ -66,6 +72,7 @@ def main() -> None:
         "records_not_built": not_built,
         "parts": drained.succeeded,
         "requests": requests,  # feed requests the receiver answered (all feeds)
+        "requests_bound": bound,
         "read_build_hash_s": round(read_s, 3),
         "diff_snapshot_state_s": round(diff_s, 3),
         "reindex_s": round(t_reindex, 3),
@@ -80,6 +87,12 @@ def main() -> None:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
         ),
     }
+    # all processes together, at most: this one and each worker at the largest's peak
+    # (the workers run at the same time; pass 1's range readers come and go before them)
+    workers = resolve_workers(int(os.environ.get("REINDEX_WORKERS", "0") or 0))
+    largest = out["worker_peak_rss_mb"]
+    out["workers"] = workers if largest else 0
+    out["peak_rss_all_mb"] = round(out["peak_rss_mb"] + out["workers"] * largest, 1)
     print(json.dumps(out))
 
 
