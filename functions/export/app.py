@@ -19,7 +19,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog_sync.app import current_app, export_budget, run_export_message
-from catalog_sync.observability import logger, metrics, tracer
+from catalog_sync.observability import logger, metrics
+from catalog_sync.tracing import tracer
 from catalog_sync.sync.export import Budget
 from catalog_sync.sync.snapshot import ExportMessage
 
