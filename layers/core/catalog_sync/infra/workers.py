@@ -224,8 +224,7 @@ def compile_partitions(
             give(number, ("job", _Job(number, ctx, feeds, prints)))
             assert proc.stdout is not None
             selector.register(proc.stdout, selectors.EVENT_READ, number)
-        for number in range(n):
-            hand_on(number)
+            hand_on(number)  # it builds while the next one gets its job
         while len(items) < n:
             for key, _ in selector.select():
                 number = key.data
