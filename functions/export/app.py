@@ -19,9 +19,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog_sync.app import current_app, export_budget, run_export_message
-from catalog_sync.observability import logger, metrics, tracer
+from catalog_sync.observability import logger, metrics
 from catalog_sync.sync.export import Budget
 from catalog_sync.sync.snapshot import ExportMessage
+from catalog_sync.tracing import tracer
 
 # Every failed message comes back as a batchItemFailure, even when all of them fail
 # (e.g. a wrong API key): SQS retries each, and they end in the DLQ.

@@ -23,8 +23,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog_sync.app import current_app, refused, run_continuation, run_reindex_event
 from catalog_sync.errors import RefusedError
-from catalog_sync.observability import logger, metrics, tracer
+from catalog_sync.observability import logger, metrics
 from catalog_sync.sync.runs import ContinuationMessage
+from catalog_sync.tracing import tracer
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

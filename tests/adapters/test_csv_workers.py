@@ -17,6 +17,7 @@ from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import BuildContext
 from catalog_sync.infra.spill import BucketSpill
 from catalog_sync.infra.workers import WorkerError, compile_partitions, resolve_workers
+from catalog_sync.records import SourceIssue
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sync import readstep as reindex_module  # where the read calls it
 from catalog_sync.sync.compile import Collector
@@ -160,6 +161,47 @@ def test_a_failing_worker_fails_the_read(tmp_path: Path, partition: Any, expecte
     ctx = BuildContext(now=datetime(2026, 1, 1, tzinfo=UTC))
     with pytest.raises(WorkerError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         compile_partitions([_Empty(), partition], collectors, ctx, 2, merge=lambda n, w: None)
+
+
+class _Warns:
+    """A partition that builds nothing and warns once, naming itself."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.built = 0
+
+    def records(self, warn: Any) -> Any:
+        warn(SourceIssue(f"partition {self.index}", severity="warning"))
+        self.built = self.index
+        return iter(())
+
+
+@pytest.mark.parametrize(("stop_at", "handed"), [(None, 9), (1, 2), (3, 4)])
+def test_the_pool_builds_the_first_partitions_until_stop_and_merges_them_in_order(
+    tmp_path: Path, stop_at: int | None, handed: int
+) -> None:
+    """Two workers, 9 partitions: the first two are handed out at once, then one more
+    each time a worker asks, until `stop()` (asked after each partition) says True;
+    what they report is merged in partition order, as a serial read merges it."""
+    collectors = [Collector(get_feed("products"), BucketSpill(tmp_path, 4))]
+    ctx = BuildContext(now=datetime(2026, 1, 1, tzinfo=UTC))
+    merged: list[tuple[int, list[str]]] = []
+    prepared: list[int] = []
+    asked = []
+
+    def stop() -> bool:
+        asked.append(True)
+        return stop_at is not None and len(asked) >= stop_at
+
+    done = compile_partitions(
+        [_Warns(i) for i in range(9)], collectors, ctx, 2,
+        merge=lambda n, w: merged.append((n, [i.message for i in w])),
+        prepare=prepared.append, stop=stop,
+    )  # fmt: skip
+    assert done == handed
+    assert prepared == list(range(handed))
+    assert merged == [(i, [f"partition {i}"]) for i in range(handed)]
+    assert len(asked) == (stop_at or handed)  # after each partition built, until True
 
 
 def test_workers_setting() -> None:

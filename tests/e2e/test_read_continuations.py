@@ -12,6 +12,7 @@ carry is looked at: the read must have handed on at least 5 times.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from catalog_sync.feeds.registry import get_feed
-from catalog_sync.sync.continuation import carry_key, load_carry
+from catalog_sync.sync.continuation import Budget, carry_key, load_carry
 from devstack.magento_server import MagentoApiServer
 from tests.e2e.faults import CrashPlan, install_crashes
 from tests.e2e.seals import drop_seals
@@ -173,6 +174,58 @@ def test_e2e_a_rest_read_in_many_continuations_ends_as_one_invocation(
         # the next hourly sync (incremental, from the watermark the runs moved)
         assert counts(whole_runs(steps, action="sync")) == counts(whole_runs(whole, action="sync"))
         same_end(steps, whole, feeds)
+
+
+def test_e2e_a_pool_stops_handing_out_partitions_once_the_budget_is_spent(
+    local: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool of 2 workers hands out partitions as they ask; the budget is spent at
+    the 4th progress of an invocation (pass 1 is one), in the middle of the pool's
+    partitions: it hands out no more, the workers finish theirs, and the read goes
+    on in the next invocation from the first partition not handed out. The run ends
+    as one invocation's."""
+    feeds = TARGETS["commerce-services"][0]
+    made: weakref.WeakKeyDictionary[Budget, int] = weakref.WeakKeyDictionary()
+
+    def progress(self: Budget) -> None:
+        self.progressed = True
+        made[self] = made.get(self, 0) + 1
+
+    def spent(self: Budget) -> bool:
+        return made.get(self, 0) >= 4
+
+    whole = local("commerce-services")
+    steps = local("commerce-services", RUN_TIME_BUDGET_SECONDS="3600", **SMALL_PARTS)
+    one = whole_runs(whole, action="sync")
+    monkeypatch.setattr(Budget, "progress", progress)
+    monkeypatch.setattr(Budget, "spent", spent)
+    first = steps.runner.reindex({"action": "sync"}, follow=False)
+    run_id = first["runs"][0]["run_id"]
+    state, blobs = steps.runner.app.state, steps.runner.app.blobs
+    positions, partitions, sequence = [], 0, 0
+    while True:
+        run = state.get_run(feeds[0], run_id)
+        assert run is not None
+        if run.continuations > sequence:
+            sequence = run.continuations
+            read = load_carry(blobs, carry_key(run_id, sequence)).read
+            if read is not None:
+                positions.append(read.position)
+                partitions = read.partitions
+        if not steps.runner.continue_runs(limit=1):
+            break
+    steps.runner.drain()
+    monkeypatch.undo()
+
+    # the first invocation: partitions 0 and 1 handed out, then 2 and 3 as the
+    # workers asked (after progress 2 and 3), none after progress 4; a continuation
+    # starts with no progress: 5 partitions
+    assert partitions >= 10
+    assert positions == list(range(4, partitions, 5)), (positions, partitions)
+    many = {f: state.get_run(f, run_id) for f in feeds}
+    assert {f: r.counts if r else None for f, r in many.items()} == counts(one)
+    assert {r.status if r else None for r in many.values()} == {"completed"}
+    same_end(steps, whole, feeds)
 
 
 def test_e2e_a_crash_in_a_read_continuation_is_retried_from_its_checkpoint(

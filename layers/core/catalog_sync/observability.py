@@ -5,6 +5,9 @@ the keys a handler appends: `run_id`, `feed`). A module logs through
 `get_logger(__name__)`: a child of that logger, so its lines have the same form,
 keys and level.
 
+Traces: `catalog_sync.tracing` (its own module: the X-Ray SDK and botocore it
+imports take about a second, which a reindex worker process does not need).
+
 Metrics: `metrics` sums what an invocation adds per feed and emits ONE value per
 metric and feed when the handler ends (one EMF document per feed, with a `feed`
 dimension), instead of one value per part. Nothing is printed when metrics are
@@ -21,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
@@ -125,8 +128,6 @@ class InvocationMetrics:
 
 
 metrics = InvocationMetrics()
-# X-Ray (the template sets Tracing: Active); off outside Lambda, e.g. in the local stack.
-tracer = Tracer(service=SERVICE)
 
 __all__ = [
     "NAMESPACE",
@@ -137,5 +138,4 @@ __all__ = [
     "log_to_terminal",
     "logger",
     "metrics",
-    "tracer",
 ]

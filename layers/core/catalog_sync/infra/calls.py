@@ -10,6 +10,7 @@ milliseconds; `workers` builds the reindex's workers on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
@@ -57,16 +58,21 @@ def _receive(stream: IO[bytes]) -> tuple[str, Any]:
 _CALL = "from catalog_sync.infra.calls import call_main; call_main()"
 
 
-def _spawn(code: str, job: Any) -> subprocess.Popen[bytes]:
-    """A child process running `code`, its job pickled on its stdin."""
+def _start(code: str) -> subprocess.Popen[bytes]:
+    """A child process running `code`, with pipes to its stdin and stdout."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", code],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         bufsize=0,
         env=env,
     )
+
+
+def _spawn(code: str, job: Any) -> subprocess.Popen[bytes]:
+    """A child process running `code`, its job pickled on its stdin."""
+    proc = _start(code)
     assert proc.stdin is not None
     proc.stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
     proc.stdin.close()
@@ -78,8 +84,10 @@ def _reap(procs: list[subprocess.Popen[bytes]]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):  # a pipe to a child that died
+                    pipe.close()
 
 
 def call_main() -> None:

@@ -4,7 +4,8 @@ and goes on in a follow-up invocation when the invocation's budget is spent.
 Where a read can stop (`ReadCarry` says where it did):
 
 - the export CSV (`MagentoCsvSource`): after pass 1 and after every partition of pass
-  2 (with worker processes: after every chunk of one partition per worker). Pass 1's
+  2 (with worker processes, a pool of them hands out no more partitions once the
+  budget is spent; those handed out, the first ones, are built). Pass 1's
   partitions not built yet are staged once (`sources.magento_csv.staging`); the
   follow-up fetches each one just before it builds it. A file small enough for one
   in-memory partition is read in one invocation.
@@ -222,35 +223,43 @@ def _build(
     can_stop: bool,
 ) -> int:
     """Build partitions `start..`; return how far it got (all of them, or where the
-    budget ran out after a partition, or a chunk of them with worker processes)."""
+    budget ran out after a partition). With worker processes, a pool for the whole
+    invocation: it hands the partitions out in order and stops handing out once the
+    budget is spent, so the ones built are still `start..` the returned index."""
     partitions = parts.partitions
     n = len(partitions)
     workers = min(deps.workers, n - start)
     bounded = can_stop and rs.budget.deadline is not None
-    i = start
-    while i < n:
-        if bounded and rs.budget.spent():  # after pass 1 (later: at the loop's end)
+    if bounded and start < n and rs.budget.spent():  # after pass 1
+        return start
+    if workers > 1 and building:
+
+        def prepare(index: int) -> None:
+            if fetch is not None:
+                fetch(partitions[start + index], start + index)
+
+        def stop() -> bool:  # after each partition built
+            rs.budget.progress()
+            return bounded and rs.budget.spent()
+
+        done = compile_partitions(
+            partitions[start:], building, ctx, workers, merge=parts.merge,
+            progress=counter.advance, fingerprints=skip is not None, prepare=prepare, stop=stop,
+        )  # fmt: skip
+        for c in building:
+            c.spill.seal(f"c{start}")  # the workers' segments, once per invocation
+        return start + done
+    for i in range(start, n):
+        if bounded and i > start and rs.budget.spent():
             return i
-        step = (workers if workers > 1 else 1) if bounded else n - i
-        chunk = partitions[i : i + step]
+        part = partitions[i]
         if fetch is not None:
-            for j, part in enumerate(chunk):
-                fetch(part, i + j)
-        if workers > 1 and building:
-            compile_partitions(
-                chunk, building, ctx, workers, merge=parts.merge,
-                progress=counter.advance, fingerprints=skip is not None,
-            )  # fmt: skip
-            for c in building:
-                c.spill.seal(f"c{i}")  # the next chunk's workers write the same segment names
-        else:
-            for part in chunk:
-                records = part.records(parts.warn, skip) if skip else part.records(parts.warn)
-                for entry in records:
-                    if compile_record(entry, building, ctx):
-                        counter.advance(1)
-                parts.merge(part.built)
-        i += len(chunk)
+            fetch(part, i)
+        records = part.records(parts.warn, skip) if skip else part.records(parts.warn)
+        for entry in records:
+            if compile_record(entry, building, ctx):
+                counter.advance(1)
+        parts.merge(part.built)
         rs.budget.progress()
     return n
 
