@@ -81,20 +81,20 @@ def same_as_serial(make_sink: Any, **kw: Any) -> dict[str, Any]:
     return overlapped
 
 
-def test_a_give_up_on_a_request_sends_nothing_after_it():
+def test_export_overlap_a_give_up_on_a_request_sends_nothing_after_it():
     got = same_as_serial(lambda: Scripted(size=6, script={2: GIVE_UP}))
     assert got["requests"] == [6, 6]  # the request prepared meanwhile never goes
     statuses = [s for s, _, _ in got["records"].values()]
     assert statuses.count("sent") == 6 and statuses.count("retry") == ITEMS - 6
 
 
-def test_failed_items_in_a_request_leave_the_next_ones_going():
+def test_export_overlap_failed_items_in_a_request_leave_the_next_ones_going():
     got = same_as_serial(lambda: Scripted(size=6, script={3: ItemOutcome("failed", "bad")}))
     assert got["requests"] == [6, 6, 6, 6, 6, 6, 4]
     assert sum(p[1]["failed"] for p in got["parts"]) == 6
 
 
-def test_an_auth_error_on_a_request_ends_the_export_as_sending_in_turn():
+def test_export_overlap_an_auth_error_on_a_request_ends_the_export_as_sending_in_turn():
     got = same_as_serial(lambda: Scripted(size=6, script={2: AuthError("HTTP 401")}))
     assert got["error"] == "AuthError: HTTP 401" and got["requests"] == [6, 6]
     statuses = [s for s, _, _ in got["records"].values()]
@@ -102,7 +102,7 @@ def test_an_auth_error_on_a_request_ends_the_export_as_sending_in_turn():
     assert any(p[3] == "AuthError: HTTP 401" for p in got["parts"])
 
 
-def test_a_crash_on_a_request_resends_only_that_request_on_redelivery():
+def test_export_overlap_a_crash_on_a_request_resends_only_that_request_on_redelivery():
     got = same_as_serial(lambda: Scripted(size=6, script={3: RuntimeError("the sink died")}))
     assert got["error"] == "RuntimeError: the sink died"
     w, message = got["world"], got["message"]
@@ -115,7 +115,7 @@ def test_a_crash_on_a_request_resends_only_that_request_on_redelivery():
     assert len(again) == len(set(again)) == ITEMS - 12 and not set(again) & first
 
 
-def test_the_budget_running_out_hands_back_what_sending_in_turn_would():
+def test_export_overlap_the_budget_running_out_hands_back_what_sending_in_turn_would():
     handed: list[ExportMessage] = []
 
     def budgeted(overlap: bool) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class FailingOpen:
         return getattr(self.blobs, name)
 
 
-def test_an_error_reading_the_next_request_comes_after_the_request_out_is_recorded():
+def test_export_overlap_an_error_reading_the_next_request_comes_after_the_request_out_is_recorded():
     outcomes = []
     for overlap in (False, True):
         sink = Scripted(size=2)  # a request of the first bucket's items, then the next
@@ -188,7 +188,7 @@ class Watching(Scripted):
         return super().send(feed, items)
 
 
-def test_the_next_request_is_prepared_while_one_is_out():
+def test_export_overlap_the_next_request_is_prepared_while_one_is_out():
     sink = Watching(size=6)
     got = run(True, sink)
     assert sink.saw == [True]  # the second batch was cut while the first was out
@@ -204,7 +204,7 @@ class Paced(Scripted):
         return None
 
 
-def test_a_paced_sink_sends_in_the_exports_thread():
+def test_export_overlap_a_paced_sink_sends_in_the_exports_thread():
     sink = Paced(size=6)
     got = run(True, sink)
     assert got["requests"] == [6, 6, 6, 6, 6, 6, 4]
