@@ -110,66 +110,49 @@ def _describe(item: dict[str, Any], identity: tuple[str, ...]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+_NONE = object()  # equal to no value
+
+
 def validate_items(
     feed: str, items: list[Any], reject: dict[str, frozenset[str]] | None = None
 ) -> tuple[list[tuple[tuple[Any, ...], dict[str, Any]]], list[dict[str, Any]]]:
-    """Valid items as (identity, item), and the `invalidFeedItems` entries."""
+    """Valid items as (identity, item), and the `invalidFeedItems` entries.
+
+    An item as parsed JSON gives it (a dict, identity values non-empty strings or
+    integers, `deleted` a boolean, the same `modifiedAt` as the item before or a valid
+    one) passes the checks in one go; any other is checked field by field, for the
+    entry that says what is wrong with it."""
     identity = IDENTITY[feed]
     valid: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     invalid: list[dict[str, Any]] = []
-
-    def bad(index: int, code: str, message: str) -> None:
-        invalid.append({"itemIndex": index, "code": code, "message": message})
-
+    last_modified: Any = _NONE  # the last modifiedAt found valid (items share their run's)
     for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            bad(index, "invalid_item", f"item {index}: not a JSON object")
-            continue
-        try:
-            key = tuple(item[f] for f in identity)
-        except KeyError:
-            missing = [f for f in identity if f not in item]
-            bad(
-                index,
-                "missing_field",
-                f"item {index}{_describe(item, identity)}: identity field "
-                f"{missing[0]!r} is missing",
-            )
-            continue
-        wrong = next(
-            (
-                f
-                for f, v in zip(identity, key, strict=True)
-                if isinstance(v, bool) or not isinstance(v, str | int) or v == ""
-            ),
-            None,
-        )
-        if wrong is not None:
-            bad(
-                index,
-                "invalid_value",
-                f"item {index}{_describe(item, identity)}: identity field {wrong!r} must be "
-                f"a non-empty string, got {orjson.dumps(item[wrong]).decode()[:80]}",
-            )
-            continue
-        deleted = item.get("deleted")
-        if not isinstance(deleted, bool):
-            what = "is missing" if "deleted" not in item else "must be a boolean"
-            bad(
-                index,
-                "missing_field" if "deleted" not in item else "invalid_value",
-                f"item {index}{_describe(item, identity)}: field 'deleted' {what}",
-            )
-            continue
-        if not _is_iso8601(item.get("modifiedAt")):
-            absent = "modifiedAt" not in item
-            bad(
-                index,
-                "missing_field" if absent else "invalid_value",
-                f"item {index}{_describe(item, identity)}: field 'modifiedAt' "
-                + ("is missing" if absent else "must be an ISO 8601 date-time"),
-            )
-            continue
+        key: tuple[Any, ...] | None = None
+        if type(item) is dict:
+            try:
+                key = tuple(map(item.__getitem__, identity))
+            except KeyError:
+                key = None
+            if key is not None:
+                for v in key:
+                    if not ((type(v) is str and v) or type(v) is int):
+                        key = None
+                        break
+            if key is not None and type(item.get("deleted")) is not bool:
+                key = None
+            if key is not None:
+                modified = item.get("modifiedAt")
+                if modified != last_modified:
+                    if _is_iso8601(modified):
+                        last_modified = modified
+                    else:
+                        key = None
+        if key is None:
+            key, problem = _check_item(index, item, identity)
+            if problem is not None:
+                invalid.append(problem)
+                continue
+            assert key is not None
         if reject:
             hit = next(
                 (
@@ -180,12 +163,67 @@ def validate_items(
                 None,
             )
             if hit is not None:
-                bad(
-                    index,
-                    "rejected",
-                    f"item {index}{_describe(item, identity)}: rejected by the fault plan "
-                    f"({hit[0]}={hit[1]})",
+                invalid.append(
+                    _bad(
+                        index,
+                        "rejected",
+                        f"item {index}{_describe(item, identity)}: rejected by the fault plan "
+                        f"({hit[0]}={hit[1]})",
+                    )
                 )
                 continue
         valid.append((key, item))
     return valid, invalid
+
+
+def _bad(index: int, code: str, message: str) -> dict[str, Any]:
+    return {"itemIndex": index, "code": code, "message": message}
+
+
+def _check_item(
+    index: int, item: Any, identity: tuple[str, ...]
+) -> tuple[tuple[Any, ...] | None, dict[str, Any] | None]:
+    """(identity, None) of an item that passes the checks, else (None, its entry)."""
+    if not isinstance(item, dict):
+        return None, _bad(index, "invalid_item", f"item {index}: not a JSON object")
+    try:
+        key = tuple(item[f] for f in identity)
+    except KeyError:
+        missing = [f for f in identity if f not in item]
+        return None, _bad(
+            index,
+            "missing_field",
+            f"item {index}{_describe(item, identity)}: identity field {missing[0]!r} is missing",
+        )
+    wrong = next(
+        (
+            f
+            for f, v in zip(identity, key, strict=True)
+            if isinstance(v, bool) or not isinstance(v, str | int) or v == ""
+        ),
+        None,
+    )
+    if wrong is not None:
+        return None, _bad(
+            index,
+            "invalid_value",
+            f"item {index}{_describe(item, identity)}: identity field {wrong!r} must be "
+            f"a non-empty string, got {orjson.dumps(item[wrong]).decode()[:80]}",
+        )
+    deleted = item.get("deleted")
+    if not isinstance(deleted, bool):
+        what = "is missing" if "deleted" not in item else "must be a boolean"
+        return None, _bad(
+            index,
+            "missing_field" if "deleted" not in item else "invalid_value",
+            f"item {index}{_describe(item, identity)}: field 'deleted' {what}",
+        )
+    if not _is_iso8601(item.get("modifiedAt")):
+        absent = "modifiedAt" not in item
+        return None, _bad(
+            index,
+            "missing_field" if absent else "invalid_value",
+            f"item {index}{_describe(item, identity)}: field 'modifiedAt' "
+            + ("is missing" if absent else "must be an ISO 8601 date-time"),
+        )
+    return key, None

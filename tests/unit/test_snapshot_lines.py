@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 
 import orjson
 import pytest
 
+from catalog_sync.sync import snapshot
 from catalog_sync.sync.canonical import EncodedItem
 from catalog_sync.sync.snapshot import encode_line, read_part, split_line
 
@@ -49,3 +51,39 @@ def test_read_part_skips_blank_lines() -> None:
     )
     got = list(read_part(io.BytesIO(gzip.compress(raw))))
     assert got == [(i.key, i.hash, i.body) for i in items]
+
+
+def _lines_of(n: int) -> bytes:
+    return b"".join(
+        encode_line(EncodedItem(key=f"K{i}", group="", hash=f"{i:032x}", body=b'{"i":%d}' % i))
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64, 1 << 18])
+def test_read_part_reads_as_gzip_does_whatever_the_chunks(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshot, "READ_CHUNK", chunk)
+    raw = _lines_of(300)
+    half = raw.index(b"\n", len(raw) // 2) + 1
+    for blob in (
+        gzip.compress(raw),
+        gzip.compress(raw.rstrip(b"\n")),  # no newline at the end
+        gzip.compress(raw[:half]) + b"\0\0" + gzip.compress(raw[half:]),  # two members
+        gzip.compress(b""),
+        b"",
+    ):
+        with gzip.GzipFile(fileobj=io.BytesIO(blob)) as gz:
+            expected = [split_line(line) for line in gz if line.strip()]
+        assert list(read_part(io.BytesIO(blob))) == expected
+
+
+def test_read_part_of_a_truncated_or_corrupt_object_raises() -> None:
+    blob = gzip.compress(_lines_of(300))
+    with pytest.raises(EOFError):
+        list(read_part(io.BytesIO(blob[:-4])))
+    corrupt = bytearray(blob)
+    corrupt[-8] ^= 1  # the CRC
+    with pytest.raises(zlib.error):
+        list(read_part(io.BytesIO(bytes(corrupt))))

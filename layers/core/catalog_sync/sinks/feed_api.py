@@ -45,6 +45,7 @@ log = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ARRAY_OVERHEAD = 2  # "[" and "]"
+_SENT = ItemOutcome("sent")  # immutable: one for every item sent
 T = TypeVar("T")
 
 
@@ -130,7 +131,8 @@ class HttpFeedSink:
     def batches(self, feed: str, items: Iterable[OutgoingItem]) -> Iterator[list[OutgoingItem]]:
         """The requests `send` would make of a stream, cut as the stream comes (an item
         over the byte limit rides along: `send` fails it without a request)."""
-        sized = ((item, len(item.body) if self._fits(item) else 0) for item in items)
+        limit = self.max_bytes - _ARRAY_OVERHEAD  # as `_fits`
+        sized = ((item, n if (n := len(item.body)) <= limit else 0) for item in items)
         yield from self._cut(sized)
 
     def _batches(self, items: Sequence[OutgoingItem], outcomes: list[ItemOutcome | None]) -> Any:
@@ -167,13 +169,13 @@ class HttpFeedSink:
         """Stable id of a batch: the same items (scope + key + hash) always get the same id."""
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{feed}\x00{self.environment_id}\x00".encode())
-        for i in batch:
-            h.update(items[i].scope.encode())
-            h.update(b"\x00")
-            h.update(items[i].key.encode())
-            h.update(b"\x00")
-            h.update(items[i].hash.encode())
-            h.update(b"\x01")
+        # scope \0 key \0 hash \1 per item, hashed in one go (UTF-8 of the joined text
+        # is the joined UTF-8 of the parts: the same id as hashing them one by one)
+        h.update(
+            "".join(
+                [f"{items[i].scope}\x00{items[i].key}\x00{items[i].hash}\x01" for i in batch]
+            ).encode()
+        )
         return h.hexdigest()
 
     # -- one batch ----------------------------------------------------------------
@@ -311,7 +313,7 @@ class HttpFeedSink:
         except ValueError:
             log.warning("HTTP 200 with an unreadable body; counting the batch as sent", extra=ctx)
         for i in batch:
-            outcomes[i] = ItemOutcome("sent")
+            outcomes[i] = _SENT
         failed = 0
         for entry in invalid:
             index = entry.get("itemIndex") if isinstance(entry, dict) else None

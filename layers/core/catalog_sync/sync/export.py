@@ -1,5 +1,6 @@
 """The export use-case: send the pending items of a message's buckets to the SaaS
-side, one request at a time, and record each request's outcomes before the next.
+side, one request at a time, and record each request's outcomes before the next (the
+next is prepared while one is out).
 
 The message only says which buckets to look at: what to send is read from the
 state at the time of sending (items `pending` or `retry`, with the content of each
@@ -12,7 +13,12 @@ One message carries several buckets (the reindex packs them up to
 `EXPORT_MESSAGE_ITEMS` pending items): their items go to the sink as one stream,
 which the sink cuts into requests (`FeedSink.batches`), so a request is filled
 across buckets. After each request its outcomes are written to the buckets they
-belong to: a crash or a timeout re-sends at most that one request. With a `Budget`
+belong to: a crash or a timeout re-sends at most that one request. While a request
+is out (sent from a thread of its own), the next one is prepared: its bucket states and
+snapshot parts read, its items cut. Still one request is out at a time and each is
+recorded before the next goes; an error met preparing the next is raised after the
+request out is recorded, as in turn. A paced sink (ACO: its budget is shared state)
+sends in the export's thread, in turn (`ExportDeps.overlap`). With a `Budget`
 (the invocation's remaining time, or `RUN_TIME_BUDGET_SECONDS`), the export stops
 taking requests when the time runs low and hands the buckets it did not finish back
 to the queue as a new message; what it recorded stays recorded.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -41,6 +48,7 @@ from catalog_sync.ports import (
     FeedState,
     ItemOutcome,
     OutgoingItem,
+    PacedSink,
     is_paced,
 )
 from catalog_sync.sync.runs import FINISHED, PartResult
@@ -111,6 +119,10 @@ class ExportDeps:
     # export goes on whatever the budget says.
     handback: Callable[[ExportMessage], None] | None = None
     budget: Budget | None = None
+    # Prepare the next request (its items read and cut) while one is out. Still one
+    # request out at a time, recorded before the next goes; a paced sink (ACO) sends
+    # in turn whatever this says.
+    overlap: bool = True
 
 
 @dataclass
@@ -192,8 +204,14 @@ class _Export:
         deps, feed, budget = self.deps, self.spec.name, self.deps.budget
         gave_up: str | None = None
         items = self._items()
+        ahead = _Ahead(deps.sink.batches(feed, items))
+        # one request out at a time, on a thread of its own while the next is prepared
+        # (a paced sink's sends stay in this thread: its budget is shared state)
+        pool = None
+        if deps.overlap and not isinstance(deps.sink, PacedSink):
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-send")
         try:
-            for batch in deps.sink.batches(feed, items):
+            while (batch := ahead.take()) is not None:
                 if gave_up is not None:  # a down API does not eat the invocation
                     self._record(batch, [ItemOutcome("retry", gave_up)] * len(batch))
                     continue
@@ -201,9 +219,14 @@ class _Export:
                     self._hand_back()
                     break
                 started = budget.clock() if budget is not None else 0.0
-                outcomes = deps.sink.send(feed, batch)
+                if pool is None:
+                    outcomes = deps.sink.send(feed, batch)
+                else:
+                    out = pool.submit(deps.sink.send, feed, batch)
+                    ahead.prepare()  # the next request's items, read while this one is out
+                    outcomes = out.result()
                 self.result.requests += 1
-                if budget is not None:
+                if budget is not None:  # with the next one's preparation, if that took longer
                     budget.spent(budget.clock() - started)
                 if deps.handback is not None and any(map(is_paced, outcomes)):
                     self._paced(batch, outcomes)
@@ -219,6 +242,8 @@ class _Export:
             self._write_parts()
             raise
         finally:
+            if pool is not None:
+                pool.shutdown()  # nothing is out by now, unless this is an error's way out
             items.close()  # the part being read, if any
         self._write_parts()
         return self.result
@@ -399,6 +424,37 @@ class _Export:
         self.result.handed_back = follow
         self.result.counts["handed_back"] = len(rest)
         log.info("time runs low: %s handed back", follow.describe())
+
+
+class _Ahead:
+    """The batches of the stream, the next of which may be taken ahead of time
+    (`prepare`) while a request is out. An error met on the way is raised when that
+    batch is taken (`take`), where the stream read in turn would raise it: the
+    request out is recorded first."""
+
+    def __init__(self, batches: Iterator[list[OutgoingItem]]) -> None:
+        self._batches = batches
+        self._ready = False
+        self._next: list[OutgoingItem] | None = None
+        self._error: Exception | None = None
+
+    def prepare(self) -> None:
+        if self._ready:
+            return
+        try:
+            self._next = next(self._batches, None)
+        except Exception as exc:  # raised when taken
+            self._error = exc
+        self._ready = True
+
+    def take(self) -> list[OutgoingItem] | None:
+        """The next batch (None: the stream is done)."""
+        self.prepare()
+        batch, error = self._next, self._error
+        self._ready, self._next, self._error = False, None, None
+        if error is not None:
+            raise error
+        return batch
 
 
 def _zero() -> dict[str, int]:
