@@ -321,7 +321,7 @@ class DynamoFeedState:
             "sk": {"S": "bucket"},
             "version": {"N": str(new_version)},
             "counts": {"M": {k: {"N": str(v)} for k, v in counts.items()}},
-            "items": {"N": str(len(bucket.records))},
+            "items": {"N": str(bucket.size)},
             "updated_at": {"S": datetime.now(UTC).isoformat()},
         }
         if bucket.journal:  # entries whose outcomes this data holds
@@ -343,7 +343,7 @@ class DynamoFeedState:
         else:
             raise CatalogSyncError(
                 f"state bucket {bucket.bucket} of feed {bucket.feed!r} is "
-                f"{len(compressed)} bytes compressed ({len(bucket.records)} items), more than "
+                f"{len(compressed)} bytes compressed ({bucket.size} items), more than "
                 f"a DynamoDB item holds ({self.max_inline_bytes}): configure more state "
                 "buckets, or an overflow blob store"
             )

@@ -42,7 +42,15 @@ from catalog_sync.sync.snapshot import (
     read_bucket_items,
     removal,
 )
-from catalog_sync.sync.state import ItemState, PartRef, StateBucket, Status
+from catalog_sync.sync.state import (
+    ROW_DELETED,
+    ROW_RUN_ID,
+    ROW_STATUS,
+    ItemState,
+    PartRef,
+    StateBucket,
+    Status,
+)
 
 log = get_logger(__name__)
 
@@ -74,6 +82,9 @@ def _group_getter(spec: FeedSpec) -> Callable[[str], str]:
         at = spec.identity.index(spec.group_field)
         return lambda key: key.split(KEY_SEPARATOR)[at]
     return spec.group_of_key
+
+
+_PENDING, _RETRY = Status.PENDING.value, Status.RETRY.value  # as stored in rows
 
 
 def run_id_of(now: datetime) -> str:
@@ -141,41 +152,27 @@ class Differ:
         keep: set[str],
         same: set[str] | None = None,
     ) -> tuple[dict[str, int], bool]:
-        """Apply the diff to `bucket.records`; return its counts and whether the
+        """Apply the diff to the bucket's records; return its counts and whether the
         bucket's live content changed (so its snapshot part must be rewritten).
         `same`: groups whose record was not built, its fingerprint being known: their
-        live items count as read with the hash the state has (the part keeps their body)."""
+        live items count as read with the hash the state has (the part keeps their body).
+        Only the records of `items` and those the diff changes become `ItemState`s (see
+        `StateBucket`); the others are looked at as the rows they are stored as."""
         counts = dict.fromkeys(self.counts, 0)
-        records = bucket.records
         request = self.request
         if request.no_reindex:  # nothing was read: resend what is compiled
-            self._requeue_compiled(records, counts)
+            self._requeue_compiled(bucket.records, counts)
             return counts, False
         if request.resend_only:
-            self._requeue_waiting(records, counts)
+            self._requeue_waiting(bucket, counts)
             return counts, False
         if request.cleanup:
-            self._forget(records, counts)
+            self._forget(bucket.records, counts)
         force = request.force and bucket.bucket >= request.resume_from
-        if same:
-            read = len(items)
-            items = self._with_unchanged(records, items, same)
-            counts["items_not_built"] = len(items) - read
-        read_changed = self._apply_read(records, items, force, counts)
-        absent_changed = self._apply_absent(records, items, keep, force, counts)
+        read_changed = self._apply_read(bucket, items, force, counts)
+        absent = self._apply_not_built(bucket, items, same or set(), force, counts)
+        absent_changed = self._apply_absent(bucket, absent, keep, force, counts)
         return counts, counts["pruned"] > 0 or read_changed or absent_changed
-
-    def _with_unchanged(
-        self, records: dict[str, ItemState], items: dict[str, EncodedItem], same: set[str]
-    ) -> dict[str, EncodedItem]:
-        """`items` plus, for each live item of a `same` group, its state's hash (no
-        body: `_write_part` carries the previous part's over for items not in `items`)."""
-        out = dict(items)
-        group_of = _group_getter(self.spec)
-        for key, rec in records.items():
-            if not rec.deleted and key not in out and group_of(key).lower() in same:
-                out[key] = EncodedItem(key, "", rec.hash, b"")
-        return out
 
     def _requeue_compiled(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
         for rec in records.values():
@@ -183,13 +180,21 @@ class Differ:
                 self._queue(rec)
                 counts["requeued"] += 1
 
-    def _requeue_waiting(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
-        for rec in records.values():
-            if rec.status is Status.RETRY:
-                self._queue(rec)
-                counts["requeued"] += 1
-            elif rec.status is Status.PENDING and rec.run_id < self.stale_before:
+    def _requeue_waiting(self, bucket: StateBucket, counts: dict[str, int]) -> None:
+        retry = []
+        for key, v in bucket.held():
+            status, run_id = (
+                (v[ROW_STATUS], v[ROW_RUN_ID]) if type(v) is list else (v.status, v.run_id)
+            )
+            if status == _RETRY:
+                retry.append(key)
+            elif status == _PENDING and run_id < self.stale_before:
                 counts["stuck"] += 1  # its message never came: queue its bucket again
+        for key in retry:
+            rec = bucket.get(key)
+            assert rec is not None
+            self._queue(rec)
+            counts["requeued"] += 1
 
     def _forget(self, records: dict[str, ItemState], counts: dict[str, int]) -> None:
         for key in [k for k, r in records.items() if not r.held_by_saas]:
@@ -200,7 +205,7 @@ class Differ:
 
     def _apply_read(
         self,
-        records: dict[str, ItemState],
+        bucket: StateBucket,
         items: dict[str, EncodedItem],
         force: bool,
         counts: dict[str, int],
@@ -208,10 +213,13 @@ class Differ:
         """The items this run read: new, changed, requeued or unchanged."""
         changed = False
         for key, item in items.items():
-            rec = records.get(key)
+            rec = bucket.get(key)
             if rec is None:
-                records[key] = ItemState(
-                    item.hash, Status.PENDING, changed_at=self.now_iso, run_id=self.run_id
+                bucket.add(
+                    key,
+                    ItemState(
+                        item.hash, Status.PENDING, changed_at=self.now_iso, run_id=self.run_id
+                    ),
                 )
                 self._note("new", key, counts)
                 changed = True
@@ -229,30 +237,66 @@ class Differ:
                 counts["unchanged"] += 1
         return changed
 
+    def _apply_not_built(
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        same: set[str],
+        force: bool,
+        counts: dict[str, int],
+    ) -> list[tuple[str, bool]]:
+        """The records this run did not build: a live one of a `same` group counts as
+        read unchanged with the hash it has (requeued when forced or waiting on a retry);
+        the others are returned (key, deleted), in order, for `_apply_absent`. One pass
+        over the rows as stored: only the records it queues are decoded."""
+        group_of = _group_getter(self.spec)
+        absent: list[tuple[str, bool]] = []
+        queue: list[str] = []
+        unchanged = 0
+        for key, v in bucket.held():
+            if key in items:
+                continue
+            if type(v) is list:
+                deleted, status = v[ROW_DELETED], v[ROW_STATUS]
+            else:
+                deleted, status = v.deleted, v.status
+            if deleted or not same or group_of(key).lower() not in same:
+                absent.append((key, bool(deleted)))
+            elif force or status == _RETRY:
+                queue.append(key)
+            else:
+                unchanged += 1
+        for key in queue:
+            rec = bucket.get(key)
+            assert rec is not None
+            self._queue(rec)
+        counts["requeued"] += len(queue)
+        counts["unchanged"] += unchanged
+        counts["items_not_built"] += unchanged + len(queue)
+        return absent
+
     def _apply_absent(
         self,
-        records: dict[str, ItemState],
-        items: dict[str, EncodedItem],
+        bucket: StateBucket,
+        absent: list[tuple[str, bool]],
         keep: set[str],
         force: bool,
         counts: dict[str, int],
     ) -> bool:
-        """The items in the state this run did not read: deleted when the read was
-        complete and covered them, kept otherwise."""
+        """The items in the state this run did not read (key, deleted): deleted when
+        the read was complete and covered them, kept otherwise."""
         changed = False
         by_ids = self.request.by_ids
-        for key, rec in records.items():
-            if key in items:
-                continue
+        for key, deleted in absent:
             group = self.spec.group_of_key(key).lower()
             if by_ids is not None and group not in by_ids:
                 continue  # outside this run's scope
             if group in keep:
-                if not rec.deleted:
+                if not deleted:
                     counts["kept"] += 1
                 continue
-            if rec.deleted:
-                if force and rec.held_by_saas:
+            if deleted:
+                if force and (rec := bucket.get(key)) is not None and rec.held_by_saas:
                     self._queue(rec)
                     counts["requeued"] += 1
                 continue
@@ -262,6 +306,8 @@ class Differ:
             if self.held:
                 counts["deletions_held"] += 1  # stays live in the state and the snapshot
                 continue
+            rec = bucket.get(key)
+            assert rec is not None
             rec.deleted = True
             rec.hash = encode(self.spec, self.spec.tombstone(key, self.now)).hash
             rec.changed_at = self.now_iso
@@ -405,7 +451,7 @@ class Differ:
         """Diff and write one bucket; False when the first pass of a guarded run
         defers it (it has would-be deletions: nothing of it is written yet)."""
         if self._first_pass:
-            self.live += sum(1 for r in bucket.records.values() if not r.deleted)
+            self.live += bucket.live()
             shown = {kind: len(keys) for kind, keys in self.preview.items()}
         new_part: PartRef | None = None  # the content does not depend on the attempt
         for attempt in range(CONFLICT_TRIES):
@@ -421,7 +467,7 @@ class Differ:
                 if new_part is None:
                     new_part = self._write_part(bucket, items, workdir)
                 bucket.part = new_part
-            if not bucket.records and bucket.version == 0:
+            if not bucket.size and bucket.version == 0:
                 break  # an empty bucket that never existed: nothing to store
             if not (content_changed or counts["requeued"]):
                 break  # nothing changed: no write
@@ -445,7 +491,7 @@ class Differ:
                 self.counts["parts_written"] += 1
             else:
                 self.counts["parts_reused"] += 1
-        pending = sum(1 for r in bucket.records.values() if r.needs_send)
+        pending = bucket.waiting()
         if self.request.resend_only:
             if counts["requeued"] or counts["stuck"]:
                 self.to_export.add(bucket.bucket)
@@ -487,18 +533,16 @@ class Differ:
         assert prev is not None
         if len(prev.deltas) >= MAX_DELTAS:
             return None
-        records, now = bucket.records, self.now_iso
+        now = self.now_iso
         delta = [
             item
             for key, item in items.items()
-            if (rec := records.get(key)) is not None and rec.changed_at == now and not rec.deleted
+            if (rec := bucket.get(key)) is not None and rec.changed_at == now and not rec.deleted
         ]
-        delta += [
-            removal(key) for key, rec in records.items() if rec.deleted and rec.changed_at == now
-        ]
+        delta += [removal(key) for key in bucket.deleted_at(now)]
         if not delta:
             return delta
-        live = sum(1 for rec in records.values() if not rec.deleted)
+        live = bucket.live()
         lines = len(delta) + sum(d.items for d in prev.deltas)
         return delta if lines * 4 <= live else None
 
@@ -524,12 +568,8 @@ class Differ:
         prev = bucket.part
         if prev is None or not prev.key:
             return
-        records = bucket.records
-        if all(rec.deleted or key in items for key, rec in records.items()):
+        if all(key in items for key in bucket.live_keys()):
             return  # this run read every live item: nothing to carry over
         for key, h, body in read_bucket_items(self.blobs, prev):
-            if key in items:
-                continue
-            rec = records.get(key)
-            if rec is not None and not rec.deleted and rec.hash == h:
+            if key not in items and bucket.live_hash(key) == h:
                 yield EncodedItem(key=key, group="", hash=h, body=body)

@@ -18,9 +18,10 @@ where it stands:
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, KeysView
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -120,44 +121,188 @@ class PartRef:
         return [k for k in (self.key, *(d.key for d in self.deltas)) if k]
 
 
-@dataclass(slots=True)
+# A record's row, as `ItemState.to_row()` lays it out and the state stores it.
+ROW_HASH, ROW_STATUS, ROW_DELETED, ROW_CHANGED_AT, ROW_RUN_ID = 0, 1, 2, 5, 6
+_WAITING = (Status.PENDING.value, Status.RETRY.value)  # needs_send, as stored
+_FAILING = (Status.FAILED.value, Status.RETRY.value)
+
+
+def _row_of(value: Any) -> list[Any]:
+    """orjson's `default` in `StateBucket.encode`: the row of a decoded record."""
+    if isinstance(value, ItemState):
+        return value.to_row()
+    raise TypeError(f"cannot encode {type(value).__name__} in a state bucket")
+
+
 class StateBucket:
     """The state of one bucket. `part` points at the snapshot part that holds the
     content of exactly the hashes recorded here: both are written in one
-    conditional write, so state and content can never disagree after a crash."""
+    conditional write, so state and content can never disagree after a crash.
 
-    feed: str
-    bucket: int
-    version: int = 0  # 0: never written
-    records: dict[str, ItemState] = field(default_factory=dict)
-    part: PartRef | None = None
-    # the outcome journal entries this view holds applied (see `Recorded`): a write
-    # of this view marks them folded into its records, and then they can go
-    journal: list[str] = field(default_factory=list)
+    A decoded bucket keeps its records as the rows it read and makes an `ItemState`
+    of a row only when asked for it (`get`, or `records` for all of them): a diff
+    touching 1% of a bucket's items decodes and re-encodes 1% of them, the rest going
+    from the stored JSON back to it untouched (same bytes: a row is what `to_row`
+    writes). The scans (`counts`, `live`, `waiting`, ...) read rows as they are."""
+
+    __slots__ = ("_decoded", "_held", "bucket", "feed", "journal", "part", "version")
+
+    def __init__(
+        self,
+        feed: str,
+        bucket: int,
+        version: int = 0,  # 0: never written
+        records: dict[str, ItemState] | None = None,
+        part: PartRef | None = None,
+        journal: list[str] | None = None,
+    ) -> None:
+        self.feed = feed
+        self.bucket = bucket
+        self.version = version
+        self.part = part
+        # the outcome journal entries this view holds applied (see `Recorded`): a write
+        # of this view marks them folded into its records, and then they can go
+        self.journal: list[str] = journal if journal is not None else []
+        # key -> ItemState, or the record's stored row (a list, as decoded) until
+        # something asks for it as an ItemState, which then replaces the row
+        self._held: dict[str, Any] = records if records is not None else {}
+        self._decoded = True  # every value of `_held` is an ItemState
+
+    @property
+    def records(self) -> dict[str, ItemState]:
+        """Every record (key -> ItemState, in the stored order), the rows not decoded
+        yet decoded now; the dict is the bucket's own (changes to it are the bucket's)."""
+        if not self._decoded:
+            held, from_row = self._held, ItemState.from_row
+            for key in [k for k, v in held.items() if type(v) is list]:
+                held[key] = from_row(held[key])
+            self._decoded = True
+        return cast(dict[str, ItemState], self._held)
+
+    @records.setter
+    def records(self, records: dict[str, ItemState]) -> None:
+        self._held = records
+        self._decoded = True
+
+    def get(self, key: str) -> ItemState | None:
+        """The record of `key` (decoded now if it was a row), None when there is none."""
+        value = self._held.get(key)
+        if type(value) is list:
+            value = self._held[key] = ItemState.from_row(value)
+        return cast("ItemState | None", value)
+
+    def add(self, key: str, rec: ItemState) -> None:
+        self._held[key] = rec
+
+    def record_keys(self) -> KeysView[str]:
+        return self._held.keys()
+
+    def held(self) -> ItemsView[str, Any]:
+        """(key, record) in order, each record an ItemState or its stored row (see
+        `ROW_*`) as it is held now: for scans that decode only what they change."""
+        return self._held.items()
+
+    @property
+    def size(self) -> int:
+        """How many records the bucket has (deleted ones included)."""
+        return len(self._held)
+
+    def live(self) -> int:
+        """How many records are not deleted."""
+        return sum(
+            1 for v in self._held.values() if not (v[ROW_DELETED] if type(v) is list else v.deleted)
+        )
+
+    def waiting(self) -> int:
+        """How many records need sending (`ItemState.needs_send`)."""
+        return sum(
+            1
+            for v in self._held.values()
+            if (v[ROW_STATUS] if type(v) is list else v.status) in _WAITING
+        )
+
+    def live_keys(self) -> list[str]:
+        """The keys of the records not deleted, in order."""
+        return [
+            k
+            for k, v in self._held.items()
+            if not (v[ROW_DELETED] if type(v) is list else v.deleted)
+        ]
+
+    def deleted_at(self, changed_at: str) -> list[str]:
+        """The keys of the deleted records whose `changed_at` is `changed_at`, in order."""
+        return [
+            k
+            for k, v in self._held.items()
+            if (
+                v[ROW_DELETED] and v[ROW_CHANGED_AT] == changed_at
+                if type(v) is list
+                else v.deleted and v.changed_at == changed_at
+            )
+        ]
+
+    def live_hash(self, key: str) -> str | None:
+        """The hash of `key`'s record when it is live (None: no record, or deleted)."""
+        v = self._held.get(key)
+        if v is None:
+            return None
+        if type(v) is list:
+            return None if v[ROW_DELETED] else cast(str, v[ROW_HASH])
+        return None if v.deleted else cast(str, v.hash)
+
+    def failing(self) -> list[tuple[str, ItemState]]:
+        """The failed and retrying records, in key order."""
+        keys = sorted(
+            k
+            for k, v in self._held.items()
+            if (v[ROW_STATUS] if type(v) is list else v.status) in _FAILING
+        )
+        return [(k, rec) for k in keys if (rec := self.get(k)) is not None]
 
     def encode(self) -> bytes:
         return orjson.dumps(
-            {
-                "part": self.part.to_dict() if self.part else None,
-                "records": {k: v.to_row() for k, v in self.records.items()},
-            }
+            {"part": self.part.to_dict() if self.part else None, "records": self._held},
+            default=_row_of,
+            option=orjson.OPT_PASSTHROUGH_DATACLASS,
         )
 
     @classmethod
     def decode(cls, feed: str, bucket: int, version: int, data: bytes) -> StateBucket:
         doc = orjson.loads(data) if data else {}
         part = PartRef.from_dict(doc["part"]) if doc.get("part") else None
-        records = {k: ItemState.from_row(r) for k, r in doc.get("records", {}).items()}
-        return cls(feed, bucket, version, records, part)
+        out = cls(feed, bucket, version, doc.get("records", {}), part)
+        out._decoded = not out._held  # rows, decoded when asked for
+        return out
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {s.value: 0 for s in Status}
-        out["deleted"] = 0
-        for rec in self.records.values():
-            out[rec.status.value] += 1
-            if rec.deleted:
-                out["deleted"] += 1
+        deleted = 0
+        for v in self._held.values():
+            if type(v) is list:
+                out[v[ROW_STATUS]] += 1
+                deleted += 1 if v[ROW_DELETED] else 0
+            else:
+                out[v.status.value] += 1
+                deleted += 1 if v.deleted else 0
+        out["deleted"] = deleted
         return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StateBucket):
+            return NotImplemented
+        return (self.feed, self.bucket, self.version, self.part, self.journal) == (
+            other.feed,
+            other.bucket,
+            other.version,
+            other.part,
+            other.journal,
+        ) and self.records == other.records
+
+    def __repr__(self) -> str:
+        return (
+            f"StateBucket(feed={self.feed!r}, bucket={self.bucket}, version={self.version}, "
+            f"records={self.size}, part={self.part!r}, journal={self.journal!r})"
+        )
 
 
 MAX_REASON = 500  # characters of an API's reason kept on a record
@@ -198,7 +343,7 @@ def apply_outcomes(bucket: StateBucket, results: dict[str, Recorded]) -> None:
     """Apply one request's outcomes to a bucket's records. An outcome for a version
     that is no longer current only updates what the SaaS side holds."""
     for key, sent in results.items():
-        rec = bucket.records.get(key)
+        rec = bucket.get(key)
         if rec is None:
             continue
         current = rec.hash == sent.hash
@@ -231,9 +376,7 @@ class FailingIndex:
 
     @classmethod
     def of(cls, bucket: StateBucket) -> FailingIndex:
-        failing = sorted(
-            (k, r) for k, r in bucket.records.items() if r.status in (Status.FAILED, Status.RETRY)
-        )
+        failing = bucket.failing()
         shown = failing[:FAILING_INDEX_CAP]
         items = {
             k: ItemState(

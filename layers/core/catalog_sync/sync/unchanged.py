@@ -306,7 +306,7 @@ def _requeue_waiting(
         ]
     for start in range(0, len(visit), STATE_READ_CHUNK):
         for bucket in deps.state.read_buckets(spec.name, visit[start : start + STATE_READ_CHUNK]):
-            groups = {spec.group_of_key(k).lower() for k in bucket.records}
+            groups = {spec.group_of_key(k).lower() for k in bucket.record_keys()}
             # as read: a rejected record's items kept, every other live group unchanged
             differ.diff_bucket(bucket, {}, groups & kept, workdir, groups - kept)
     visited = set(visit)
