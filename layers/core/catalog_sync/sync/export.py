@@ -265,7 +265,7 @@ class _Export:
                 self._maybe_finish(b)
 
     def _outgoing(self, bucket: StateBucket) -> Iterator[OutgoingItem]:
-        pending = {k: r for k, r in bucket.records.items() if r.needs_send}
+        pending = bucket.pending()
         if not pending:
             return
         live = {k for k, r in pending.items() if not r.deleted}
@@ -326,7 +326,7 @@ class _Export:
         self.to_drop += written.journal  # deleted with the next batch (marked folded)
         if held is not None:  # the state as written (re-read after a conflict)
             self.held[b] = written
-            self.held_records += len(written.records) - len(held.records)
+            self.held_records += written.size - held.size
 
     def _fold_rest(self) -> None:
         """Fold the journal of the buckets this call leaves unfinished (handed back,
@@ -336,10 +336,10 @@ class _Export:
 
     def _hold(self, bucket: StateBucket) -> None:
         self.held[bucket.bucket] = bucket
-        self.held_records += len(bucket.records)
+        self.held_records += bucket.size
         while self.held_records > HELD_RECORDS and len(self.held) > 1:
             oldest = self.held.pop(next(iter(self.held)))  # read again when recorded
-            self.held_records -= len(oldest.records)
+            self.held_records -= oldest.size
 
     def _failure(self, b: int, key: str, reason: str) -> None:
         if len(self.failures[b]) < MAX_FAILURES_IN_RESULT:
@@ -352,7 +352,7 @@ class _Export:
             self._write(b, {})
         gone = self.held.pop(b, None)
         if gone is not None:
-            self.held_records -= len(gone.records)
+            self.held_records -= gone.size
         if b not in self.done:
             self._finish(b)
 

@@ -221,6 +221,16 @@ class StateBucket:
             if (v[ROW_STATUS] if type(v) is list else v.status) in _WAITING
         )
 
+    def pending(self) -> dict[str, ItemState]:
+        """The records that need sending (`ItemState.needs_send`), in order, decoded
+        (only they are: an export of 1% of a bucket decodes 1% of its rows)."""
+        keys = [
+            k
+            for k, v in self._held.items()
+            if (v[ROW_STATUS] if type(v) is list else v.status) in _WAITING
+        ]
+        return {k: rec for k in keys if (rec := self.get(k)) is not None}
+
     def live_keys(self) -> list[str]:
         """The keys of the records not deleted, in order."""
         return [
