@@ -5,8 +5,9 @@ every fingerprint known) on the local stack, at 10k and 100k products (synthetic
 catalogs, 3 store views: `--store-views`); `make bench-large`: the same at 500k
 products in one store view (the issue's catalog: 500k items).
 
-Peak RSS: this scenario's process, the largest worker's, and all of them together (at
-most: the process plus each worker at the largest's peak).
+Peak RSS: this scenario's process (`ru_maxrss`), the largest worker's own (VmHWM), and
+all of them together: the largest sum of their resident sets at one instant, sampled
+from /proc every 50 ms (`bench.scenario.RssSampler`).
 
 Side by side in the same run: the naive baseline (rebuild and send everything every
 hour: a full resync of the edited catalog) and the bare parse (`csv.reader` over the
@@ -162,8 +163,8 @@ def print_size(r: dict[str, Any]) -> None:
             f"{s['requests']:>5,} requests (bound {s['requests_bound']:,})  "
             f"wall {s['wall_s']:>7.1f}s = {s['x_bare_parse']:>5.1f}x bare parse, "
             f"{s['x_naive']:>5.2f}x naive  "
-            f"peak RSS {s['peak_rss_all_mb']:>6.1f} MB all together ({s['peak_rss_mb']:.1f} MB + "
-            f"{s['workers']} workers x {s['worker_peak_rss_mb']:.1f} MB)"
+            f"peak RSS {s['peak_rss_all_mb']:>6.1f} MB all together (this process "
+            f"{s['peak_rss_mb']:.1f} MB, largest worker {s['worker_peak_rss_mb']:.1f} MB)"
             + ("  (source unchanged: shortcut)" if s.get("source_unchanged") else ""),
             flush=True,
         )

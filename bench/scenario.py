@@ -8,11 +8,67 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 import urllib.request
 
-from catalog_sync.infra.workers import resolve_workers
 from devstack.local import LocalRunner
+
+
+class RssSampler:
+    """The memory of this process and its worker processes, from /proc every 50 ms:
+    the largest sum of their resident sets at one instant (all processes together)
+    and each worker's own high-water mark (VmHWM: it starts again at exec, where
+    `ru_maxrss` of a child counts the parent's pages it had at fork)."""
+
+    def __init__(self) -> None:
+        self.together_kb = 0
+        self.worker_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(0.05):
+            total = _status(me).get("VmRSS", 0)
+            for pid in _children(me):
+                status = _status(pid)
+                total += status.get("VmRSS", 0)
+                self.worker_kb = max(self.worker_kb, status.get("VmHWM", 0))
+            self.together_kb = max(self.together_kb, total)
+
+
+def _children(pid: str) -> set[str]:
+    """The child processes of `pid` (every thread's children file)."""
+    out: set[str] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.update(f.read().split())
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def _status(pid: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in ("VmRSS", "VmHWM"):
+                    out[name] = int(value.split()[0])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return out
 
 
 def receiver_requests() -> int:
@@ -37,11 +93,12 @@ def main() -> None:
     runner = LocalRunner(dict(os.environ), progress=progress)
     requests_before = receiver_requests()
     t_start = time.perf_counter()
-    result = runner.reindex(event)
-    t_reindex = time.perf_counter() - t_start
-    t1 = time.perf_counter()
-    drained = runner.drain(max_seconds=3600)
-    t_export = time.perf_counter() - t1
+    with RssSampler() as rss:
+        result = runner.reindex(event)
+        t_reindex = time.perf_counter() - t_start
+        t1 = time.perf_counter()
+        drained = runner.drain(max_seconds=3600)
+        t_export = time.perf_counter() - t1
     requests = receiver_requests() - requests_before
     runs = result["runs"]
     # items the run covered: built, or standing for a record not built (fingerprints)
@@ -63,6 +120,7 @@ def main() -> None:
         bound += -(-feed_sent // batch) + 1 if feed_sent else 0
     read_s = marks.get("read", t_reindex)
     diff_s = marks.get("diff", t_reindex) - read_s
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {
         "items": items,
         "items_sent": sent,
@@ -81,18 +139,12 @@ def main() -> None:
         "read_items_per_s": round(items / read_s) if read_s else None,
         "diff_items_per_s": round(items / diff_s) if diff_s > 0 else None,
         "export_items_per_s": round(sent / t_export) if t_export and sent else None,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        # the largest reindex worker process (0: the read was not split)
-        "worker_peak_rss_mb": round(
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
-        ),
+        "peak_rss_mb": round(peak_mb, 1),
+        # the largest worker process's own peak (0: the read was not split)
+        "worker_peak_rss_mb": round(rss.worker_kb / 1024, 1),
+        # this process and its workers at once, at the largest (sampled every 50 ms)
+        "peak_rss_all_mb": round(max(rss.together_kb / 1024, peak_mb), 1),
     }
-    # all processes together, at most: this one and each worker at the largest's peak
-    # (the workers run at the same time; pass 1's range readers come and go before them)
-    workers = resolve_workers(int(os.environ.get("REINDEX_WORKERS", "0") or 0))
-    largest = out["worker_peak_rss_mb"]
-    out["workers"] = workers if largest else 0
-    out["peak_rss_all_mb"] = round(out["peak_rss_mb"] + out["workers"] * largest, 1)
     print(json.dumps(out))
 
 
