@@ -158,7 +158,7 @@ def print_size(r: dict[str, Any]) -> None:
             f"{size:>7,} products {name:<20} items {s['items']:>8,} sent {s['items_sent']:>8,} "
             f"records not built {s['records_not_built']:>7,} "
             f"read+build+hash {s['read_build_hash_s']:>6.1f}s {s['read_items_per_s'] or 0:>7,}/s  "
-            f"diff+snapshot {s['diff_snapshot_state_s']:>6.1f}s {s['diff_items_per_s'] or 0:>8,}/s  "
+            f"diff+snapshot+state {s['diff_snapshot_state_s']:>6.1f}s {s['diff_items_per_s'] or 0:>8,}/s  "
             f"export {s['export_s']:>6.1f}s {s['export_items_per_s'] or 0:>7,}/s "
             f"{s['requests']:>5,} requests (bound {s['requests_bound']:,})  "
             f"wall {s['wall_s']:>7.1f}s = {s['x_bare_parse']:>5.1f}x bare parse, "
