@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
+from catalog_sync.sync import export as export_module
 from catalog_sync.sync.export import Budget, ExportDeps, export_part
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.sync.snapshot import ExportMessage, pack_messages
@@ -199,6 +200,44 @@ def test_export_reads_each_bucket_state_once_when_nothing_conflicts():
     export(w, messages[0])
     assert sorted(reads) == messages[0].buckets  # outcomes go to the state as read
     assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}
+
+
+def _reads_and_end_state(monkeypatch, held_records: int, stowed_bytes: int):
+    monkeypatch.setattr(export_module, "HELD_RECORDS", held_records)
+    monkeypatch.setattr(export_module, "STOWED_BYTES", stowed_bytes)
+    w, messages = world(Batching(size=6))  # requests span buckets: journal entries
+    reads: list[int] = []
+    read = w.state.read_buckets
+
+    def counting(feed, buckets):
+        reads.extend(buckets)
+        return read(feed, buckets)
+
+    w.state.read_buckets = counting  # type: ignore[method-assign]
+    export(w, messages[0])
+    w.state.read_buckets = read  # type: ignore[method-assign]
+    buckets = w.state.read_buckets("toy", messages[0].buckets)
+    end = [(b.bucket, b.version, b.records, b.part) for b in buckets]
+    parts = sorted(
+        (p.bucket, p.counts) for p in w.state.list_part_results("toy", messages[0].run_id)
+    )
+    return reads, end, parts, w.sink.calls, messages[0].buckets
+
+
+def test_export_stows_the_states_it_cannot_hold_and_records_into_them_without_a_read(
+    monkeypatch,
+):
+    """Past HELD_RECORDS a view is kept compressed, with the outcomes journaled for its
+    bucket meanwhile applied when it is taken out: the same writes as holding it all,
+    each state read once; with no room to stow, the views are read again (as before)."""
+    held = _reads_and_end_state(monkeypatch, 10_000, 1 << 20)
+    stowed = _reads_and_end_state(monkeypatch, 1, 1 << 20)
+    dropped = _reads_and_end_state(monkeypatch, 1, 0)
+    assert sorted(held[0]) == sorted(stowed[0]) == held[4]  # each bucket read once
+    assert len(dropped[0]) > len(held[4])  # evicted views were read again
+    for got in (stowed, dropped):
+        assert got[1:4] == held[1:4]  # same state, versions, part results and requests
+    assert {r.status for _, _, records, _ in held[1] for r in records.values()} == {Status.SENT}
 
 
 def test_export_whose_sink_budget_runs_out_finishes_no_bucket_it_did_not_send():

@@ -30,6 +30,7 @@ prerequisite check counts those per bucket).
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ STATE_READ_CHUNK = 8  # bucket states read at a time
 # Bucket states kept in memory while their items are out, up to this many records in
 # all (about 25 MB; at 100k products a 1%-changed request spans ~20 buckets of 4,700)
 HELD_RECORDS = 50_000
+# Bucket states past HELD_RECORDS are stowed compressed instead (a few hundred kB per
+# 10,000 records), up to this many bytes in all, so recording a request's outcomes
+# does not read them again (a 1%-changed request at 500k products spans ~9 buckets)
+STOWED_BYTES = 64 << 20
 # Time kept back at the end of a budget for the last request's record and the hand-back;
 # it grows to twice the slowest request seen.
 RESERVE_SECONDS = 10.0
@@ -194,6 +199,8 @@ class _Export:
         # as written), so a request's outcomes need no second read; up to HELD_RECORDS
         self.held: dict[int, StateBucket] = {}
         self.held_records = 0
+        self.stowed: dict[int, _Stowed] = {}  # held states evicted, compressed
+        self.stowed_bytes = 0
         self.listed: set[int] = set()
         self.done: set[int] = set()
         self.unfolded: set[int] = set()  # buckets with outcomes only in the journal
@@ -321,7 +328,8 @@ class _Export:
         """Write a bucket with `results` applied (its journal entries folded in; they
         are deleted with the next batch)."""
         held = self.held.get(b)
-        written = _write_outcomes(self.deps, self.spec.name, b, results, held)
+        view = held if held is not None else self._unstow(b)
+        written = _write_outcomes(self.deps, self.spec.name, b, results, view)
         self.unfolded.discard(b)
         self.to_drop += written.journal  # deleted with the next batch (marked folded)
         if held is not None:  # the state as written (re-read after a conflict)
@@ -338,8 +346,31 @@ class _Export:
         self.held[bucket.bucket] = bucket
         self.held_records += bucket.size
         while self.held_records > HELD_RECORDS and len(self.held) > 1:
-            oldest = self.held.pop(next(iter(self.held)))  # read again when recorded
+            oldest = self.held.pop(next(iter(self.held)))
             self.held_records -= oldest.size
+            self._stow(oldest)
+
+    def _stow(self, bucket: StateBucket) -> None:
+        """Keep an evicted view compressed (past STOWED_BYTES: read again when recorded)."""
+        data = zlib.compress(bucket.encode(), 1)
+        if self.stowed_bytes + len(data) > STOWED_BYTES:
+            return
+        self.stowed[bucket.bucket] = _Stowed(bucket.version, data, list(bucket.journal))
+        self.stowed_bytes += len(data)
+
+    def _unstow(self, b: int) -> StateBucket | None:
+        """The stowed view of bucket `b` as it is now (the outcomes journaled since it
+        was stowed applied), handed over once; None when it is not stowed."""
+        stowed = self.stowed.pop(b, None)
+        if stowed is None:
+            return None
+        self.stowed_bytes -= len(stowed.data)
+        bucket = StateBucket.decode(self.spec.name, b, stowed.version, zlib.decompress(stowed.data))
+        bucket.journal = stowed.journal
+        for key, results in stowed.later:
+            apply_outcomes(bucket, results)
+            bucket.journal.append(key)
+        return bucket
 
     def _failure(self, b: int, key: str, reason: str) -> None:
         if len(self.failures[b]) < MAX_FAILURES_IN_RESULT:
@@ -353,6 +384,9 @@ class _Export:
         gone = self.held.pop(b, None)
         if gone is not None:
             self.held_records -= gone.size
+        stowed = self.stowed.pop(b, None)
+        if stowed is not None:
+            self.stowed_bytes -= len(stowed.data)
         if b not in self.done:
             self._finish(b)
 
@@ -387,6 +421,8 @@ class _Export:
             if held is not None:  # the view goes on holding what is recorded
                 apply_outcomes(held, (journal or {})[b])
                 held.journal.append(key)
+            elif b in self.stowed:  # applied when it is taken out
+                self.stowed[b].later.append((key, (journal or {})[b]))
             self.unfolded.add(b)
 
     def _paced(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
@@ -424,6 +460,16 @@ class _Export:
         self.result.handed_back = follow
         self.result.counts["handed_back"] = len(rest)
         log.info("time runs low: %s handed back", follow.describe())
+
+
+@dataclass(slots=True)
+class _Stowed:
+    """A bucket's view, compressed, and the journal entries recorded for it since."""
+
+    version: int
+    data: bytes  # zlib of `StateBucket.encode()`
+    journal: list[str]
+    later: list[tuple[str, dict[str, Recorded]]] = field(default_factory=list)
 
 
 class _Ahead:
