@@ -8,6 +8,7 @@ import pytest
 
 from catalog_sync.errors import RequestError
 from catalog_sync.feeds.registry import get_feed
+from catalog_sync.sync import diff as diff_module
 from catalog_sync.sync.export import ExportDeps, export_part, prerequisites_pending
 from catalog_sync.sync.guard import DeletionGuard
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
@@ -232,3 +233,94 @@ def test_a_held_prerequisite_run_still_holds_its_dependents_back(status: str) ->
         PartResult(feed="acoProductMetadata", run_id="r1", bucket=0, finished_at=now.isoformat())
     )
     assert prerequisites_pending(spec, deps) is None
+
+
+# --- the second pass writes what the first kept ---------------------------------------
+
+
+def _counting_reads(w: World) -> list[int]:
+    reads: list[int] = []
+    read = w.state.read_buckets
+
+    def counting(feed, buckets):
+        reads.extend(buckets)
+        return read(feed, buckets)
+
+    w.state.read_buckets = counting  # type: ignore[method-assign]
+    return reads
+
+
+class _Between:
+    """A guard that calls `hook` when asked for its verdict (between the passes)."""
+
+    def __init__(self, guard: DeletionGuard, hook) -> None:
+        self.guard, self.hook = guard, hook
+
+    def verdict(self, total: int, live: int) -> str | None:
+        self.hook()
+        return self.guard.verdict(total, live)
+
+
+def _deletion_run(monkeypatch, ready_bytes: int, guard: DeletionGuard | None = None, between=None):
+    """A sync deleting SKU-011 (and changing SKU-002) after a first sync of 20 products:
+    what it stored, what it sent, and the state reads of its reindex."""
+    monkeypatch.setattr(diff_module, "READY_BYTES", ready_bytes)
+    w = World(guard)
+    w.sync(catalog(20))
+    edited = [r for r in catalog(20, **{"SKU-002": 50}) if r.sku not in ("SKU-011", "SKU-016")]
+    if between is not None:  # runs when the guard gives its verdict, between the passes
+        w.guard = _Between(w.guard, lambda: between(w))  # type: ignore[assignment]
+    reads = _counting_reads(w)
+    run = w.sync(edited).run
+    return {
+        "run": (run.status, run.held, run.counts, run.buckets_done),
+        "buckets": dict(w.state.buckets),
+        "blobs": dict(w.blobs.objects),
+        "sent": w.sent(),
+        "reads": list(reads),
+    }
+
+
+def test_deferred_buckets_are_written_as_the_first_pass_kept_them(monkeypatch) -> None:
+    """Deletions within the limits: the second pass writes the buckets the first pass
+    diffed and kept (no second read), storing and sending what diffing them again does."""
+    kept = _deletion_run(monkeypatch, 1 << 20)
+    again = _deletion_run(monkeypatch, 0)  # no room to keep them: read and diffed again
+    assert kept["run"][0] == "completed" and kept["run"][2]["deleted"] == 4
+    for name in ("run", "buckets", "blobs", "sent"):
+        assert kept[name] == again[name], name
+    # the reindex reads each bucket once (the exports read them after it); diffed again,
+    # the deferred buckets twice
+    assert len(kept["reads"]) < len(again["reads"])
+    assert sorted(set(kept["reads"])) == sorted(set(again["reads"]))
+
+
+def test_a_held_verdict_drops_what_the_first_pass_kept_and_wrote(monkeypatch) -> None:
+    guard = DeletionGuard(max_deletes=1)  # 4 deletions: held
+    kept = _deletion_run(monkeypatch, 1 << 20, guard)
+    again = _deletion_run(monkeypatch, 0, DeletionGuard(max_deletes=1))
+    assert kept["run"][0] == "held" and kept["run"][2]["deletions_held"] == 4
+    for name in ("run", "buckets", "blobs", "sent"):  # no part of applied deletions is left
+        assert kept[name] == again[name], name
+
+
+def test_a_bucket_written_between_the_passes_is_diffed_again(monkeypatch) -> None:
+    """The kept bucket's write is conditional on the version it was read at: a bucket
+    another writer changed meanwhile is read and diffed again, and both changes stand."""
+
+    def touch(w: World) -> None:  # a bucket with a deletion changes under the run
+        for bucket in w.state.read_buckets("toy", range(8)):
+            keys = list(bucket.record_keys())
+            if any(k.startswith("SKU-011") for k in keys):
+                other = next(k for k in keys if not k.startswith(("SKU-011", "SKU-016", "SKU-002")))
+                rec = bucket.get(other)
+                assert rec is not None
+                rec.reason = "touched"  # as an export recording an outcome would
+                w.state.write_bucket(bucket)
+
+    kept = _deletion_run(monkeypatch, 1 << 20, between=touch)
+    again = _deletion_run(monkeypatch, 0, between=touch)
+    assert kept["run"] == again["run"] and kept["run"][2]["deleted"] == 4
+    assert kept["buckets"] == again["buckets"] and kept["sent"] == again["sent"]
+    touched = [data for (feed, _), (_, data) in kept["buckets"].items() if b"touched" in data]
+    assert len(touched) == 1  # the other writer's change stands, with the deletion

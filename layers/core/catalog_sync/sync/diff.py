@@ -13,6 +13,15 @@ and diffs them again, with their deletions applied when the total is within the
 guard's limits, or held (left live, counted) when it is not. Each bucket is written
 once, under the same conflict rules.
 
+The second pass usually finds what the first saw: the verdict allows the deletions and
+nobody wrote the bucket meanwhile. So the first pass goes on with a deferred bucket as
+far as the write: its new snapshot part is written (at the key the second pass would
+write it to) and the bucket, deletions applied, is kept compressed (`_Ready`, up to
+READY_BYTES). The second pass then only writes it, conditionally on the version it was
+read at; a conflict, a held verdict, a dry run or a continuation (the kept buckets are
+this invocation's) take the re-read path above. A held verdict deletes the parts the
+first pass wrote for it before the re-read rewrites them.
+
 Both passes may stop after a chunk and go on in another invocation (`reindex`,
 `handon`): the first pass carries its tally (`live`, `deferred`); the verdict is taken
 once, when the first pass ends, and carried (`second_pass`, `held`) with the deferred
@@ -23,7 +32,9 @@ decides again (the guard's settings may change meanwhile) nor redoes a bucket.
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -57,6 +68,9 @@ log = get_logger(__name__)
 PREVIEW = 20
 STATE_READ_CHUNK = 4  # buckets per state read (decoded state of a large bucket is MBs)
 CONFLICT_TRIES = 8
+# Deferred buckets kept, diffed and compressed, between the passes (see the module's
+# docstring): about 40 MB for the 64 buckets of 500,000 items, all deferred.
+READY_BYTES = 96 << 20
 COUNTS = (
     "new",
     "changed",
@@ -131,6 +145,8 @@ class Differ:
         # second pass has still to write (a continuation resumes there)
         self.second_pass = False
         self._first_pass = False
+        self.ready: dict[int, _Ready] = {}  # deferred buckets diffed as if allowed
+        self._ready_bytes = 0
 
     def _note(self, kind: str, key: str, counts: dict[str, int]) -> None:
         counts[kind] += 1
@@ -412,6 +428,7 @@ class Differ:
         total = sum(self.deferred.values())
         self.held = self.guard.verdict(total, self.live)
         if self.held:  # app.py logs the held run as a warning, with its release command
+            self._drop_ready()
             log.info(
                 "%s: %d deletions held: %s; to apply them: %s",
                 self.spec.name,
@@ -428,6 +445,10 @@ class Differ:
         the pass after a chunk (the rest goes on in another invocation)."""
         while self.deferred:
             chunk = sorted(self.deferred)[:STATE_READ_CHUNK]
+            for number in [b for b in chunk if b in self.ready]:
+                if self._write_ready(number, spill):
+                    del self.deferred[number]
+                    chunk.remove(number)
             for bucket in self.state.read_buckets(self.spec.name, chunk):
                 items: dict[str, EncodedItem] = {}
                 keep: set[str] = set()
@@ -439,6 +460,59 @@ class Differ:
             if self.deferred and stop is not None and stop(min(self.deferred)):
                 return False
         return True
+
+    def _make_ready(
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        workdir: Path,
+        counts: dict[str, int],
+        content_changed: bool,
+    ) -> None:
+        """Keep a deferred bucket diffed as an allowed verdict would have it: its part
+        written, the bucket compressed (see the module's docstring); not past READY_BYTES."""
+        if self._ready_bytes >= READY_BYTES:
+            return
+        counts = dict(counts)
+        written = self.counts["deltas_written"]
+        if content_changed:
+            bucket.part = self._write_part(bucket, items, workdir)
+        counts["deltas_written"] += self.counts["deltas_written"] - written
+        self.counts["deltas_written"] = written  # counted when it is written
+        data = zlib.compress(bucket.encode(), 1)
+        self.ready[bucket.bucket] = _Ready(
+            bucket.version, data, list(bucket.journal), counts, content_changed
+        )
+        self._ready_bytes += len(data)
+
+    def _write_ready(self, number: int, spill: BucketSpill | None) -> bool:
+        """Write a bucket `_make_ready` kept; False when it changed since it was read
+        (it is diffed again from a fresh read)."""
+        ready = self.ready.pop(number)
+        self._ready_bytes -= len(ready.data)
+        bucket = StateBucket.decode(
+            self.spec.name, number, ready.version, zlib.decompress(ready.data)
+        )
+        bucket.journal = ready.journal
+        try:
+            self.state.write_bucket(bucket)
+        except ConflictError:
+            log.info("bucket %s/%d changed under us; diffing it again", bucket.feed, number)
+            return False
+        self._account(bucket, ready.counts, ready.content_changed)
+        if spill is not None:
+            spill.drop(number)
+        return True
+
+    def _drop_ready(self) -> None:
+        """A held verdict: the parts the first pass wrote for the deferred buckets go
+        (in whichever invocation it wrote them; the re-read path writes what it holds)."""
+        self.ready.clear()
+        self._ready_bytes = 0
+        if not self.request.dry_run:
+            self.blobs.delete_keys(
+                [part_key(self.spec.name, self.run_id, b) for b in self.deferred]
+            )
 
     def _diff_one(
         self,
@@ -460,6 +534,8 @@ class Differ:
                 self.deferred[bucket.bucket] = counts["deleted"]
                 for kind, n in shown.items():  # the second pass notes them again
                     del self.preview[kind][n:]
+                if not self.request.dry_run:
+                    self._make_ready(bucket, items, workdir, counts, content_changed)
                 return False
             if self.request.dry_run:
                 break
@@ -573,3 +649,14 @@ class Differ:
         for key, h, body in read_bucket_items(self.blobs, prev):
             if key not in items and bucket.live_hash(key) == h:
                 yield EncodedItem(key=key, group="", hash=h, body=body)
+
+
+@dataclass(slots=True)
+class _Ready:
+    """A deferred bucket diffed and compressed by the first pass (`Differ._make_ready`)."""
+
+    version: int  # the version it was read at
+    data: bytes  # zlib of `StateBucket.encode()`, its deletions applied
+    journal: list[str]
+    counts: dict[str, int]
+    content_changed: bool
