@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import threading
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,14 @@ class MotoServerHandle:
         if not self._stopped:
             self._stopped = True
             self._server.stop()
+
+    def reset(self) -> None:
+        """Forget every resource the server holds (moto's `/moto-api/reset`): its state
+        lives in this process's memory and only grows otherwise."""
+        if not self._stopped:
+            request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+            with urllib.request.urlopen(request, timeout=30):
+                pass
 
     def __enter__(self) -> MotoServerHandle:
         return self
