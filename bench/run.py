@@ -107,6 +107,10 @@ def bench_size(products: int, seed: int, store_views: str) -> dict[str, Any]:
         f.write(b"\n")
     proc, env = demo.start_stack(show=False)
     env["STORE_VIEWS"] = store_views
+    # one export consumer unless LOCAL_EXPORT_CONCURRENCY says more (a deployed stack
+    # runs up to ExportConcurrency at once): two halve a resync's export on this
+    # machine, and add about 200 MB to the memory of all processes together
+    env["LOCAL_EXPORT_CONCURRENCY"] = os.environ.get("LOCAL_EXPORT_CONCURRENCY", "1")
     env["CATALOG_SOURCE"] = str(catalog.resolve())
     source = str(edited.resolve())
     events = {

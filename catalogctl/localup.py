@@ -30,7 +30,13 @@ def do_local_up(
         if not path.exists():
             raise UserError(f"no catalog at {source}")
         source = str(path.resolve())
-    stack = LocalStack(aws_port=aws_port, receiver_port=receiver_port, source=source, target=target)
+    stack = LocalStack(
+        aws_port=aws_port,
+        receiver_port=receiver_port,
+        source=source,
+        target=target,
+        receiver_process=True,
+    )
     stack.start()
     tune_gc()
     try:

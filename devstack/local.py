@@ -14,10 +14,16 @@ way, before `reindex` returns.
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import os
+import re
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +101,10 @@ class LocalStack:
     receiver: FeedReceiver | None = None
     target: str = "commerce-services"  # or "aco": the local ACO emulator instead
     aco: Any = None
+    # the feed receiver in a process of its own (`catalogctl local up`), as the SaaS
+    # side is: its parsing does not share this process's interpreter with moto's
+    receiver_process: bool = False
+    _receiver_proc: subprocess.Popen[str] | None = None
 
     def start(self) -> LocalStack:
         if self.aws_endpoint is None:
@@ -107,6 +117,11 @@ class LocalStack:
 
             self.aco, aco_env = start_local_aco(endpoint, port=self.receiver_port)
             self.env = {**local_env(endpoint, self.aco.url, self.names), **aco_env}
+        elif self.receiver_process:
+            self._receiver_proc, url = start_receiver_process(
+                self.receiver_port, self.api_key, self.receiver_max_items
+            )
+            self.env = local_env(endpoint, url, self.names)
         else:
             self.receiver = FeedReceiver(
                 port=self.receiver_port, api_key=self.api_key, max_items=self.receiver_max_items
@@ -121,6 +136,9 @@ class LocalStack:
     def stop(self) -> None:
         if self.receiver is not None:
             self.receiver.stop()
+        if self._receiver_proc is not None:
+            stop_process(self._receiver_proc)
+            self._receiver_proc = None
         if self.aco is not None:
             self.aco.stop()
         if self._moto is not None:
@@ -131,6 +149,42 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_receiver_process(
+    port: int, api_key: str, max_items: int
+) -> tuple[subprocess.Popen[str], str]:
+    """`python -m devstack.receiver` in a child process that ends with this one; the
+    child and its URL (from its first line: `port=0` picks a free port)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "devstack.receiver", "--port", str(port),
+            "--max-items", str(max_items), "--parent", str(os.getpid()),
+        ],
+        env={**os.environ, "RECEIVER_API_KEY": api_key},  # the key: not in argv
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (http://\S+)", line)
+    if match is None:
+        stop_process(proc)
+        raise ConfigError(f"the feed receiver did not start: {line.strip() or 'no output'}")
+    return proc, match.group(1)
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Ctrl-C a child, or kill it when it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def _session(env: Mapping[str, str]) -> boto3.session.Session:
@@ -277,10 +331,57 @@ class LocalRunner:
         max_seconds: float = 600,
         max_invocations: int | None = None,
         batch_size: int = 10,
+        concurrency: int | None = None,
     ) -> DrainResult:
         """Deliver queued export messages to the export handler until the queue is
         empty (failing messages go back and, after maxReceiveCount, to the DLQ), or
-        after `max_invocations` handler calls of up to `batch_size` messages each."""
+        after `max_invocations` handler calls of up to `batch_size` messages each.
+
+        `concurrency` (default `LOCAL_EXPORT_CONCURRENCY`, else 1): how many consumers
+        take messages at once, as the export function's reserved concurrency lets
+        Lambda run that many invocations. Above 1, each consumer is a process of its
+        own (spawned: its own interpreter and clients, as a Lambda instance is) that
+        takes one message at a time, so the messages spread over the consumers; the
+        first error a consumer raises is raised here once all have stopped."""
+        n = concurrency if concurrency is not None else export_concurrency(self.env)
+        if n < 1:
+            raise ConfigError(f"export concurrency must be 1 or more, not {n}")
+        if n > 1 and max_invocations is not None:
+            raise ConfigError("max_invocations counts one consumer's calls: concurrency 1")
+        depth = queue_depth(self.sqs, self.app.settings.export_queue_url) if n > 1 else 0
+        if depth > 1:  # one message or none: no process is worth starting for it
+            return self._drain_concurrently(min(n, depth), max_seconds=max_seconds)
+        return self._drain(
+            max_seconds=max_seconds, max_invocations=max_invocations, batch_size=batch_size
+        )
+
+    def _drain_concurrently(self, n: int, *, max_seconds: float) -> DrainResult:
+        ctx = multiprocessing.get_context("spawn")  # no copy of this process's memory
+        out = DrainResult()
+        first_error: BaseException | None = None
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            futures = [pool.submit(_consume, self.env, max_seconds) for _ in range(n)]
+            for future in futures:  # every consumer to its end, then the first error
+                try:
+                    part = future.result()
+                except Exception as exc:  # raised below, once every consumer has stopped
+                    first_error = first_error or exc
+                    continue
+                out.succeeded += part.succeeded
+                out.failed_attempts += part.failed_attempts
+                out.invocations += part.invocations
+        if first_error is not None:
+            raise first_error
+        return out
+
+    def _drain(
+        self,
+        *,
+        max_seconds: float,
+        max_invocations: int | None,
+        batch_size: int,
+        wait_seconds: int = 0,
+    ) -> DrainResult:
         queue_url = self.app.settings.export_queue_url
         out = DrainResult()
         deadline = time.monotonic() + max_seconds
@@ -293,6 +394,7 @@ class LocalRunner:
                     MaxNumberOfMessages=batch_size,
                     AttributeNames=["All"],
                     VisibilityTimeout=30,
+                    WaitTimeSeconds=wait_seconds,
                 )
                 messages = resp.get("Messages", [])
                 if not messages:
@@ -343,6 +445,27 @@ class LocalRunner:
             for part in state.list_part_results(msg.feed, msg.run_id):
                 if part.bucket in msg.buckets and part.error and part.error.startswith("AuthError"):
                     raise AuthError(part.error.removeprefix("AuthError: "))
+
+
+def export_concurrency(env: Mapping[str, str]) -> int:
+    """`LOCAL_EXPORT_CONCURRENCY` of the runner's environment, else the process's, else 1."""
+    raw = env.get("LOCAL_EXPORT_CONCURRENCY") or os.environ.get("LOCAL_EXPORT_CONCURRENCY")
+    if not raw:
+        return 1
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"LOCAL_EXPORT_CONCURRENCY must be a whole number, not {raw!r}") from None
+
+
+def _consume(env: dict[str, str], max_seconds: float) -> DrainResult:
+    """One export consumer of a concurrent drain, in a process of its own: messages
+    one at a time until the queue is empty and none is in flight."""
+    # long polling: an idle consumer waits in the queue for the others' handbacks,
+    # rather than asking again every 50 ms
+    return LocalRunner(env)._drain(
+        max_seconds=max_seconds, max_invocations=None, batch_size=1, wait_seconds=1
+    )
 
 
 def _sqs_record(m: dict[str, Any], queue_url: str) -> dict[str, Any]:

@@ -18,15 +18,17 @@ import threading
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from catalog_sync.aws.dynamodb import DynamoFeedState
 from catalog_sync.aws.s3 import S3BlobStore
 from catalog_sync.aws.sqs import SqsExportQueue
+
+if TYPE_CHECKING:  # moto is imported where a server starts: a runner does not need it
+    from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -108,6 +110,8 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> MotoServerHandl
     access_log = logging.getLogger("werkzeug")
     if access_log.level == logging.NOTSET:
         access_log.setLevel(logging.WARNING)
+    from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     _, bound_port = server.get_host_and_port()

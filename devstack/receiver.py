@@ -35,11 +35,14 @@ Standalone: `python -m devstack.receiver --port 8787 --api-key KEY`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hmac
+import os
 import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -132,9 +135,9 @@ class FeedReceiver:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        # Held items as their JSON bytes: a large state of dicts would make every
-        # garbage collection of this process walk it (bytes are not tracked).
-        self._state: dict[tuple[str, str], dict[tuple[Any, ...], bytes]] = {}
+        # Held items as their JSON (views into one buffer per request, `_pack`): a
+        # large state of dicts would make every garbage collection walk it.
+        self._state: dict[tuple[str, str], dict[tuple[Any, ...], memoryview]] = {}
         self._accepted_batches: dict[tuple[str, str, str], None] = {}
         self._stats = _Stats()
         self._feed_stats: dict[str, _Stats] = {}
@@ -185,7 +188,7 @@ class FeedReceiver:
         """The current items of a feed in an environment (deleted ones are gone)."""
         return [orjson.loads(b) for b in self._held(feed, environment_id)]
 
-    def _held(self, feed: str, environment_id: str) -> list[bytes]:
+    def _held(self, feed: str, environment_id: str) -> list[memoryview]:
         with self._lock:
             return list(self._state.get((feed, environment_id), {}).values())
 
@@ -299,6 +302,7 @@ class FeedReceiver:
                 return {"invalidFeedItems": []}
             reject = self._reject
         valid, invalid = validate_items(feed, items, reject)
+        kept = _pack([item for _, item in valid if not item["deleted"]])
         with self._lock:
             if batch is not None and batch in self._accepted_batches:
                 counts["duplicate"] = len(items)
@@ -308,7 +312,7 @@ class FeedReceiver:
                 if item["deleted"]:
                     held.pop(key, None)
                 else:
-                    held[key] = orjson.dumps(item)
+                    held[key] = next(kept)
             if batch is not None and not invalid:
                 self._accepted_batches[batch] = None
                 if len(self._accepted_batches) > MAX_REMEMBERED_BATCHES:
@@ -337,6 +341,20 @@ def _post_faults(receiver: FeedReceiver, request: Request) -> Response:
         return _reply(_Reply(200, {"queued": plan}))
     except _Reply as reply:
         return _reply(reply)
+
+
+def _pack(items: list[dict[str, Any]]) -> Iterator[memoryview]:
+    """The JSON of each item, as views into one buffer for the whole request: half a
+    million held items as small objects of their own left most of the receiver's
+    memory fragmented between them (5.4 GB for 1 GB of JSON), and first-touched
+    memory is what costs here."""
+    parts = [orjson.dumps(item) for item in items]
+    buffer = memoryview(b"".join(parts))
+    start = 0
+    for part in parts:
+        end = start + len(part)
+        yield buffer[start:end]
+        start = end
 
 
 def _get_state(receiver: FeedReceiver, request: Request, feed: str, env: str) -> Response:
@@ -449,15 +467,35 @@ _ROUTES = Map(
 
 
 def serve(
-    host: str, port: int, api_key: str, max_items: int, max_bytes: int, echo: Any = print
+    host: str,
+    port: int,
+    api_key: str,
+    max_items: int,
+    max_bytes: int,
+    echo: Any = print,
+    parent: int | None = None,
 ) -> None:
-    """Run a receiver in the foreground until Ctrl-C."""
+    """Run a receiver in the foreground until Ctrl-C (or, with `parent`, until that
+    process is gone: a child of `catalogctl local up` does not outlive it)."""
     receiver = FeedReceiver(
         host=host, port=port, api_key=api_key, max_items=max_items, max_bytes=max_bytes
     )
+    # This process is only the receiver: a larger first generation means fewer
+    # collections while request bodies are parsed (as `catalogctl local up` does).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     echo(f"feed receiver listening on {receiver.url} (Ctrl-C stops it)")
     with contextlib.suppress(KeyboardInterrupt):
         receiver.serve_forever()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
 
 
 @click.command()
@@ -466,9 +504,12 @@ def serve(
 @click.option("--api-key", envvar="RECEIVER_API_KEY", required=True, help="or RECEIVER_API_KEY")
 @click.option("--max-items", default=DEFAULT_MAX_ITEMS, show_default=True, type=click.IntRange(1))
 @click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True, type=click.IntRange(2))
-def main(host: str, port: int, api_key: str, max_items: int, max_bytes: int) -> None:
+@click.option("--parent", type=int, default=None, help="Stop when this process id is gone.")
+def main(
+    host: str, port: int, api_key: str, max_items: int, max_bytes: int, parent: int | None
+) -> None:
     """The local SaaS feed receiver: the feed API, plus /_state, /_stats and /_faults."""
-    serve(host, port, api_key, max_items, max_bytes, echo=click.echo)
+    serve(host, port, api_key, max_items, max_bytes, echo=click.echo, parent=parent)
 
 
 if __name__ == "__main__":
