@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from typing import Any
 
 from devstack.local import LocalRunner
 
@@ -73,6 +74,17 @@ def _status(pid: str) -> dict[str, int]:
     return out
 
 
+def batch_size(sink: Any, feed: str) -> int:
+    """The items a request of `feed` holds at most: the feed API's `max_items`, or
+    ACO's batch size of the feed's entity (100 for products, 500 for prices)."""
+    sizes = getattr(sink, "batch_sizes", None)
+    if sizes is not None:
+        from catalog_sync.sinks.aco import wire
+
+        return int(sizes[wire.entity(feed).name])
+    return int(sink.max_items)
+
+
 def release_memory() -> None:
     """Collect, then give the freed heap back to the kernel (glibc's `malloc_trim`):
     in Lambda the reindex and the export are different functions, so the export's
@@ -122,8 +134,8 @@ def main() -> None:
     )
     sent = 0
     bound = 0  # the issue's bound on requests: per feed with items to send, ceil(k/batch) + 1
-    batch = int(os.environ.get("SAAS_MAX_ITEMS", "1000") or 1000)
     for r in runs:
+        batch = batch_size(runner.app.sink, r["feed"])
         feed_sent = 0
         for part in runner.app.state.list_part_results(r["feed"], r["run_id"]):
             feed_sent += part.counts.get("sent", 0)

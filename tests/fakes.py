@@ -63,7 +63,7 @@ class MemoryState:
         self.buckets: dict[tuple[str, int], tuple[int, bytes]] = {}
         self.meta: dict[str, FeedMeta] = {}
         self.runs: dict[tuple[str, str], RunRecord] = {}
-        self.parts: dict[tuple[str, str, int], PartResult] = {}
+        self.parts: dict[tuple[str, str, str], PartResult] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.writes = 0
         self.journal: dict[tuple[str, int], dict[str, dict[str, Recorded]]] = {}
@@ -144,7 +144,7 @@ class MemoryState:
         return [r.model_copy(deep=True) for r in reversed(runs)][:limit]
 
     def put_part_result(self, result: PartResult) -> None:
-        self.parts[(result.feed, result.run_id, result.bucket)] = result.model_copy(deep=True)
+        self.parts[(result.feed, result.run_id, result.sk)] = result.model_copy(deep=True)
 
     def list_part_results(self, feed: str, run_id: str) -> list[PartResult]:
         return [r for (f, rid, _), r in sorted(self.parts.items()) if f == feed and rid == run_id]

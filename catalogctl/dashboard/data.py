@@ -364,7 +364,7 @@ def sent_times(backend: Backend, rows: list[ItemRow]) -> dict[str, str]:
             continue
         if st.run_id not in by_run:
             by_run[st.run_id] = backend.state.list_part_results(row.feed, st.run_id)
-        part = next((p for p in by_run[st.run_id] if p.bucket == row.bucket), None)
+        part = next((p for p in by_run[st.run_id] if p.covers(row.bucket, row.key)), None)
         if part is not None:
             out[row.key] = part.finished_at
     return out

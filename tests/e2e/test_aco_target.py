@@ -347,8 +347,8 @@ def test_e2e_aco_export_takes_no_more_parts_once_the_budget_is_out(aco_stack) ->
     from catalog_sync.app import run_export_message
     from catalog_sync.sync.snapshot import ExportMessage
 
-    # one bucket a message (EXPORT_MESSAGE_ITEMS=1), so the invocation has several
-    env = {"ACO_MAX_PRODUCTS_PER_MINUTE": "4", "ACO_BATCH_SIZE": "4", "EXPORT_MESSAGE_ITEMS": "1"}
+    # a few items a message (EXPORT_MESSAGE_ITEMS=3), so the invocation has several
+    env = {"ACO_MAX_PRODUCTS_PER_MINUTE": "4", "ACO_BATCH_SIZE": "4", "EXPORT_MESSAGE_ITEMS": "3"}
     s = aco_stack(SMALL, **env)
     s.runner.reindex({"action": "resync", "feed": "acoProductMetadata"})
     s.runner.drain()
@@ -357,11 +357,13 @@ def test_e2e_aco_export_takes_no_more_parts_once_the_budget_is_out(aco_stack) ->
     result = s.runner.reindex({"action": "resync", "feed": "acoProducts"})
     run = result["runs"][0]
     sqs, url = app.client("sqs"), app.settings.export_queue_url
-    resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
-    messages = [ExportMessage.model_validate_json(m["Body"]) for m in resp["Messages"]]
-    for m in resp["Messages"]:
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    assert len(messages) >= 3
+    messages = []
+    while queue_depth(sqs, url):  # all of them (10 at most a receive)
+        resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        for m in resp.get("Messages", []):
+            messages.append(ExportMessage.model_validate_json(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert len(messages) == run["messages_enqueued"] >= 3
     before = len(s.requests())
     results = [run_export_message(m, app) for m in messages]
     counts = [r.counts for r in results]
@@ -372,6 +374,12 @@ def test_e2e_aco_export_takes_no_more_parts_once_the_budget_is_out(aco_stack) ->
     assert counts[paced + 1 :] == [{"paced": 1}] * (len(counts) - paced - 1)
     assert sum(n for _, _, n in s.requests()[before:]) == 4
     assert queue_depth(sqs, url) == len(messages) - paced  # back: that part's rest, the others
-    done = {p.bucket for p in app.state.list_part_results("acoProducts", run["run_id"])}
-    # no export result for a bucket whose items the budget kept back
-    assert done == {b for m in messages[:paced] for b in m.buckets}
+    done = {p.unit for p in app.state.list_part_results("acoProducts", run["run_id"])}
+
+    def units(some: list[ExportMessage]) -> set[tuple[int, int]]:
+        return {(b, m.slices[b].index if b in m.slices else 0) for m in some for b in m.buckets}
+
+    # every bucket (or slice) before the one it ran out in has its result; none after;
+    # of the message it ran out in, only those sent whole before the budget was out
+    assert units(messages[:paced]) <= done <= units(messages[: paced + 1])
+    assert done - units(messages[:paced]) < units(messages[paced : paced + 1])

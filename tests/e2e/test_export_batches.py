@@ -74,6 +74,42 @@ def test_export_k_changed_items_over_many_buckets_take_ceil_k_over_batch_request
     assert s.receiver.stats()["items"]["duplicate"] == 0  # nothing sent twice
 
 
+def test_a_full_load_in_many_messages_takes_ceil_k_over_batch_requests(
+    make_stack, tmp_path: Path
+) -> None:
+    """A first load split into messages of a multiple of the batch size: the reindex
+    cuts the buckets that do not fit by key, so every message but the last ends with a
+    full request, and the load takes ceil(k / batch) requests per feed (with buckets
+    never cut, each message would end with a partial one)."""
+    v1, _ = _catalogs(tmp_path)
+    s = make_stack(
+        v1,
+        STATE_BUCKETS="16",
+        SAAS_MAX_ITEMS=str(BATCH),
+        EXPORT_MESSAGE_ITEMS=str(3 * BATCH),
+        FEEDS="products,prices",
+    )
+
+    result = s.runner.reindex({"action": "sync"})
+    s.runner.drain()
+
+    after = _requests(s.receiver)
+    for run in result["runs"]:
+        k = _changed(run)
+        assert run["messages_enqueued"] == math.ceil(k / (3 * BATCH)) >= 3, run["feed"]
+        assert run["parts_enqueued"] > 16  # cut buckets: a part result per slice
+        assert after[run["feed"]] == math.ceil(k / BATCH), run["feed"]
+        parts = s.runner.app.state.list_part_results(run["feed"], run["run_id"])
+        assert len(parts) == run["parts_enqueued"]
+        assert sum(p.counts["sent"] for p in parts) == k
+        records = state_records(s.runner.app, run["feed"])
+        assert len(records) == k and {r.status.value for r in records.values()} == {"sent"}
+    stats = s.receiver.stats()
+    assert stats["items"]["duplicate"] == 0 and stats["items"]["received"] == sum(
+        _changed(r) for r in result["runs"]
+    )
+
+
 def test_export_interrupted_after_a_request_resends_at_most_that_request(
     make_stack, tmp_path: Path
 ) -> None:

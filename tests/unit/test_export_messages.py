@@ -13,7 +13,8 @@ from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from catalog_sync.sync import export as export_module
 from catalog_sync.sync.export import Budget, ExportDeps, export_part
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
-from catalog_sync.sync.snapshot import ExportMessage, pack_messages
+from catalog_sync.sync.runs import KeyRange, PartResult
+from catalog_sync.sync.snapshot import ExportMessage, export_units, pack_messages
 from catalog_sync.sync.state import Status
 from tests.fakes import ListSource, ScriptedSink
 from tests.unit.test_sync_usecases import VIEWS, World, catalog
@@ -160,7 +161,33 @@ def test_export_reads_a_single_bucket_message_of_the_earlier_format():
     assert sum(r.status is Status.SENT for r in pending.values()) == result.counts["sent"] > 0
 
 
-def test_reindex_packs_messages_up_to_its_message_items():
+def test_pack_messages_cuts_a_bucket_that_does_not_fit_at_the_capacity():
+    pending = {0: 5, 1: 9, 2: 3, 3: 20}
+    asked: list[tuple[int, list[int]]] = []
+
+    def split(bucket: int, positions: list[int]) -> list[str]:
+        asked.append((bucket, positions))
+        return [f"k{p:02d}" for p in positions]
+
+    messages = pack_messages("toy", "r1", "m", pending, capacity=8, split=split)
+    # 5 + 3 of bucket 1 | 6 of bucket 1 + 2 of 2 | 1 of 2 + 7 of 3 | 8 of 3 | 5 of 3
+    assert [m.buckets for m in messages] == [[0, 1], [1, 2], [2, 3], [3], [3]]
+    assert asked == [(1, [3]), (2, [2]), (3, [7, 15])]
+    cut = [{b: (r.index, r.low, r.high) for b, r in m.slices.items()} for m in messages]
+    assert cut == [
+        {1: (0, None, "k03")},
+        {1: (1, "k03", None), 2: (0, None, "k02")},
+        {2: (1, "k02", None), 3: (0, None, "k07")},
+        {3: (1, "k07", "k15")},
+        {3: (2, "k15", None)},
+    ]
+    assert export_units(messages) == 8  # 0, 1.0, 1.1, 2.0, 2.1, 3.0, 3.1, 3.2
+    # a message that ends exactly full does not start the next with an empty slice
+    exact = pack_messages("toy", "r1", "m", {0: 8, 1: 8}, capacity=8, split=split)
+    assert [(m.buckets, m.slices) for m in exact] == [([0], {}), ([1], {})]
+
+
+def test_reindex_packs_messages_of_exactly_its_message_items_each_but_the_last():
     w = World()
     deps = ReindexDeps(
         state=w.state,
@@ -175,16 +202,56 @@ def test_reindex_packs_messages_up_to_its_message_items():
     )
     run = reindex_feed(ReindexRequest(feeds=("toy",)), deps)[0].run
     messages = w.queue.drain()
-    assert run.messages_enqueued == len(messages) > 1
-    buckets = [b for m in messages for b in m.buckets]
-    assert run.parts_enqueued == len(buckets) == len(set(buckets))  # each bucket once
-    assert buckets == sorted(buckets)
-    pending = {b: 0 for b in buckets}
-    for key, rec in w.state.all_records("toy").items():
-        assert rec.status is Status.PENDING
-        pending[next(b for b in buckets if key in w.state.read_buckets("toy", [b])[0].records)] += 1
-    for m in messages:  # each message up to 12 items, unless one bucket alone is more
-        assert sum(pending[b] for b in m.buckets) <= 12 or len(m.buckets) == 1
+    assert run.messages_enqueued == len(messages) == -(-ITEMS // 12)
+    units = [(b, m.slices[b].index if b in m.slices else 0) for m in messages for b in m.buckets]
+    assert run.parts_enqueued == len(units) == len(set(units))  # each bucket or slice once
+    assert [b for b, _ in units] == sorted(b for b, _ in units)
+    records = w.state.all_records("toy")
+    assert len(records) == ITEMS and all(r.status is Status.PENDING for r in records.values())
+    carried = []
+    for m in messages:  # the keys each message sends: its buckets' pending, its ranges
+        keys = []
+        for b in m.buckets:
+            cut = m.slices.get(b)
+            keys += [
+                k for k in w.state.read_buckets("toy", [b])[0].pending() if not cut or cut.holds(k)
+            ]
+        carried.append(keys)
+    assert [len(k) for k in carried] == [12, 12, 12, ITEMS - 36]
+    assert sorted(k for keys in carried for k in keys) == sorted(records)  # each key once
+
+
+def test_split_messages_send_each_item_once_in_full_requests():
+    """Messages cut at 12 items, requests of 6: every request is full but the feed's
+    last, whichever order the messages are handled in, and the parts of a cut bucket
+    each get their result."""
+    w = World()
+    w.sink = sink = Batching(size=6)
+    deps = ReindexDeps(
+        state=w.state,
+        blobs=w.blobs,
+        queue=w.queue,
+        clock=w.clock,
+        new_id=w.ids,
+        source=ListSource(catalog(20)),
+        store_views=VIEWS,
+        buckets=8,
+        message_items=12,
+    )
+    run = reindex_feed(ReindexRequest(feeds=("toy",)), deps)[0].run
+    messages = w.queue.drain()
+    assert any(m.slices for m in messages)
+    parts = []
+    for m in reversed(messages):  # the last first: a slice does not depend on the one before
+        parts += export(w, m).parts
+    assert sink.requests == [4, 6, 6, 6, 6, 6, 6]  # ceil(40 / 6) = 7, one partial
+    sent = [k for call in sink.calls for k in call]
+    assert sorted(sent) == sorted(w.state.all_records("toy")) and len(set(sent)) == ITEMS
+    assert all(r.status is Status.SENT for r in w.state.all_records("toy").values())
+    stored = w.state.list_part_results("toy", run.run_id)
+    assert len(stored) == len(parts) == run.parts_enqueued
+    assert sum(p.counts["sent"] for p in stored) == ITEMS
+    assert len({p.unit for p in stored}) == len(stored)
 
 
 def test_export_reads_each_bucket_state_once_when_nothing_conflicts():
@@ -283,3 +350,16 @@ def test_export_whose_sink_budget_runs_out_finishes_no_bucket_it_did_not_send():
     assert sum(p.counts["sent"] for p in parts) == ITEMS and not any(
         p.counts["retry"] for p in parts
     )
+
+
+def test_a_slice_s_part_result_has_a_key_of_its_own_and_covers_its_keys_only():
+    whole = PartResult(feed="toy", run_id="r1", bucket=7, finished_at="t")
+    first = whole.model_copy(update={"slice": KeyRange(index=0, high="m")})
+    second = whole.model_copy(update={"slice": KeyRange(index=1, low="m")})
+    assert [p.sk for p in (whole, first, second)] == ["part#0007", "part#0007", "part#0007.01"]
+    assert first.unit == (7, 0) and second.unit == (7, 1)
+    assert whole.covers(7, "z") and not whole.covers(6, "z")
+    assert first.covers(7, "a") and not first.covers(7, "m")  # high is exclusive
+    assert second.covers(7, "m") and second.covers(7, "z") and not second.covers(7, "a")
+    again = PartResult.model_validate_json(second.model_dump_json())
+    assert again == second  # stored and read back with its range

@@ -12,7 +12,8 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
   order; the bucket's next write folds them and then deletes them.
 - feed meta: pk=`feed#{feed}`, sk=`meta`, `doc` (FeedMeta JSON).
 - run: pk=`feed#{feed}`, sk=`run#{run_id}`, `doc` (RunRecord JSON).
-- part result: pk=`run#{feed}#{run_id}`, sk=`part#{bucket:04d}`, `doc` (PartResult JSON).
+- part result: pk=`run#{feed}#{run_id}`, sk=`part#{bucket:04d}` (a bucket's later slices
+  `part#{bucket:04d}.{slice:02d}`), `doc` (PartResult JSON).
 - lease: pk=`feed#{feed}`, sk=`lease`; `holder`, `expires_at`, `expires_epoch`, `ttl`.
 
 Finished runs and part results carry `ttl` (`run_retention_days` after they were
@@ -474,7 +475,7 @@ class DynamoFeedState:
     def put_part_result(self, result: PartResult) -> None:
         self._put_doc(
             f"run#{result.feed}#{result.run_id}",
-            f"part#{result.bucket:04d}",
+            result.sk,
             result.model_dump_json(),
             expires=True,
         )
@@ -482,7 +483,7 @@ class DynamoFeedState:
     def _part_item(self, result: PartResult) -> dict[str, Any]:
         item = {
             "pk": {"S": f"run#{result.feed}#{result.run_id}"},
-            "sk": {"S": f"part#{result.bucket:04d}"},
+            "sk": {"S": result.sk},
             "doc": {"S": result.model_dump_json()},
         }
         if self.run_retention_seconds:

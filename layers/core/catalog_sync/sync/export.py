@@ -176,7 +176,7 @@ def prerequisites_pending(spec: FeedSpec, deps: ExportDeps) -> str | None:
                 return name  # still compiling: its messages are not even queued
             if run.status not in FINISHED or not run.parts_enqueued:
                 continue
-            done = {p.bucket for p in deps.state.list_part_results(name, run.run_id)}
+            done = {p.unit for p in deps.state.list_part_results(name, run.run_id)}
             if len(done) < run.parts_enqueued:
                 return name
     return None
@@ -273,6 +273,9 @@ class _Export:
 
     def _outgoing(self, bucket: StateBucket) -> Iterator[OutgoingItem]:
         pending = bucket.pending()
+        cut = self.message.slices.get(bucket.bucket)
+        if cut is not None:  # this message's keys of the bucket only
+            pending = {k: r for k, r in pending.items() if cut.holds(k)}
         if not pending:
             return
         live = {k for k, r in pending.items() if not r.deleted}
@@ -400,6 +403,7 @@ class _Export:
             counts=self.counts[b],
             failures=self.failures[b],
             error=error,
+            slice=self.message.slices.get(b),
         )
         self.unwritten.append(part)
         self.result.parts.append(part)
@@ -454,6 +458,7 @@ class _Export:
             manifest_key=self.message.manifest_key,
             carried=carried,
             handbacks=self.message.handbacks + 1,
+            slices={b: r for b, r in self.message.slices.items() if b in rest},
         )
         if queue:
             self.deps.handback(follow)

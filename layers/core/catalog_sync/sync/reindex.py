@@ -46,6 +46,8 @@ from catalog_sync.sync.scope import find_checkpoint, skus_of_product_ids
 from catalog_sync.sync.snapshot import (
     Manifest,
     PartInfo,
+    SplitKeys,
+    export_units,
     manifest_key,
     pack_messages,
 )
@@ -319,17 +321,31 @@ def _finish(
     apply_mark(meta, mark, deps.clock())  # only now: the whole diff of the run is done
     deps.state.write_meta(meta)  # under the lease, read under it: nothing is lost
     pending = {b: differ.pending.get(b, 0) for b in differ.to_export}
-    result.messages = pack_messages(spec.name, run.run_id, mkey, pending, deps.message_items)
+    result.messages = pack_messages(
+        spec.name, run.run_id, mkey, pending, deps.message_items, _split_keys(deps, spec.name)
+    )
     deps.queue.send(result.messages)
     live = {key for ref in differ.parts.values() for key in ref.objects()}
     run.counts["parts_pruned"] = _prune_parts(deps, spec.name, live, previous_manifest)
     run.manifest = mkey
-    run.parts_enqueued = len(pending)  # one part result per bucket
+    run.parts_enqueued = export_units(result.messages)  # one part result per bucket or slice
     run.messages_enqueued = len(result.messages)
     run.status = "held" if differ.held else "completed"
     run.finished_at = deps.clock().isoformat()
     deps.state.put_run(run)
     return result
+
+
+def _split_keys(deps: ReindexDeps, feed: str) -> SplitKeys:
+    """Where to cut a bucket that does not fit a message: the keys of its pending
+    items at the positions, in key order, as the state has them now (a bucket is read
+    again only when it is cut: a few per run)."""
+
+    def keys(bucket: int, positions: list[int]) -> list[str]:
+        pending = sorted(deps.state.read_buckets(feed, [bucket])[0].pending())
+        return [pending[i] for i in positions if i < len(pending)]
+
+    return keys
 
 
 def continue_run(message: ContinuationMessage, deps: ReindexDeps) -> list[ReindexResult]:

@@ -60,6 +60,19 @@ class RunRecord(BaseModel):
     source_unchanged: str | None = None
 
 
+class KeyRange(BaseModel):
+    """A slice of a bucket: the pending items whose key is `low` <= key < `high`
+    (None: no bound). `index`: which of the bucket's slices (0, 1, ...): each slice
+    gets a part result of its own."""
+
+    index: int = Field(ge=0)
+    low: str | None = None
+    high: str | None = None
+
+    def holds(self, key: str) -> bool:
+        return (self.low is None or key >= self.low) and (self.high is None or key < self.high)
+
+
 class PartResult(BaseModel):
     feed: str
     run_id: str
@@ -68,6 +81,21 @@ class PartResult(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)  # sent, failed, retry, skipped
     failures: list[dict[str, str]] = Field(default_factory=list)  # the first ones: key, reason
     error: str | None = None  # the export of this part stopped with this error
+    slice: KeyRange | None = None  # the bucket's keys this result is of (None: all)
+
+    @property
+    def unit(self) -> tuple[int, int]:
+        """(bucket, slice index): what the run queued one result for."""
+        return self.bucket, self.slice.index if self.slice else 0
+
+    @property
+    def sk(self) -> str:
+        """The result's sort key under its run (`part#0007`, a later slice `part#0007.01`)."""
+        index = self.slice.index if self.slice else 0
+        return f"part#{self.bucket:04d}" + (f".{index:02d}" if index else "")
+
+    def covers(self, bucket: int, key: str) -> bool:
+        return self.bucket == bucket and (self.slice is None or self.slice.holds(key))
 
 
 class ContinuationMessage(BaseModel):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -25,6 +25,7 @@ import orjson
 from pydantic import BaseModel, Field, model_validator
 
 from catalog_sync.sync.canonical import EncodedItem
+from catalog_sync.sync.runs import KeyRange
 
 if TYPE_CHECKING:
     from catalog_sync.ports import BlobStore
@@ -64,11 +65,15 @@ class ExportMessage(BaseModel):
 
     The reindex packs buckets into a message, in bucket order, up to
     `EXPORT_MESSAGE_ITEMS` pending items (`pack_messages`), so one export fills each
-    request across buckets. What is sent is still read from the state at send time:
-    the message only names the buckets. An export that runs out of time hands the
-    buckets it did not finish back to the queue as a new message (`handbacks` + 1),
-    with the counts of what it already did in them (`carried`), so each bucket's part
-    result counts every outcome once.
+    request across buckets. A bucket that does not fit is cut by key (`slices`): the
+    first keys go with this message, the rest with the next, so every message but a
+    feed's last carries exactly the capacity, and with a capacity that is a multiple
+    of the batch size no message but the last ends with a partial request. What is
+    sent is still read from the state at send time: the message only names the
+    buckets (and the key ranges of the cut ones). An export that runs out of time
+    hands the buckets it did not finish back to the queue as a new message
+    (`handbacks` + 1), with the counts of what it already did in them (`carried`), so
+    each bucket's part result counts every outcome once.
 
     A message of the earlier format (`bucket` and `part_key`: one bucket) still reads,
     as `buckets=[bucket]`."""
@@ -79,6 +84,7 @@ class ExportMessage(BaseModel):
     manifest_key: str
     carried: dict[int, dict[str, int]] = Field(default_factory=dict)
     handbacks: int = 0
+    slices: dict[int, KeyRange] = Field(default_factory=dict)  # bucket -> its keys here
 
     @model_validator(mode="before")
     @classmethod
@@ -89,7 +95,10 @@ class ExportMessage(BaseModel):
 
     def describe(self) -> str:
         """`feed/run buckets 0-3,7` for logs and errors."""
-        return f"{self.feed}/{self.run_id} bucket(s) {bucket_ranges(self.buckets)}"
+        cut = "".join(f", {b}.{r.index}" for b, r in sorted(self.slices.items()))
+        return f"{self.feed}/{self.run_id} bucket(s) {bucket_ranges(self.buckets)}" + (
+            f" (slices{cut[1:]})" if cut else ""
+        )
 
 
 def bucket_ranges(buckets: list[int]) -> str:
@@ -103,27 +112,82 @@ def bucket_ranges(buckets: list[int]) -> str:
     return ",".join(out)
 
 
+# The keys at which to cut a bucket: (bucket, positions in its pending items in key
+# order) -> the key at each position (fewer when the bucket has fewer pending now).
+SplitKeys = Callable[[int, list[int]], list[str]]
+
+
 def pack_messages(
-    feed: str, run_id: str, mkey: str, pending: dict[int, int], capacity: int
+    feed: str,
+    run_id: str,
+    mkey: str,
+    pending: dict[int, int],
+    capacity: int,
+    split: SplitKeys | None = None,
 ) -> list[ExportMessage]:
     """The messages of a run: its buckets with items to send, in bucket order, each
-    message up to `capacity` pending items (a bucket is never split: one larger than
-    the capacity goes alone). `pending`: bucket -> items to send."""
-    messages: list[ExportMessage] = []
-    current: list[int] = []
+    message up to `capacity` pending items. `pending`: bucket -> items to send. With
+    `split`, a bucket that does not fit is cut by key at the capacity (the rest goes
+    on in the next message), so each message but the last has exactly `capacity`;
+    without, a bucket is never cut (one larger than the capacity goes alone)."""
+    # the plan: per message, (bucket, first position, end position or None: to the end)
+    plan: list[list[tuple[int, int, int | None]]] = [[]]
     items = 0
     for bucket in sorted(pending):
         n = max(pending[bucket], 1)  # a bucket queued for a stuck item counts
-        if current and items + n > capacity:
+        start = 0
+        if split is not None:
+            while n - start > capacity - items:
+                if items == capacity:  # full: on in the next message
+                    plan.append([])
+                    items = 0
+                    continue
+                cut = start + capacity - items
+                plan[-1].append((bucket, start, cut))
+                plan.append([])
+                items, start = 0, cut
+        elif plan[-1] and items + n > capacity:
+            plan.append([])
+            items = 0
+        if start < n:
+            plan[-1].append((bucket, start, None))
+            items += n - start
+    if not plan[-1]:
+        plan.pop()
+    cuts: dict[int, list[int]] = {}
+    for entries in plan:
+        for bucket, _, end in entries:
+            if end is not None:
+                cuts.setdefault(bucket, []).append(end)
+    keys = {b: split(b, at) for b, at in cuts.items()} if split is not None else {}
+    messages: list[ExportMessage] = []
+    index: dict[int, int] = {}
+    for entries in plan:
+        buckets, slices = [], {}
+        for bucket, _, _ in entries:
+            if bucket not in keys:
+                buckets.append(bucket)
+                continue
+            i = index[bucket] = index.get(bucket, -1) + 1
+            bounds = keys[bucket]
+            if i > len(bounds):
+                continue  # fewer pending now than when diffed: nothing left to cut
+            low = bounds[i - 1] if i else None
+            high = bounds[i] if i < len(bounds) else None
+            buckets.append(bucket)
+            slices[bucket] = KeyRange(index=i, low=low, high=high)
+        if buckets:
             messages.append(
-                ExportMessage(feed=feed, run_id=run_id, buckets=current, manifest_key=mkey)
+                ExportMessage(
+                    feed=feed, run_id=run_id, buckets=buckets, manifest_key=mkey, slices=slices
+                )
             )
-            current, items = [], 0
-        current.append(bucket)
-        items += n
-    if current:
-        messages.append(ExportMessage(feed=feed, run_id=run_id, buckets=current, manifest_key=mkey))
     return messages
+
+
+def export_units(messages: Sequence[ExportMessage]) -> int:
+    """The part results the messages will write: one per bucket or slice."""
+    return sum(len(m.buckets) for m in messages)
 
 
 def manifest_key(feed: str, run_id: str) -> str:
