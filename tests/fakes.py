@@ -105,6 +105,7 @@ class MemoryState:
         *,
         parts: Sequence[PartResult] = (),
         drop: Sequence[str] = (),
+        deltas: dict[int, Any] | None = None,  # counts deltas: no counts kept here
     ) -> list[str]:
         self.seq += 1
         keys = []

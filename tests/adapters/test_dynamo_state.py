@@ -18,7 +18,15 @@ from catalog_sync.errors import (
     LeaseHeldError,
 )
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
-from catalog_sync.sync.state import ItemState, PartRef, Recorded, StateBucket, Status
+from catalog_sync.sync.state import (
+    CountsDelta,
+    ItemState,
+    PartRef,
+    Recorded,
+    StateBucket,
+    Status,
+    apply_outcomes,
+)
 from devstack.localaws import LocalAws
 
 NOW = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
@@ -443,3 +451,36 @@ def test_dynamo_state_journal_part_results_and_folded_entries_go_in_one_batch(
     assert _journal_keys(aws, "products") == keys  # the folded entry gone, the new one in
     assert [p.bucket for p in state.list_part_results("products", "r9")] == list(range(30))
     assert state.read_buckets("products", [4])[0].records["sku-4-3"].status is Status.SENT
+
+
+def test_dynamo_state_counts_add_the_journal_s_deltas_on_the_version_stored(
+    aws: LocalAws,
+) -> None:
+    """A journal entry's counts delta counts while the bucket version it was worked
+    out on is the one stored and the entry is not folded: never twice, never on a
+    bucket rewritten since (whose counts are its own)."""
+    state = aws.state()
+    state.write_bucket(bucket_with("products", 1, 9))  # version 1; 0, 3, 6 pending
+    [view] = state.read_buckets("products", [1])
+    before = view.counts()
+    sent = {
+        k: Recorded(view.records[k].hash, view.records[k].deleted, "sent")
+        for k in ("sku-1-3", "sku-1-6")
+    }
+    apply_outcomes(view, sent)
+    delta = CountsDelta.between(view.version, before, view.counts())
+    assert delta.counts == {"pending": -2, "sent": 2}
+
+    [key] = state.record_outcomes("products", {1: sent}, deltas={1: delta})
+
+    counts = state.read_counts("products", [1])[1].counts
+    assert counts == view.counts() and counts["pending"] == 1  # the entry's delta added
+    [again] = state.read_buckets("products", [1])
+    assert again.counts() == counts  # as the records, with the entry applied, say
+    stale = CountsDelta(0, {"pending": -1, "sent": 1})  # worked out on an older version
+    state.record_outcomes("products", {1: {"sku-1-0": sent["sku-1-3"]}}, deltas={1: stale})
+    assert state.read_counts("products", [1])[1].counts == counts  # not added
+
+    state.write_bucket(again)  # folds the entries: the stored counts hold them now
+    assert state.read_counts("products", [1])[1].counts == again.counts() == counts
+    assert key not in _journal_keys(aws, "products")

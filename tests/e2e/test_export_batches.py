@@ -178,6 +178,58 @@ def test_export_journals_a_bucket_s_outcomes_and_a_crash_resends_at_most_one_req
     assert _journal(state, "products") == []  # and cleaned up
 
 
+def test_an_hourly_export_journals_its_few_outcomes_instead_of_rewriting_buckets(
+    make_stack, tmp_path: Path
+) -> None:
+    """A few items sent out of large buckets: the export writes small journal entries
+    with their counts deltas, not the buckets' whole state; the status counts read
+    beside the buckets are right at once, the records too, and the next write of a
+    bucket folds its entries in."""
+    v1, _ = _catalogs(tmp_path)
+    v2, v3 = tmp_path / "v2-small.csv", tmp_path / "v3-small.csv"
+    synth.edit(v1, v2, change_prices=0, remove=2, add=3, seed=8, only_standalone=True)
+    synth.edit(v2, v3, change_prices=0, remove=1, add=2, seed=9, only_standalone=True)
+    catalog = tmp_path / "catalog.csv"
+    shutil.copy(v1, catalog)
+    s = make_stack(catalog, STATE_BUCKETS="2", SAAS_MAX_ITEMS=str(BATCH), FEEDS="products")
+    s.sync()
+    state = s.runner.app.state
+    shutil.copy(v2, catalog)
+    plan = install_crashes(s.runner.app, CrashPlan())  # counts the bucket writes
+
+    result = s.runner.reindex({"action": "sync"})
+    writes = plan.calls.get("state", 0)
+    s.runner.drain()
+
+    assert 0 < _changed(result["runs"][0]) < 20
+    assert plan.calls.get("state", 0) == writes  # the export rewrote no bucket
+    assert _journal(state, "products")  # its outcomes are in the journal
+    records = state_records(s.runner.app, "products")
+    assert {r.status.value for r in records.values()} == {"sent"}
+    counts = state.read_counts("products", [0, 1])
+    for number, bucket in zip((0, 1), state.read_buckets("products", [0, 1]), strict=True):
+        assert counts[number].counts == bucket.counts()  # the deltas added, as the records
+        assert counts[number].counts["pending"] == 0
+    assert s.receiver.stats()["items"]["duplicate"] == 0
+    assert len(s.held("products")) == sum(not r.deleted for r in records.values())
+
+    entries = set(_journal(state, "products"))
+    versions = {b.bucket: b.version for b in state.read_buckets("products", [0, 1])}
+    shutil.copy(v3, catalog)
+    s.runner.reindex({"action": "sync"})  # its diff writes the buckets it changes
+    rewritten = {
+        b.bucket for b in state.read_buckets("products", [0, 1]) if b.version != versions[b.bucket]
+    }
+    assert rewritten  # and folds their entries in: gone; the others' stay
+    left = entries & set(_journal(state, "products"))
+    assert {int(e[:4]) for e in left} == {int(e[:4]) for e in entries} - rewritten
+    s.runner.drain()
+    again = state.read_counts("products", [0, 1])
+    for number, bucket in zip((0, 1), state.read_buckets("products", [0, 1]), strict=True):
+        assert again[number].counts == bucket.counts()
+    assert {r.status.value for r in state_records(s.runner.app, "products").values()} == {"sent"}
+
+
 def test_export_with_its_time_used_up_hands_the_rest_back_and_sends_nothing_twice(
     make_stack, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
-from catalog_sync.sync.state import Recorded, StateBucket
+from catalog_sync.sync.state import CountsDelta, Recorded, StateBucket
 
 Clock = Callable[[], datetime]
 IdGenerator = Callable[[], str]
@@ -168,10 +168,12 @@ class FeedState(Protocol):
         *,
         parts: Sequence[PartResult] = (),
         drop: Sequence[str] = (),
+        deltas: dict[int, CountsDelta] | None = None,
     ) -> list[str]:
         """Journal one request's outcomes, an entry per bucket (keys in bucket order;
         `read_buckets` applies an entry until a write of its bucket folds it in), with
-        part results to store and folded entries to delete, in one batch."""
+        part results to store and folded entries to delete, in one batch. `deltas`:
+        what an entry changes in its bucket's status counts (see `CountsDelta`)."""
         ...
 
     def read_meta(self, feed: str) -> FeedMeta | None: ...

@@ -8,7 +8,9 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
   `folded` (SS, the outcome journal entries its data already holds).
 - outcome journal entry: pk=`outcomes#{feed}`, sk=`{bucket:04d}#{time}-{token}`; `data`
   (B, zlib of `state.encode_outcomes`): one export request's outcomes for one bucket
-  (`record_outcomes`). `read_buckets` applies the entries not `folded` yet, in key
+  (`record_outcomes`); `counts` (M) and `base` (N): what they change in the bucket's
+  status counts, on the bucket's version `base` (`read_counts` adds them while that is
+  the version stored). `read_buckets` applies the entries not `folded` yet, in key
   order; the bucket's next write folds them and then deletes them.
 - feed meta: pk=`feed#{feed}`, sk=`meta`, `doc` (FeedMeta JSON).
 - run: pk=`feed#{feed}`, sk=`run#{run_id}`, `doc` (RunRecord JSON).
@@ -44,6 +46,7 @@ from catalog_sync.ports import BlobStore
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.state import (
     BucketCounts,
+    CountsDelta,
     FailingIndex,
     Recorded,
     StateBucket,
@@ -63,7 +66,10 @@ LEASE_KEEP_SECONDS = 86_400
 
 
 _BUCKET_PROJECTION = ("pk, #d, #v, overflow, folded", {"#d": "data", "#v": "version"})
-_COUNTS_PROJECTION = ("pk, #c, #i, updated_at", {"#c": "counts", "#i": "items"})
+_COUNTS_PROJECTION = (
+    "pk, #c, #i, updated_at, folded, #v",
+    {"#c": "counts", "#i": "items", "#v": "version"},
+)
 _FAILING_PROJECTION: tuple[str, dict[str, str]] = ("pk, failing", {})
 
 
@@ -158,17 +164,24 @@ class DynamoFeedState:
         *,
         parts: Sequence[PartResult] = (),
         drop: Sequence[str] = (),
+        deltas: dict[int, CountsDelta] | None = None,
     ) -> list[str]:
         """One journal entry per bucket with one request's outcomes, the part results of
         the buckets it finished and the deletion of journal entries already folded
         (`drop`), in one batch write (or a few: 25 items a call); the new entries' keys,
-        in bucket order. Readers of a bucket apply its entries until a write folds them."""
+        in bucket order. Readers of a bucket apply its entries until a write folds them.
+        `deltas`: per bucket, what the outcomes change in its status counts and the
+        bucket version they were worked out on (`read_counts` adds them)."""
         stamp = f"{time.time_ns() // 1000:016d}-{uuid.uuid4().hex[:8]}"
         keys, requests = [], []
         for number in sorted(outcomes):
             sk = f"{number:04d}#{stamp}"
             data = zlib.compress(encode_outcomes(outcomes[number]), 1)
             item = {"pk": {"S": journal_pk(feed)}, "sk": {"S": sk}, "data": {"B": data}}
+            delta = (deltas or {}).get(number)
+            if delta is not None:
+                item["base"] = {"N": str(delta.base)}
+                item["counts"] = {"M": {k: {"N": str(v)} for k, v in delta.counts.items()}}
             requests.append({"PutRequest": {"Item": item}})
             keys.append(sk)
         requests += [{"PutRequest": {"Item": self._part_item(p)}} for p in parts]
@@ -232,17 +245,56 @@ class DynamoFeedState:
 
     def read_counts(self, feed: str, buckets: Sequence[int]) -> dict[int, BucketCounts]:
         """Status counts of buckets, without their records: the `counts` and `items`
-        written with each bucket (one small read per bucket, whatever its size).
-        Buckets never written are left out."""
-        return {
-            number: BucketCounts(
+        written with each bucket (one small read per bucket, whatever its size), plus
+        what the journal entries not folded yet change, where they were worked out on
+        the version stored (one query for the lot). Buckets never written are left out."""
+        out: dict[int, BucketCounts] = {}
+        versions: dict[int, tuple[int, set[str]]] = {}
+        for number, item in self._bucket_items(feed, buckets, _COUNTS_PROJECTION):
+            out[number] = BucketCounts(
                 bucket=number,
                 items=int(item.get("items", {}).get("N", 0)),
                 counts={k: int(v["N"]) for k, v in item.get("counts", {}).get("M", {}).items()},
                 updated_at=item.get("updated_at", {}).get("S", ""),
             )
-            for number, item in self._bucket_items(feed, buckets, _COUNTS_PROJECTION)
+            folded = set(item.get("folded", {}).get("SS", ()))
+            versions[number] = (int(item.get("version", {}).get("N", 0)), folded)
+        if out:
+            for number, sk, base, delta in self._journal_counts(feed, min(out), max(out)):
+                version, folded = versions.get(number, (-1, set()))
+                if number in out and base == version and sk not in folded:
+                    counts = out[number].counts
+                    for k, v in delta.items():
+                        counts[k] = counts.get(k, 0) + v
+        return out
+
+    def _journal_counts(
+        self, feed: str, low: int, high: int
+    ) -> Iterator[tuple[int, str, int, dict[str, int]]]:
+        """(bucket, key, base version, counts delta) of the journal entries of buckets
+        low..high that carry a delta."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": journal_pk(feed)},
+                ":low": {"S": f"{low:04d}#"},
+                ":high": {"S": f"{high:04d}$"},
+            },
+            "ProjectionExpression": "sk, #b, #c",
+            "ExpressionAttributeNames": {"#b": "base", "#c": "counts"},
+            "ConsistentRead": True,
         }
+        while True:
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                if "counts" not in item:
+                    continue
+                sk = item["sk"]["S"]
+                delta = {k: int(v["N"]) for k, v in item["counts"]["M"].items()}
+                yield int(sk[:4]), sk, int(item["base"]["N"]), delta
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def read_failing(self, feed: str, buckets: Sequence[int]) -> dict[int, FailingIndex]:
         """The failing items of buckets, from the index written with each bucket

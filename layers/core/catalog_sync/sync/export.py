@@ -54,7 +54,14 @@ from catalog_sync.ports import (
 )
 from catalog_sync.sync.runs import FINISHED, PartResult
 from catalog_sync.sync.snapshot import ExportMessage, read_wanted_items
-from catalog_sync.sync.state import ItemState, Recorded, StateBucket, apply_outcomes
+from catalog_sync.sync.state import (
+    CountsDelta,
+    ItemState,
+    Recorded,
+    StateBucket,
+    Status,
+    apply_outcomes,
+)
 
 log = get_logger(__name__)
 
@@ -64,6 +71,11 @@ STATE_READ_CHUNK = 8  # bucket states read at a time
 # Bucket states kept in memory while their items are out, up to this many records in
 # all (about 25 MB; at 100k products a 1%-changed request spans ~20 buckets of 4,700)
 HELD_RECORDS = 50_000
+# A finished bucket's last outcomes stay in the journal (no rewrite of its state) while
+# this call journals at most 1/LIGHT_SHARE of its records and it has fewer than
+# LIGHT_ENTRIES entries: an hourly sync's export writes small entries, not every bucket
+LIGHT_SHARE = 8
+LIGHT_ENTRIES = 16
 # Bucket states past HELD_RECORDS are stowed compressed instead (a few hundred kB per
 # 10,000 records), up to this many bytes in all, so recording a request's outcomes
 # does not read them again (a 1%-changed request at 500k products spans ~9 buckets)
@@ -203,7 +215,10 @@ class _Export:
         self.stowed_bytes = 0
         self.listed: set[int] = set()
         self.done: set[int] = set()
-        self.unfolded: set[int] = set()  # buckets with outcomes only in the journal
+        # buckets with outcomes only in the journal that their counts or failing index
+        # do not show yet: written (folded) when they finish
+        self.must_fold: set[int] = set()
+        self.journaled: dict[int, int] = {}  # outcomes journaled per bucket by this call
         self.unwritten: list[PartResult] = []  # part results to write (in one batch)
         self.to_drop: list[str] = []  # journal entries folded by our writes, to delete
 
@@ -299,10 +314,13 @@ class _Export:
     # -- recording ------------------------------------------------------------------------
 
     def _record(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
-        """Record one request's outcomes before the next request: a bucket this
-        request finishes is written with them (and the journal entries of its earlier
-        requests folded in); a bucket with items still to come gets a small journal
-        entry instead of a rewrite of its whole state (all such in one batch write)."""
+        """Record one request's outcomes before the next request. A bucket with items
+        still to come gets a small journal entry instead of a rewrite of its whole
+        state; so does a bucket this request finishes when its outcomes are few and all
+        sent, none of them for a failing item (`_light`): the entry carries what it
+        changes in the bucket's counts, and the bucket's next write folds it in. Any
+        other bucket this request finishes is written with them (its earlier entries
+        folded in). All entries and part results go in one batch write."""
         by_bucket: dict[int, dict[str, Recorded]] = {}
         for item, outcome in zip(batch, outcomes, strict=True):
             b = self.bucket_of.pop(item.key)
@@ -313,9 +331,11 @@ class _Export:
             for b, res in by_bucket.items()
             if b in self.listed and self.outstanding[b] == len(res)
         }
-        for b in sorted(ending):
+        light = {b for b in ending if self._light(b, by_bucket[b])}
+        for b in sorted(ending - light):
             self._write(b, by_bucket[b])
-        journal = {b: res for b, res in by_bucket.items() if b not in ending}
+        journal = {b: res for b, res in by_bucket.items() if b not in ending or b in light}
+        deltas = self._apply_held(journal, light)
         for b, results in sorted(by_bucket.items()):
             counts = self.counts[b]
             for key, sent in results.items():
@@ -325,7 +345,44 @@ class _Export:
                     self._failure(b, key, sent.reason or "")
             self.outstanding[b] -= len(results)
             self._maybe_finish(b)
-        self._write_parts(journal)
+        self._write_parts(journal, deltas)
+
+    def _light(self, b: int, results: dict[str, Recorded]) -> bool:
+        """Whether a finished bucket's last outcomes may stay in the journal: its view
+        is held (the counts delta is worked out on it), every outcome is `sent` for an
+        item that was pending (the failing index stays right), and the outcomes this
+        call journals for it are few beside its records (a reader applies them until
+        the bucket's next write)."""
+        view = self.held.get(b)
+        if view is None or b in self.must_fold or len(view.journal) >= LIGHT_ENTRIES:
+            return False
+        if self.journaled.get(b, 0) + len(results) > view.size // LIGHT_SHARE:
+            return False
+        for key, sent in results.items():
+            rec = view.get(key)
+            if sent.status != "sent" or (rec is not None and rec.status is not Status.PENDING):
+                return False
+        return True
+
+    def _apply_held(
+        self, journal: dict[int, dict[str, Recorded]], light: set[int]
+    ) -> dict[int, CountsDelta]:
+        """Apply the journaled outcomes to the held views (the views go on holding what
+        is recorded) and work out what they change in each bucket's counts. A bucket
+        whose entry may leave its counts or failing index wrong is folded when it
+        finishes (`must_fold`)."""
+        deltas: dict[int, CountsDelta] = {}
+        for b, results in journal.items():
+            held = self.held.get(b)
+            if held is None or (b not in light and not self._light(b, results)):
+                self.must_fold.add(b)  # a stowed view gets them when it is taken out
+            self.journaled[b] = self.journaled.get(b, 0) + len(results)
+            if held is None:
+                continue
+            before = held.counts()
+            apply_outcomes(held, results)
+            deltas[b] = CountsDelta.between(held.version, before, held.counts())
+        return deltas
 
     def _write(self, b: int, results: dict[str, Recorded]) -> None:
         """Write a bucket with `results` applied (its journal entries folded in; they
@@ -333,7 +390,7 @@ class _Export:
         held = self.held.get(b)
         view = held if held is not None else self._unstow(b)
         written = _write_outcomes(self.deps, self.spec.name, b, results, view)
-        self.unfolded.discard(b)
+        self.must_fold.discard(b)
         self.to_drop += written.journal  # deleted with the next batch (marked folded)
         if held is not None:  # the state as written (re-read after a conflict)
             self.held[b] = written
@@ -342,7 +399,7 @@ class _Export:
     def _fold_rest(self) -> None:
         """Fold the journal of the buckets this call leaves unfinished (handed back,
         or an auth error), so their counts and failing index are right."""
-        for b in sorted(self.unfolded):
+        for b in sorted(self.must_fold - self.done):
             self._write(b, {})
 
     def _hold(self, bucket: StateBucket) -> None:
@@ -382,7 +439,7 @@ class _Export:
     def _maybe_finish(self, b: int) -> None:
         if b not in self.listed or self.outstanding[b]:
             return
-        if b in self.unfolded:  # its last request was recorded before it was listed
+        if b in self.must_fold:  # its counts or failing index do not show its journal yet
             self._write(b, {})
         gone = self.held.pop(b, None)
         if gone is not None:
@@ -408,9 +465,14 @@ class _Export:
         self.unwritten.append(part)
         self.result.parts.append(part)
 
-    def _write_parts(self, journal: dict[int, dict[str, Recorded]] | None = None) -> None:
-        """One batch write: a request's journal entries (the buckets it does not
-        finish), the part results of the buckets finished, the folded entries' deletion."""
+    def _write_parts(
+        self,
+        journal: dict[int, dict[str, Recorded]] | None = None,
+        deltas: dict[int, CountsDelta] | None = None,
+    ) -> None:
+        """One batch write: a request's journal entries (with what they change in
+        their buckets' counts), the part results of the buckets finished, the folded
+        entries' deletion."""
         if not (journal or self.unwritten or self.to_drop):
             return
         keys = self.deps.state.record_outcomes(
@@ -418,16 +480,15 @@ class _Export:
             journal or {},
             parts=self.unwritten,
             drop=list(dict.fromkeys(self.to_drop)),
+            deltas=deltas,
         )
         self.unwritten, self.to_drop = [], []
         for b, key in zip(sorted(journal or {}), keys, strict=True):
             held = self.held.get(b)
-            if held is not None:  # the view goes on holding what is recorded
-                apply_outcomes(held, (journal or {})[b])
+            if held is not None:  # already applied (`_apply_held`): holds the entry now
                 held.journal.append(key)
             elif b in self.stowed:  # applied when it is taken out
                 self.stowed[b].later.append((key, (journal or {})[b]))
-            self.unfolded.add(b)
 
     def _paced(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
         """The sink's budget is out: what it sent is recorded; what it kept back stays

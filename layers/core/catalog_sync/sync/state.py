@@ -414,6 +414,21 @@ class FailingIndex:
         return cls(bucket, items, complete=bool(doc["complete"]))
 
 
+@dataclass(frozen=True, slots=True)
+class CountsDelta:
+    """What a journal entry's outcomes change in its bucket's status counts, worked
+    out on the bucket's version `base` (a reader adds it while that version stands)."""
+
+    base: int
+    counts: dict[str, int]
+
+    @classmethod
+    def between(cls, base: int, before: dict[str, int], after: dict[str, int]) -> CountsDelta:
+        return cls(
+            base, {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+        )
+
+
 @dataclass(slots=True)
 class BucketCounts:
     """What `StateBucket.counts()` gave when the bucket was last written, stored
