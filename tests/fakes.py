@@ -71,6 +71,9 @@ class MemoryState:
         self.folded: set[str] = set()  # written into their bucket, not deleted yet
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
+        return self._read(feed, buckets)
+
+    def _read(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
         out = []
         for b in buckets:
             version, data = self.buckets.get((feed, b), (0, b""))
@@ -82,7 +85,21 @@ class MemoryState:
             out.append(bucket)
         return out
 
+    def read_waiting(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
+        """Partial views of the waiting records, as the DynamoDB state gives them."""
+        out = []
+        for bucket in self._read(feed, buckets):
+            data = bucket.encode_waiting()
+            view = StateBucket.decode_waiting(
+                feed, bucket.bucket, bucket.version, bucket.size, data
+            )
+            view.journal = bucket.journal
+            out.append(view)
+        return out
+
     def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
+        if bucket.whole is not None:
+            raise AssertionError("a partial view was written")
         version, _ = self.buckets.get((bucket.feed, bucket.bucket), (0, b""))
         if version != bucket.version:
             raise ConflictError(f"{bucket.feed}/{bucket.bucket}")

@@ -484,3 +484,35 @@ def test_dynamo_state_counts_add_the_journal_s_deltas_on_the_version_stored(
     state.write_bucket(again)  # folds the entries: the stored counts hold them now
     assert state.read_counts("products", [1])[1].counts == again.counts() == counts
     assert key not in _journal_keys(aws, "products")
+
+
+def test_dynamo_state_keeps_an_index_of_the_waiting_records_for_the_export(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`read_waiting` gives a partial view of the records waiting to be sent (from
+    the index written beside the bucket, journal applied) where there are few, the
+    whole bucket where there are many; a partial view is never written."""
+    from catalog_sync.aws import dynamodb
+
+    state = aws.state(overflow=aws.blobs())
+    few, many = bucket_with("products", 1, 30), bucket_with("products", 2, 30)
+    for rec in many.records.values():
+        rec.status = Status.PENDING
+    monkeypatch.setattr(dynamodb, "WAITING_INDEX_CAP", 12)  # few: 10 pending; many: 30
+    state.write_bucket(few)
+    state.write_bucket(many)
+    waiting = few.pending()
+    key = next(iter(waiting))
+    state.record_outcomes("products", {1: {key: Recorded(waiting[key].hash, False, "sent")}})
+
+    partial, whole = state.read_waiting("products", [1, 2])
+
+    assert (partial.whole, partial.total, partial.version) == (30, 30, 1)
+    assert partial.part == few.part
+    assert sorted(partial.records) == sorted(waiting)  # the waiting records only
+    assert partial.records[key].status is Status.SENT  # the journal applied
+    assert partial.pending() == {k: r for k, r in waiting.items() if k != key}
+    assert partial.journal == _journal_keys(aws, "products")
+    assert whole.whole is None and whole.records == many.records  # too many: all read
+    with pytest.raises(CatalogSyncError, match="partial view"):
+        state.write_bucket(partial)

@@ -181,8 +181,9 @@ def test_export_journals_a_bucket_s_outcomes_and_a_crash_resends_at_most_one_req
 def test_an_hourly_export_journals_its_few_outcomes_instead_of_rewriting_buckets(
     make_stack, tmp_path: Path
 ) -> None:
-    """A few items sent out of large buckets: the export writes small journal entries
-    with their counts deltas, not the buckets' whole state; the status counts read
+    """A few items sent out of large buckets: the export reads the index of the
+    waiting records, not the buckets' whole state, and writes small journal entries
+    with their counts deltas, not the whole state either; the status counts read
     beside the buckets are right at once, the records too, and the next write of a
     bucket folds its entries in."""
     v1, _ = _catalogs(tmp_path)
@@ -199,10 +200,17 @@ def test_an_hourly_export_journals_its_few_outcomes_instead_of_rewriting_buckets
 
     result = s.runner.reindex({"action": "sync"})
     writes = plan.calls.get("state", 0)
+    whole_reads: list[list[int]] = []
+    real_read = state.read_buckets
+    state.read_buckets = lambda feed, numbers: (
+        whole_reads.append(list(numbers)) or real_read(feed, numbers)
+    )
     s.runner.drain()
+    del state.read_buckets
 
     assert 0 < _changed(result["runs"][0]) < 20
     assert plan.calls.get("state", 0) == writes  # the export rewrote no bucket
+    assert whole_reads == []  # nor read one: the index of the waiting records did
     assert _journal(state, "products")  # its outcomes are in the journal
     records = state_records(s.runner.app, "products")
     assert {r.status.value for r in records.values()} == {"sent"}

@@ -264,9 +264,36 @@ def test_export_reads_each_bucket_state_once_when_nothing_conflicts():
         return read(feed, buckets)
 
     w.state.read_buckets = counting  # type: ignore[method-assign]
+    w.state.read_waiting = counting  # type: ignore[method-assign]  # no index: whole views
     export(w, messages[0])
     assert sorted(reads) == messages[0].buckets  # outcomes go to the state as read
     assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}
+
+
+def test_export_reads_the_waiting_records_and_a_whole_bucket_only_to_write_it():
+    """With an index of the waiting records (the fake keeps one for every bucket), the
+    export reads that; a bucket it must write (small buckets: every one here) is read
+    whole once, for the write, and the end state is the whole views' one."""
+    w, messages = world(Batching(size=6))
+    waiting, whole = [], []
+    read_waiting, read_buckets = w.state.read_waiting, w.state.read_buckets
+
+    def counting_waiting(feed, buckets):
+        waiting.extend(buckets)
+        return read_waiting(feed, buckets)
+
+    def counting_whole(feed, buckets):
+        whole.extend(buckets)
+        return read_buckets(feed, buckets)
+
+    w.state.read_waiting = counting_waiting  # type: ignore[method-assign]
+    w.state.read_buckets = counting_whole  # type: ignore[method-assign]
+    export(w, messages[0])
+    w.state.read_buckets = read_buckets  # type: ignore[method-assign]
+    assert sorted(waiting) == sorted(whole) == messages[0].buckets  # each once, of each kind
+    assert {r.status for r in w.state.all_records("toy").values()} == {Status.SENT}
+    parts = w.state.list_part_results("toy", messages[0].run_id)
+    assert sum(p.counts["sent"] for p in parts) == ITEMS
 
 
 def _reads_and_end_state(monkeypatch, held_records: int, stowed_bytes: int):
@@ -281,6 +308,7 @@ def _reads_and_end_state(monkeypatch, held_records: int, stowed_bytes: int):
         return read(feed, buckets)
 
     w.state.read_buckets = counting  # type: ignore[method-assign]
+    w.state.read_waiting = counting  # type: ignore[method-assign]  # no index: whole views
     export(w, messages[0])
     w.state.read_buckets = read  # type: ignore[method-assign]
     buckets = w.state.read_buckets("toy", messages[0].buckets)

@@ -156,6 +156,12 @@ class FeedState(Protocol):
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]: ...
 
+    def read_waiting(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
+        """The buckets for the export: where the state keeps an index of a bucket's
+        records waiting to be sent, a partial view of those (`StateBucket.whole`, never
+        written), else the whole bucket; journal applied."""
+        ...
+
     def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
         """Also marks the journal entries in `bucket.journal` folded; they are deleted
         then, or left in `bucket.journal` for the caller to drop (`drop_folded=False`)."""

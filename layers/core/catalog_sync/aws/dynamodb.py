@@ -5,7 +5,9 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
 - state bucket: pk=`state#{feed}#{bucket:04d}`, sk=`bucket`; `data` (B, zlib of
   `StateBucket.encode()`) or `overflow` (S, the blob key holding that data when it
   is too large for an item), `version` (N), `counts` (M), `items` (N), `updated_at`,
-  `folded` (SS, the outcome journal entries its data already holds).
+  `folded` (SS, the outcome journal entries its data already holds), `failing` (B, the
+  failing index), `waiting` (B, zlib of `StateBucket.encode_waiting()`: the records
+  waiting to be sent and the part, when there are at most `WAITING_INDEX_CAP`).
 - outcome journal entry: pk=`outcomes#{feed}`, sk=`{bucket:04d}#{time}-{token}`; `data`
   (B, zlib of `state.encode_outcomes`): one export request's outcomes for one bucket
   (`record_outcomes`); `counts` (M) and `base` (N): what they change in the bucket's
@@ -71,6 +73,13 @@ _COUNTS_PROJECTION = (
     {"#c": "counts", "#i": "items", "#v": "version"},
 )
 _FAILING_PROJECTION: tuple[str, dict[str, str]] = ("pk, failing", {})
+_WAITING_PROJECTION = (
+    "pk, waiting, #v, #i, folded",
+    {"#v": "version", "#i": "items"},
+)
+# A bucket with at most this many records waiting to be sent keeps an index of them
+# beside it (`read_waiting`): the export of an hourly sync reads those, not the bucket
+WAITING_INDEX_CAP = 2_000
 
 
 def bucket_pk(feed: str, bucket: int) -> str:
@@ -134,6 +143,38 @@ class DynamoFeedState:
     # --- state buckets --------------------------------------------------------
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
+        found = self._items_of(feed, buckets, _BUCKET_PROJECTION)
+        out = [self._decode_bucket(feed, b, found.get(bucket_pk(feed, b))) for b in buckets]
+        self._apply_journal(feed, out, found)
+        return out
+
+    def read_waiting(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
+        """The buckets as the export needs them: a partial view (`StateBucket.whole`) of
+        the records waiting to be sent, from the index written beside each bucket (a
+        few kB where the whole state is hundreds), or the whole bucket where it has no
+        index (too many waiting, or written before there was one). The journal applied,
+        as `read_buckets` applies it."""
+        found = self._items_of(feed, buckets, _WAITING_PROJECTION)
+        out: list[StateBucket | None] = []
+        whole: list[int] = []
+        for b in buckets:
+            item = found.get(bucket_pk(feed, b))
+            if item is None or "waiting" not in item:
+                out.append(None)
+                whole.append(b)
+                continue
+            version, size = int(item["version"]["N"]), int(item["items"]["N"])
+            data = zlib.decompress(item["waiting"]["B"])
+            out.append(StateBucket.decode_waiting(feed, b, version, size, data))
+        partial = [v for v in out if v is not None]
+        self._apply_journal(feed, partial, found)
+        rest = iter(self.read_buckets(feed, whole) if whole else [])
+        return [v if v is not None else next(rest) for v in out]
+
+    def _items_of(
+        self, feed: str, buckets: Sequence[int], projection: tuple[str, dict[str, str]]
+    ) -> dict[str, dict[str, Any]]:
+        """The stored items of buckets (by pk), the attributes of `projection`."""
         wanted = list(dict.fromkeys(buckets))
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
@@ -141,19 +182,26 @@ class DynamoFeedState:
                 {"pk": {"S": bucket_pk(feed, b)}, "sk": {"S": "bucket"}}
                 for b in wanted[start : start + BATCH_GET_LIMIT]
             ]
-            for item in self._batch_get(keys):
+            for item in self._batch_get(keys, projection=projection):
                 found[item["pk"]["S"]] = item
-        out = [self._decode_bucket(feed, b, found.get(bucket_pk(feed, b))) for b in buckets]
-        if out:
-            journal = self._read_journal(feed, min(wanted), max(wanted))
-            for bucket in out:
-                item = found.get(bucket_pk(feed, bucket.bucket)) or {}
-                folded = set(item.get("folded", {}).get("SS", ()))
-                for sk, data in journal.get(bucket.bucket, ()):
-                    if sk not in folded:
-                        apply_outcomes(bucket, decode_outcomes(zlib.decompress(data)))
-                    bucket.journal.append(sk)
-        return out
+        return found
+
+    def _apply_journal(
+        self, feed: str, views: list[StateBucket], found: dict[str, dict[str, Any]]
+    ) -> None:
+        """Apply to each view the journal entries its stored item has not folded yet
+        (in key order), and list every entry of its bucket in its `journal`."""
+        if not views:
+            return
+        numbers = [v.bucket for v in views]
+        journal = self._read_journal(feed, min(numbers), max(numbers))
+        for bucket in views:
+            item = found.get(bucket_pk(feed, bucket.bucket)) or {}
+            folded = set(item.get("folded", {}).get("SS", ()))
+            for sk, data in journal.get(bucket.bucket, ()):
+                if sk not in folded:
+                    apply_outcomes(bucket, decode_outcomes(zlib.decompress(data)))
+                bucket.journal.append(sk)
 
     # --- the outcome journal ------------------------------------------------------
 
@@ -365,6 +413,11 @@ class DynamoFeedState:
         left for the caller to drop (`record_outcomes(drop=...)`, in its next batch):
         they stay in `bucket.journal` meanwhile (a write of this view again keeps them
         marked folded)."""
+        if bucket.whole is not None:
+            raise CatalogSyncError(
+                f"state bucket {bucket.bucket} of feed {bucket.feed!r}: a partial view "
+                "(the records waiting to be sent) cannot be written"
+            )
         compressed = zlib.compress(bucket.encode(), 1)
         expected = bucket.version
         new_version = expected + 1
@@ -382,8 +435,12 @@ class DynamoFeedState:
         failing = FailingIndex.of(bucket)
         if failing.items:  # who failed and why, readable without the records
             item["failing"] = {"B": zlib.compress(failing.encode(), 1)}
+        if counts["pending"] + counts["retry"] <= WAITING_INDEX_CAP:  # what to send next
+            item["waiting"] = {"B": zlib.compress(bucket.encode_waiting(), 1)}
         written: str | None = None  # the overflow object this write adds
-        inline = len(compressed) + len(item.get("failing", {}).get("B", b""))
+        inline = len(compressed) + sum(
+            len(item.get(a, {}).get("B", b"")) for a in ("failing", "waiting")
+        )
         if inline <= self.max_inline_bytes:
             item["data"] = {"B": compressed}
         elif self.overflow is not None:

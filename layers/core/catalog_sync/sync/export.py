@@ -276,7 +276,7 @@ class _Export:
         numbers = self.message.buckets
         for start in range(0, len(numbers), STATE_READ_CHUNK):
             chunk = numbers[start : start + STATE_READ_CHUNK]
-            for bucket in self.deps.state.read_buckets(self.spec.name, chunk):
+            for bucket in self.deps.state.read_waiting(self.spec.name, chunk):
                 b = bucket.bucket
                 self._hold(bucket)
                 for item in self._outgoing(bucket):
@@ -356,7 +356,7 @@ class _Export:
         view = self.held.get(b)
         if view is None or b in self.must_fold or len(view.journal) >= LIGHT_ENTRIES:
             return False
-        if self.journaled.get(b, 0) + len(results) > view.size // LIGHT_SHARE:
+        if self.journaled.get(b, 0) + len(results) > view.total // LIGHT_SHARE:
             return False
         for key, sent in results.items():
             rec = view.get(key)
@@ -389,6 +389,8 @@ class _Export:
         are deleted with the next batch)."""
         held = self.held.get(b)
         view = held if held is not None else self._unstow(b)
+        if view is not None and view.whole is not None:
+            view = None  # a partial view: the whole bucket is read to be written
         written = _write_outcomes(self.deps, self.spec.name, b, results, view)
         self.must_fold.discard(b)
         self.to_drop += written.journal  # deleted with the next batch (marked folded)
@@ -411,7 +413,10 @@ class _Export:
             self._stow(oldest)
 
     def _stow(self, bucket: StateBucket) -> None:
-        """Keep an evicted view compressed (past STOWED_BYTES: read again when recorded)."""
+        """Keep an evicted view compressed (past STOWED_BYTES, or a partial view: read
+        again when recorded)."""
+        if bucket.whole is not None:
+            return
         data = zlib.compress(bucket.encode(), 1)
         if self.stowed_bytes + len(data) > STOWED_BYTES:
             return

@@ -145,7 +145,7 @@ class StateBucket:
     from the stored JSON back to it untouched (same bytes: a row is what `to_row`
     writes). The scans (`counts`, `live`, `waiting`, ...) read rows as they are."""
 
-    __slots__ = ("_decoded", "_held", "bucket", "feed", "journal", "part", "version")
+    __slots__ = ("_decoded", "_held", "bucket", "feed", "journal", "part", "version", "whole")
 
     def __init__(
         self,
@@ -167,6 +167,10 @@ class StateBucket:
         # something asks for it as an ItemState, which then replaces the row
         self._held: dict[str, Any] = records if records is not None else {}
         self._decoded = True  # every value of `_held` is an ItemState
+        # None: this view holds every record. A number: a partial view, of the records
+        # waiting to be sent only, of a bucket of that many records (the export's, from
+        # the index kept beside the bucket); it is never written.
+        self.whole: int | None = None
 
     @property
     def records(self) -> dict[str, ItemState]:
@@ -204,8 +208,13 @@ class StateBucket:
 
     @property
     def size(self) -> int:
-        """How many records the bucket has (deleted ones included)."""
+        """How many records this view holds (deleted ones included)."""
         return len(self._held)
+
+    @property
+    def total(self) -> int:
+        """How many records the bucket has, whether this view holds them all or not."""
+        return self.size if self.whole is None else self.whole
 
     def live(self) -> int:
         """How many records are not deleted."""
@@ -270,11 +279,35 @@ class StateBucket:
         return [(k, rec) for k in keys if (rec := self.get(k)) is not None]
 
     def encode(self) -> bytes:
+        if self.whole is not None:
+            raise ValueError(f"bucket {self.bucket} of {self.feed!r}: a partial view is not stored")
         return orjson.dumps(
             {"part": self.part.to_dict() if self.part else None, "records": self._held},
             default=_row_of,
             option=orjson.OPT_PASSTHROUGH_DATACLASS,
         )
+
+    def encode_waiting(self) -> bytes:
+        """The index of the records waiting to be sent, and the part (`decode_waiting`)."""
+        waiting = {
+            k: v
+            for k, v in self._held.items()
+            if (v[ROW_STATUS] if type(v) is list else v.status) in _WAITING
+        }  # rows as stored, records as their rows: nothing decoded
+        return orjson.dumps(
+            {"part": self.part.to_dict() if self.part else None, "records": waiting},
+            default=_row_of,
+            option=orjson.OPT_PASSTHROUGH_DATACLASS,
+        )
+
+    @classmethod
+    def decode_waiting(
+        cls, feed: str, bucket: int, version: int, whole: int, data: bytes
+    ) -> StateBucket:
+        """A partial view: the waiting records of a bucket of `whole` records."""
+        out = cls.decode(feed, bucket, version, data)
+        out.whole = whole
+        return out
 
     @classmethod
     def decode(cls, feed: str, bucket: int, version: int, data: bytes) -> StateBucket:
