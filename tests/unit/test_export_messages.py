@@ -187,8 +187,8 @@ def test_pack_messages_cuts_a_bucket_that_does_not_fit_at_the_capacity():
     assert [(m.buckets, m.slices) for m in exact] == [([0], {}), ([1], {})]
 
 
-def test_reindex_packs_messages_of_exactly_its_message_items_each_but_the_last():
-    w = World()
+def _reindex_in_messages_of_12(w: World):
+    """A reindex of catalog(20) over 8 buckets, in messages of 12 items: its run."""
     deps = ReindexDeps(
         state=w.state,
         blobs=w.blobs,
@@ -200,7 +200,12 @@ def test_reindex_packs_messages_of_exactly_its_message_items_each_but_the_last()
         buckets=8,
         message_items=12,
     )
-    run = reindex_feed(ReindexRequest(feeds=("toy",)), deps)[0].run
+    return reindex_feed(ReindexRequest(feeds=("toy",)), deps)[0].run
+
+
+def test_reindex_packs_messages_of_exactly_its_message_items_each_but_the_last():
+    w = World()
+    run = _reindex_in_messages_of_12(w)
     messages = w.queue.drain()
     assert run.messages_enqueued == len(messages) == -(-ITEMS // 12)
     units = [(b, m.slices[b].index if b in m.slices else 0) for m in messages for b in m.buckets]
@@ -227,18 +232,7 @@ def test_split_messages_send_each_item_once_in_full_requests():
     each get their result."""
     w = World()
     w.sink = sink = Batching(size=6)
-    deps = ReindexDeps(
-        state=w.state,
-        blobs=w.blobs,
-        queue=w.queue,
-        clock=w.clock,
-        new_id=w.ids,
-        source=ListSource(catalog(20)),
-        store_views=VIEWS,
-        buckets=8,
-        message_items=12,
-    )
-    run = reindex_feed(ReindexRequest(feeds=("toy",)), deps)[0].run
+    run = _reindex_in_messages_of_12(w)
     messages = w.queue.drain()
     assert any(m.slices for m in messages)
     parts = []
