@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from catalog_sync.ports import ItemOutcome, OutgoingItem, batches_of
 from catalog_sync.records import ReadReport
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
-from catalog_sync.sync.state import Recorded, StateBucket, apply_outcomes
+from catalog_sync.sync.state import PreparedWrite, Recorded, StateBucket, apply_outcomes
 
 # The six standard feeds (the registry may also hold test feeds).
 FEEDS = (
@@ -69,6 +70,7 @@ class MemoryState:
         self.journal: dict[tuple[str, int], dict[str, dict[str, Recorded]]] = {}
         self.seq = 0
         self.folded: set[str] = set()  # written into their bucket, not deleted yet
+        self._lock = threading.Lock()
 
     def read_buckets(self, feed: str, buckets: Sequence[int]) -> list[StateBucket]:
         return self._read(feed, buckets)
@@ -98,22 +100,32 @@ class MemoryState:
         return out
 
     def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
-        if bucket.whole is not None:
-            raise AssertionError("a partial view was written")
-        version, _ = self.buckets.get((bucket.feed, bucket.bucket), (0, b""))
-        if version != bucket.version:
-            raise ConflictError(f"{bucket.feed}/{bucket.bucket}")
+        self.write_prepared(self.prepare_write(bucket), drop_folded=drop_folded)
         bucket.version += 1
-        self.buckets[(bucket.feed, bucket.bucket)] = (bucket.version, bucket.encode())
-        entries = self.journal.get((bucket.feed, bucket.bucket), {})
-        for key in bucket.journal:  # folded into what was just written
-            if drop_folded:
-                entries.pop(key, None)
-            else:
-                self.folded.add(key)
         if drop_folded:
             bucket.journal = []
-        self.writes += 1
+
+    def prepare_write(self, bucket: StateBucket) -> PreparedWrite:
+        if bucket.whole is not None:
+            raise AssertionError("a partial view was written")
+        data = bucket.encode()
+        return PreparedWrite(
+            bucket.feed, bucket.bucket, bucket.version, list(bucket.journal), data, len(data)
+        )
+
+    def write_prepared(self, write: PreparedWrite, *, drop_folded: bool = True) -> None:
+        with self._lock:  # the diff writes from a thread
+            version, _ = self.buckets.get((write.feed, write.bucket), (0, b""))
+            if version != write.version:
+                raise ConflictError(f"{write.feed}/{write.bucket}")
+            self.buckets[(write.feed, write.bucket)] = (write.version + 1, write.payload)
+            entries = self.journal.get((write.feed, write.bucket), {})
+            for key in write.journal:  # folded into what was just written
+                if drop_folded:
+                    entries.pop(key, None)
+                else:
+                    self.folded.add(key)
+            self.writes += 1
 
     def record_outcomes(
         self,

@@ -3,7 +3,8 @@ the state's records, hashes of held items, and crash injection on an `App`.
 
 Crash injection: `install_crashes(app, plan)` swaps the instance's class for a subclass
 whose adapter properties (`state`, `blobs`, `queue`, `sink`) return proxies. A proxy
-counts the calls of the watched methods (`FeedState.write_bucket`, `BlobStore.put_file`,
+counts the calls of the watched methods (`FeedState.write_bucket` and `write_prepared`, the
+diff's two-step write, `BlobStore.put_file`,
 `ExportQueue.send`, `FeedSink.send`) and, at the armed call, raises `Crash` before or
 after the real call (after: the effect happened, the caller never learns it).
 """
@@ -11,6 +12,7 @@ after the real call (after: the effect happened, the caller never learns it).
 from __future__ import annotations
 
 import csv
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -143,11 +145,11 @@ class Crash(RuntimeError):
         self.where = where
 
 
-WATCHED: dict[str, str] = {
-    "state": "write_bucket",
-    "blobs": "put_file",
-    "queue": "send",
-    "sink": "send",
+WATCHED: dict[str, tuple[str, ...]] = {
+    "state": ("write_bucket", "write_prepared"),
+    "blobs": ("put_file",),
+    "queue": ("send",),
+    "sink": ("send",),
 }
 
 When = Literal["before", "after"]
@@ -164,6 +166,7 @@ class CrashPlan:
     fired: list[str] = field(default_factory=list)
     # Called on every `sink.send` with (feed, items) before it is sent.
     on_send: Callable[[str, Any], None] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def arm(self, target: str, n: int, when: When = "before") -> None:
         if target not in WATCHED:
@@ -173,19 +176,22 @@ class CrashPlan:
     def disarm(self) -> None:
         self.armed.clear()
 
-    def _check(self, target: str, when: When) -> None:
-        plan = self.armed.get(target)
-        if plan is not None and plan[0] == self.calls[target] and plan[1] == when:
+    def _check(self, target: str, n: int, when: When) -> None:
+        with self._lock:  # the diff writes state from a thread
+            plan = self.armed.get(target)
+            if plan is None or plan[0] != n or plan[1] != when:
+                return
             del self.armed[target]
-            where = f"{target}.{WATCHED[target]} call {self.calls[target]}, {when}"
+            where = f"{target}.{'/'.join(WATCHED[target])} call {n}, {when}"
             self.fired.append(where)
-            raise Crash(where)
+        raise Crash(where)
 
     def call(self, target: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self.calls[target] = self.calls.get(target, 0) + 1
-        self._check(target, "before")
+        with self._lock:
+            n = self.calls[target] = self.calls.get(target, 0) + 1
+        self._check(target, n, "before")
         result = fn(*args, **kwargs)
-        self._check(target, "after")
+        self._check(target, n, "after")
         return result
 
 
@@ -197,7 +203,7 @@ class _Proxy:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
-        if name != WATCHED[self._target]:
+        if name not in WATCHED[self._target]:
             return attr
         plan, target = self._plan, self._target
 

@@ -287,16 +287,16 @@ def test_a_run_that_dies_in_its_diff_leaves_no_fingerprints(worlds, monkeypatch)
     assert worlds.state.read_meta("products").fingerprints
     edited = [product(f"SKU-{i}", "New") for i in range(12)]
     writes = 0
-    real = worlds.state.write_bucket
+    real = worlds.state.write_prepared
 
-    def dying(bucket: Any) -> None:
+    def dying(write: Any, **kwargs: Any) -> None:
         nonlocal writes
         writes += 1
         if writes == 2:
             raise RuntimeError("crash")
-        real(bucket)
+        real(write, **kwargs)
 
-    monkeypatch.setattr(worlds.state, "write_bucket", dying)
+    monkeypatch.setattr(worlds.state, "write_prepared", dying)
     with pytest.raises(RuntimeError):
         worlds.sync(edited)
     monkeypatch.undo()

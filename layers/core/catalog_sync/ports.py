@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 from catalog_sync.records import ReadReport, SourceIssue
 from catalog_sync.sync.runs import ContinuationMessage, FeedMeta, PartResult, RunRecord
 from catalog_sync.sync.snapshot import ExportMessage
-from catalog_sync.sync.state import CountsDelta, Recorded, StateBucket
+from catalog_sync.sync.state import CountsDelta, PreparedWrite, Recorded, StateBucket
 
 Clock = Callable[[], datetime]
 IdGenerator = Callable[[], str]
@@ -166,6 +166,14 @@ class FeedState(Protocol):
         """Also marks the journal entries in `bucket.journal` folded; they are deleted
         then, or left in `bucket.journal` for the caller to drop (`drop_folded=False`)."""
         ...
+
+    def prepare_write(self, bucket: StateBucket) -> PreparedWrite:
+        """`write_bucket` in two steps: this one works the write out (CPU only), and
+        `write_prepared` does it, as `write_bucket` would have then (conflict included),
+        from any thread; the bucket itself is left as it is."""
+        ...
+
+    def write_prepared(self, write: PreparedWrite, *, drop_folded: bool = True) -> None: ...
 
     def record_outcomes(
         self,

@@ -50,6 +50,7 @@ from catalog_sync.sync.state import (
     BucketCounts,
     CountsDelta,
     FailingIndex,
+    PreparedWrite,
     Recorded,
     StateBucket,
     apply_outcomes,
@@ -413,22 +414,27 @@ class DynamoFeedState:
         left for the caller to drop (`record_outcomes(drop=...)`, in its next batch):
         they stay in `bucket.journal` meanwhile (a write of this view again keeps them
         marked folded)."""
+        self.write_prepared(self.prepare_write(bucket), drop_folded=drop_folded)
+        bucket.version += 1
+        if bucket.journal and drop_folded:
+            bucket.journal = []
+
+    def prepare_write(self, bucket: StateBucket) -> PreparedWrite:
+        """The item of a bucket's write (and its data, for an overflow object when it
+        is too large for the item), worked out from the bucket: nothing is written."""
         if bucket.whole is not None:
             raise CatalogSyncError(
                 f"state bucket {bucket.bucket} of feed {bucket.feed!r}: a partial view "
                 "(the records waiting to be sent) cannot be written"
             )
         compressed = zlib.compress(bucket.encode(), 1)
-        expected = bucket.version
-        new_version = expected + 1
         counts = bucket.counts()
         item: dict[str, Any] = {
             "pk": {"S": bucket_pk(bucket.feed, bucket.bucket)},
             "sk": {"S": "bucket"},
-            "version": {"N": str(new_version)},
+            "version": {"N": str(bucket.version + 1)},
             "counts": {"M": {k: {"N": str(v)} for k, v in counts.items()}},
             "items": {"N": str(bucket.size)},
-            "updated_at": {"S": datetime.now(UTC).isoformat()},
         }
         if bucket.journal:  # entries whose outcomes this data holds
             item["folded"] = {"SS": list(bucket.journal)}
@@ -437,19 +443,12 @@ class DynamoFeedState:
             item["failing"] = {"B": zlib.compress(failing.encode(), 1)}
         if counts["pending"] + counts["retry"] <= WAITING_INDEX_CAP:  # what to send next
             item["waiting"] = {"B": zlib.compress(bucket.encode_waiting(), 1)}
-        written: str | None = None  # the overflow object this write adds
-        inline = len(compressed) + sum(
-            len(item.get(a, {}).get("B", b"")) for a in ("failing", "waiting")
-        )
-        if inline <= self.max_inline_bytes:
+        indexes = sum(len(item.get(a, {}).get("B", b"")) for a in ("failing", "waiting"))
+        spill: bytes | None = None  # for the overflow store
+        if len(compressed) + indexes <= self.max_inline_bytes:
             item["data"] = {"B": compressed}
         elif self.overflow is not None:
-            # A fresh key per write: a writer that loses the race below never
-            # overwrites the winner's object.
-            key = overflow_key(bucket.feed, bucket.bucket, new_version, uuid.uuid4().hex[:12])
-            self.overflow.put_bytes(key, compressed)
-            item["overflow"] = {"S": key}
-            written = key
+            spill = compressed
         else:
             raise CatalogSyncError(
                 f"state bucket {bucket.bucket} of feed {bucket.feed!r} is "
@@ -457,6 +456,31 @@ class DynamoFeedState:
                 f"a DynamoDB item holds ({self.max_inline_bytes}): configure more state "
                 "buckets, or an overflow blob store"
             )
+        return PreparedWrite(
+            bucket.feed,
+            bucket.bucket,
+            bucket.version,
+            list(bucket.journal),
+            (item, spill),
+            len(compressed) + indexes,
+        )
+
+    def write_prepared(self, write: PreparedWrite, *, drop_folded: bool = True) -> None:
+        """Do a prepared write (`prepare_write`), conditional on the version the bucket
+        was read at (`ConflictError` when it is no longer stored). Safe to call from
+        another thread than the one that prepared it."""
+        item, spill = write.payload
+        item = {**item, "updated_at": {"S": datetime.now(UTC).isoformat()}}
+        expected = write.version
+        written: str | None = None  # the overflow object this write adds
+        if spill is not None:
+            assert self.overflow is not None
+            # A fresh key per write: a writer that loses the race below never
+            # overwrites the winner's object.
+            key = overflow_key(write.feed, write.bucket, expected + 1, uuid.uuid4().hex[:12])
+            self.overflow.put_bytes(key, spill)
+            item["overflow"] = {"S": key}
+            written = key
         if expected == 0:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -476,28 +500,28 @@ class DynamoFeedState:
             self._drop_overflow(written)  # nobody points at it
             if _code(exc) == "ConditionalCheckFailedException":
                 raise ConflictError(
-                    f"state bucket {bucket.bucket} of feed {bucket.feed!r} changed since it "
+                    f"state bucket {write.bucket} of feed {write.feed!r} changed since it "
                     f"was read (expected version {expected})"
                 ) from None
             raise self._fail(exc) from exc
-        bucket.version = new_version
-        if bucket.journal and drop_folded:
-            self._drop_journal(bucket.feed, bucket.journal)
-            bucket.journal = []
+        if write.journal and drop_folded:
+            self._drop_journal(write.feed, write.journal)
         old = response.get("Attributes") or {}
         replaced = old.get("overflow", {}).get("S")
         if replaced:
-            self._after_replacing(bucket, replaced, written)
+            self._after_replacing(write.feed, write.bucket, expected + 1, replaced, written)
 
-    def _after_replacing(self, bucket: StateBucket, replaced: str, written: str | None) -> None:
+    def _after_replacing(
+        self, feed: str, bucket: int, version: int, replaced: str, written: str | None
+    ) -> None:
         """Overflow objects of replaced versions are deleted one write later: the
         version just replaced may still be read by someone who fetched its pointer a
         moment ago; older ones are two writes old. Keeps one bucket's overflow
         objects to about two, instead of one per write forever."""
-        prefix = f"state/{bucket.feed}/{bucket.bucket:04d}/"
+        prefix = f"state/{feed}/{bucket:04d}/"
         # Only versions before the replaced one: a newer object may belong to a writer
         # that has already read this write and is about to put the next version.
-        below = bucket.version - 1
+        below = version - 1
         assert self.overflow is not None
         try:
             stale = [

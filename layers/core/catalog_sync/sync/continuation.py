@@ -59,6 +59,9 @@ def spill_key(run_id: str, feed: str, bucket: int, segment: int = 0) -> str:
     return f"{run_prefix(run_id)}{feed}/spill-{bucket:04d}{tail}.bin.z"
 
 
+AHEAD_SECONDS = 30.0  # `Budget.ample`: far more than a chunk of buckets takes
+
+
 class Budget:
     """When an invocation should hand its run on: once `seconds` have passed on the
     clock, and only after it made some progress (a read, a chunk of buckets, a feed
@@ -74,6 +77,11 @@ class Budget:
 
     def spent(self) -> bool:
         return self.deadline is not None and self.progressed and self.clock() >= self.deadline
+
+    def ample(self, seconds: float = AHEAD_SECONDS) -> bool:
+        """More than `seconds` left (always, without a deadline): time enough to start
+        work ahead that the next chunk uses (`Differ.run`'s `ahead`)."""
+        return self.deadline is None or self.clock() + timedelta(seconds=seconds) < self.deadline
 
     def stop_after_chunk(self, done: int) -> bool:
         """`Differ.run`'s `stop`: a chunk was diffed (progress); stop if time is up."""

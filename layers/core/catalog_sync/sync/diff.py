@@ -32,8 +32,8 @@ decides again (the guard's settings may change meanwhile) nor redoes a bucket.
 from __future__ import annotations
 
 import itertools
-import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,6 +59,7 @@ from catalog_sync.sync.state import (
     ROW_STATUS,
     ItemState,
     PartRef,
+    PreparedWrite,
     StateBucket,
     Status,
 )
@@ -71,6 +72,11 @@ CONFLICT_TRIES = 8
 # Deferred buckets kept, diffed and compressed, between the passes (see the module's
 # docstring): about 40 MB for the 64 buckets of 500,000 items, all deferred.
 READY_BYTES = 96 << 20
+# Threads that write buckets (their snapshot part, then their state) while the diff goes
+# on with the next ones, and the most writes in flight: each holds its bucket's items
+# until it is done (a conflict diffs the bucket again).
+WRITE_THREADS = 2
+WRITES_IN_FLIGHT = 4
 COUNTS = (
     "new",
     "changed",
@@ -147,6 +153,9 @@ class Differ:
         self._first_pass = False
         self.ready: dict[int, _Ready] = {}  # deferred buckets diffed as if allowed
         self._ready_bytes = 0
+        self._writes: _Writes | None = None  # in `run`: bucket writes in threads
+        self._uploads: list[tuple[str, Path]] | None = None  # parts to upload with them
+        self._spill: BucketSpill | None = None  # the first pass's, in a guarded run
 
     def _note(self, kind: str, key: str, counts: dict[str, int]) -> None:
         counts[kind] += 1
@@ -345,6 +354,7 @@ class Differ:
         progress: Callable[[str, int, int | None], None] | None = None,
         start: int = 0,
         stop: Callable[[int], bool] | None = None,
+        ahead: Callable[[], bool] | None = None,
     ) -> int:
         """Diff buckets start..total-1 (`spill`: what the read compiled; None when the
         source is not read), calling `checkpoint(done)` every few buckets; then, in a
@@ -352,10 +362,35 @@ class Differ:
         `total` when both passes are done. `stop(done)` after a chunk of either pass
         ends the diff there: the run continues in another invocation, `start` at the
         value returned (in the second pass: the lowest bucket it has still to write),
-        with `live`, `deferred`, `second_pass` and `held` carried over."""
+        with `live`, `deferred`, `second_pass` and `held` carried over. `ahead()`: whether
+        the next chunk's state may be read while a chunk is diffed (None: always); a
+        chunk read ahead is diffed even when `stop` comes before it (never read twice)."""
+        if self.request.dry_run:
+            return self._run(spill, total, workdir, checkpoint, checkpoint_every, progress,
+                             start, stop, ahead)  # fmt: skip
+        self._writes = _Writes()
+        try:
+            return self._run(spill, total, workdir, checkpoint, checkpoint_every, progress,
+                             start, stop, ahead)  # fmt: skip
+        finally:
+            writes, self._writes = self._writes, None
+            writes.close()  # after a failure: waits for the writes in flight, drops them
+
+    def _run(
+        self,
+        spill: BucketSpill | None,
+        total: int,
+        workdir: Path,
+        checkpoint: Callable[[int], None] | None,
+        checkpoint_every: int,
+        progress: Callable[[str, int, int | None], None] | None,
+        start: int,
+        stop: Callable[[int], bool] | None,
+        ahead: Callable[[], bool] | None,
+    ) -> int:
         if not self.second_pass:
             done = self._run_first(spill, total, workdir, checkpoint, checkpoint_every, progress,
-                                   start, stop)  # fmt: skip
+                                   start, stop, ahead)  # fmt: skip
             if done < total:
                 return done
             self._decide()
@@ -390,13 +425,25 @@ class Differ:
         progress: Callable[[str, int, int | None], None] | None,
         start: int,
         stop: Callable[[int], bool] | None,
+        ahead: Callable[[], bool] | None,
     ) -> int:
         """The first pass over buckets start..total-1; how far it got."""
         self._first_pass = self.guard is not None
+        chunks = [
+            list(range(first, min(first + STATE_READ_CHUNK, total)))
+            for first in range(start, total, STATE_READ_CHUNK)
+        ]
+        reads = _Prefetch(lambda numbers: self.state.read_buckets(self.spec.name, numbers))
+        # A guarded run may read a bucket's items again in its second pass: they are
+        # dropped once the first pass has written the bucket (`_written`).
+        self._spill = spill if self.guard else None
+        last = False  # `stop` said so with the next chunk read already: it is the last
         try:
-            for first in range(start, total, STATE_READ_CHUNK):
-                numbers = list(range(first, min(first + STATE_READ_CHUNK, total)))
-                for bucket in self.state.read_buckets(self.spec.name, numbers):
+            for i, numbers in enumerate(chunks):
+                buckets = reads.take(numbers)
+                if i + 1 < len(chunks) and not last and (ahead is None or ahead()):
+                    reads.start(chunks[i + 1])  # read while this chunk is diffed
+                for bucket in buckets:
                     same: set[str] = set()
                     if spill is not None:
                         # A guarded run may read a bucket's items again in its second pass.
@@ -406,19 +453,27 @@ class Differ:
                         self.counts["duplicates"] += len(duplicates)
                     else:
                         items, keep = {}, set()
-                    written = self._diff_one(bucket, items, keep, workdir, same)
-                    if written and self.guard and spill:
-                        spill.drop(bucket.bucket)
+                    self._diff_one(bucket, items, keep, workdir, same)
                 done = numbers[-1] + 1
-                if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
+                checkpointed = checkpoint is not None and (
+                    done % checkpoint_every == 0 or done == total
+                )
+                stopping = last or (stop is not None and done < total and stop(done))
+                if stopping and reads.pending:  # not read for nothing: diffed, then stop
+                    last, stopping = True, False
+                if checkpointed or stopping or done == total:
+                    self._drain()  # what a checkpoint or the next pass counts on is written
+                if checkpoint is not None and checkpointed:
                     checkpoint(min(done, *self.deferred) if self.deferred else done)
                 if progress:
                     progress("diff", done, total)
-                if stop is not None and done < total and stop(done):
+                if stopping:
                     return done
             return total
         finally:
+            reads.close()
             self._first_pass = False
+            self._spill = None
 
     def _decide(self) -> None:
         """The guard's verdict on the first pass's total, taken once per run."""
@@ -446,9 +501,9 @@ class Differ:
         while self.deferred:
             chunk = sorted(self.deferred)[:STATE_READ_CHUNK]
             for number in [b for b in chunk if b in self.ready]:
-                if self._write_ready(number, spill):
-                    del self.deferred[number]
-                    chunk.remove(number)
+                self._write_ready(number, spill)
+            self._drain()
+            chunk = [b for b in chunk if b in self.deferred]  # those not written yet
             for bucket in self.state.read_buckets(self.spec.name, chunk):
                 items: dict[str, EncodedItem] = {}
                 keep: set[str] = set()
@@ -457,6 +512,7 @@ class Differ:
                     items, keep, same, _ = spill.read(bucket.bucket)
                 self._diff_one(bucket, items, keep, workdir, same)
                 del self.deferred[bucket.bucket]
+            self._drain()  # a continuation starts at the lowest bucket not written
             if self.deferred and stop is not None and stop(min(self.deferred)):
                 return False
         return True
@@ -470,39 +526,43 @@ class Differ:
         content_changed: bool,
     ) -> None:
         """Keep a deferred bucket diffed as an allowed verdict would have it: its part
-        written, the bucket compressed (see the module's docstring); not past READY_BYTES."""
+        written, its write prepared (see the module's docstring); not past READY_BYTES."""
         if self._ready_bytes >= READY_BYTES:
             return
         counts = dict(counts)
         written = self.counts["deltas_written"]
         if content_changed:
+            self._uploads = []
             bucket.part = self._write_part(bucket, items, workdir)
+            self._upload_later([])
         counts["deltas_written"] += self.counts["deltas_written"] - written
         self.counts["deltas_written"] = written  # counted when it is written
-        data = zlib.compress(bucket.encode(), 1)
+        write = self.state.prepare_write(bucket)
         self.ready[bucket.bucket] = _Ready(
-            bucket.version, data, list(bucket.journal), counts, content_changed
+            write, counts, content_changed, bucket.part, bucket.waiting()
         )
-        self._ready_bytes += len(data)
+        self._ready_bytes += write.nbytes
 
-    def _write_ready(self, number: int, spill: BucketSpill | None) -> bool:
-        """Write a bucket `_make_ready` kept; False when it changed since it was read
-        (it is diffed again from a fresh read)."""
+    def _write_ready(self, number: int, spill: BucketSpill | None) -> None:
+        """Write a bucket `_make_ready` kept (in a thread: `_drain` waits for it). It
+        leaves `deferred` once written; when it changed since it was read, it stays
+        there, to be diffed again from a fresh read."""
         ready = self.ready.pop(number)
-        self._ready_bytes -= len(ready.data)
-        bucket = StateBucket.decode(
-            self.spec.name, number, ready.version, zlib.decompress(ready.data)
-        )
-        bucket.journal = ready.journal
-        try:
-            self.state.write_bucket(bucket)
-        except ConflictError:
-            log.info("bucket %s/%d changed under us; diffing it again", bucket.feed, number)
-            return False
-        self._account(bucket, ready.counts, ready.content_changed)
-        if spill is not None:
-            spill.drop(number)
-        return True
+        self._ready_bytes -= ready.write.nbytes
+
+        def done(exc: BaseException | None) -> None:
+            if isinstance(exc, ConflictError):
+                log.info("bucket %s/%d changed under us; diffing it again", self.spec.name, number)
+                return
+            if exc is not None:
+                raise exc
+            self._account(number, ready.part, ready.pending, ready.counts, ready.content_changed)
+            del self.deferred[number]
+            if spill is not None:
+                spill.drop(number)
+
+        assert self._writes is not None
+        self._writes.submit(lambda: self.state.write_prepared(ready.write), done)
 
     def _drop_ready(self) -> None:
         """A held verdict: the parts the first pass wrote for the deferred buckets go
@@ -521,32 +581,43 @@ class Differ:
         keep: set[str],
         workdir: Path,
         same: set[str] | None = None,
+        *,
+        attempt: int = 0,
+        new_part: PartRef | None = None,
     ) -> bool:
         """Diff and write one bucket; False when the first pass of a guarded run
-        defers it (it has would-be deletions: nothing of it is written yet)."""
-        if self._first_pass:
+        defers it (it has would-be deletions: nothing of it is written yet). In `run`
+        the first attempt's write is done in a thread (`_drain` waits for it); a later
+        attempt (after a conflict: `new_part`, the content, does not depend on it) is
+        written here."""
+        if self._first_pass and attempt == 0:
             self.live += bucket.live()
             shown = {kind: len(keys) for kind, keys in self.preview.items()}
-        new_part: PartRef | None = None  # the content does not depend on the attempt
-        for attempt in range(CONFLICT_TRIES):
+        for attempt in range(attempt, CONFLICT_TRIES):  # noqa: B020
             counts, content_changed = self.apply(bucket, items, keep, same)
             if self._first_pass and counts["deleted"]:
                 self.deferred[bucket.bucket] = counts["deleted"]
-                for kind, n in shown.items():  # the second pass notes them again
-                    del self.preview[kind][n:]
+                if attempt == 0:
+                    for kind, n in shown.items():  # the second pass notes them again
+                        del self.preview[kind][n:]
                 if not self.request.dry_run:
                     self._make_ready(bucket, items, workdir, counts, content_changed)
                 return False
             if self.request.dry_run:
                 break
+            background = self._writes is not None and attempt == 0
             if content_changed:
                 if new_part is None:
+                    self._uploads = [] if background else None
                     new_part = self._write_part(bucket, items, workdir)
                 bucket.part = new_part
             if not bucket.size and bucket.version == 0:
                 break  # an empty bucket that never existed: nothing to store
             if not (content_changed or counts["requeued"]):
                 break  # nothing changed: no write
+            if background:
+                self._write_later(bucket, items, keep, workdir, same, counts, content_changed)
+                return True
             try:
                 self.state.write_bucket(bucket)
                 break
@@ -555,25 +626,111 @@ class Differ:
                 if attempt == CONFLICT_TRIES - 1:
                     raise
                 bucket = self.state.read_buckets(bucket.feed, [bucket.bucket])[0]
-        self._account(bucket, counts, content_changed)
+        self._upload_later([])  # parts written to no state: uploaded still, never read
+        self._written(bucket.bucket, bucket.part, bucket.waiting(), counts, content_changed)
         return True
 
-    def _account(self, bucket: StateBucket, counts: dict[str, int], content_changed: bool) -> None:
+    def _write_later(
+        self,
+        bucket: StateBucket,
+        items: dict[str, EncodedItem],
+        keep: set[str],
+        workdir: Path,
+        same: set[str] | None,
+        counts: dict[str, int],
+        content_changed: bool,
+    ) -> None:
+        """The bucket's new part uploaded, then its state written, in a thread; when
+        the write meets a newer version, the bucket is diffed again from a fresh read
+        (at `_drain`, in this thread)."""
+        write = self.state.prepare_write(bucket)
+        number, part, pending = bucket.bucket, bucket.part, bucket.waiting()
+        uploads = self._uploads or []
+        self._uploads = None
+
+        def job() -> None:
+            for key, path in uploads:
+                self._upload(key, path)
+            self.state.write_prepared(write)
+
+        def done(exc: BaseException | None) -> None:
+            if isinstance(exc, ConflictError):
+                log.info("bucket %s/%d changed under us; re-applying", self.spec.name, number)
+                fresh = self.state.read_buckets(self.spec.name, [number])[0]
+                new_part = part if content_changed else None
+                self._diff_one(fresh, items, keep, workdir, same, attempt=1, new_part=new_part)
+                return
+            if exc is not None:
+                raise exc
+            self._written(number, part, pending, counts, content_changed)
+
+        assert self._writes is not None
+        self._writes.submit(job, done)
+
+    def _upload_later(self, uploads: list[tuple[str, Path]]) -> None:
+        """Upload what `_put_part` left for a later job, in a thread, with `uploads`."""
+        pending, self._uploads = (self._uploads or []) + uploads, None
+        if not pending:
+            return
+        if self._writes is None:
+            for key, path in pending:
+                self._upload(key, path)
+            return
+
+        def job() -> None:
+            for key, path in pending:
+                self._upload(key, path)
+
+        def done(exc: BaseException | None) -> None:
+            if exc is not None:
+                raise exc
+
+        self._writes.submit(job, done)
+
+    def _upload(self, key: str, path: Path) -> None:
+        self.blobs.put_file(key, path)
+        path.unlink()
+
+    def _drain(self) -> None:
+        """Wait for the writes in flight, each then accounted (or diffed again)."""
+        if self._writes is not None:
+            self._writes.drain()
+
+    def _written(
+        self,
+        number: int,
+        part: PartRef | None,
+        pending: int,
+        counts: dict[str, int],
+        content_changed: bool,
+    ) -> None:
+        """A bucket diffed and written (or left as it was) outside a deferral."""
+        self._account(number, part, pending, counts, content_changed)
+        if self._spill is not None:
+            self._spill.drop(number)
+
+    def _account(
+        self,
+        number: int,
+        part: PartRef | None,
+        pending: int,
+        counts: dict[str, int],
+        content_changed: bool,
+    ) -> None:
         for k, v in counts.items():
             self.counts[k] += v
-        if bucket.part is not None:
-            self.parts[bucket.bucket] = bucket.part
+        if part is not None:
+            self.parts[number] = part
             if content_changed:
                 self.counts["parts_written"] += 1
             else:
                 self.counts["parts_reused"] += 1
-        pending = bucket.waiting()
         if self.request.resend_only:
             if counts["requeued"] or counts["stuck"]:
-                self.to_export.add(bucket.bucket)
+                self.to_export.add(number)
         elif pending:
-            self.to_export.add(bucket.bucket)
-        self.pending[bucket.bucket] = pending
+            self.to_export.add(number)
+        self.pending[number] = pending
 
     def _write_part(
         self, bucket: StateBucket, items: dict[str, EncodedItem], workdir: Path
@@ -634,8 +791,10 @@ class Differ:
         if writer.items == 0:
             path.unlink()
             return PartRef(key="", items=0, bytes=0, sha256="", run_id=self.run_id)
-        self.blobs.put_file(key, path)
-        path.unlink()
+        if self._uploads is not None:  # uploaded by the job that writes the bucket
+            self._uploads.append((key, path))
+        else:
+            self._upload(key, path)
         return PartRef(key=key, items=writer.items, bytes=size, sha256=sha, run_id=self.run_id)
 
     def _carried_over(
@@ -653,10 +812,82 @@ class Differ:
 
 @dataclass(slots=True)
 class _Ready:
-    """A deferred bucket diffed and compressed by the first pass (`Differ._make_ready`)."""
+    """A deferred bucket diffed by the first pass, its write prepared (`Differ._make_ready`)."""
 
-    version: int  # the version it was read at
-    data: bytes  # zlib of `StateBucket.encode()`, its deletions applied
-    journal: list[str]
+    write: PreparedWrite  # conditional on the version it was read at
     counts: dict[str, int]
     content_changed: bool
+    part: PartRef | None
+    pending: int  # its records waiting to be sent
+
+
+class _Writes:
+    """Jobs in threads (`WRITE_THREADS`), each with a `done(exception or None)` called
+    in the caller's thread when `drain` collects it (or `submit`, past
+    `WRITES_IN_FLIGHT`); the first exception a `done` raises is raised once every job
+    is collected."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="diff-write")
+        self._jobs: list[tuple[Future[None], Callable[[BaseException | None], None]]] = []
+
+    def submit(self, job: Callable[[], None], done: Callable[[BaseException | None], None]) -> None:
+        self._jobs.append((self._pool.submit(job), done))
+        if len(self._jobs) > WRITES_IN_FLIGHT:
+            self._collect(1)
+
+    def drain(self) -> None:
+        self._collect(len(self._jobs))
+
+    def _collect(self, n: int) -> None:
+        jobs, self._jobs = self._jobs[:n], self._jobs[n:]
+        error: BaseException | None = None
+        for future, done in jobs:
+            exc = future.exception()
+            if error is not None:
+                continue  # the run fails: the rest are waited for, not accounted
+            try:
+                done(exc)
+            except BaseException as e:  # raised below, once all are collected
+                error = e
+        if error is not None:
+            self.drain_quietly()
+            raise error
+
+    def drain_quietly(self) -> None:
+        jobs, self._jobs = self._jobs, []
+        for future, _ in jobs:
+            future.exception()
+
+    def close(self) -> None:
+        self.drain_quietly()
+        self._pool.shutdown(wait=True)
+
+
+class _Prefetch:
+    """One read at a time in a thread, taken by the caller when it needs it."""
+
+    def __init__(self, read: Callable[[list[int]], list[StateBucket]]) -> None:
+        self._read = read
+        self._pool: ThreadPoolExecutor | None = None
+        self._next: tuple[list[int], Future[list[StateBucket]]] | None = None
+
+    def start(self, numbers: list[int]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="diff-read")
+        self._next = (numbers, self._pool.submit(self._read, numbers))
+
+    @property
+    def pending(self) -> bool:
+        """A read started and not taken yet."""
+        return self._next is not None
+
+    def take(self, numbers: list[int]) -> list[StateBucket]:
+        if self._next is not None and self._next[0] == numbers:
+            future, self._next = self._next[1], None
+            return future.result()
+        return self._read(numbers)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -266,6 +266,7 @@ def _diff(fr: FeedRun, rs: RunState, deps: ReindexDeps) -> None:
         progress=deps.progress,
         start=fr.buckets_done,
         stop=rs.budget.stop_after_chunk,
+        ahead=rs.budget.ample,
     )
 
 

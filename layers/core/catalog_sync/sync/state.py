@@ -348,6 +348,21 @@ class StateBucket:
         )
 
 
+@dataclass(slots=True)
+class PreparedWrite:
+    """A bucket's write worked out (`FeedState.prepare_write`: encoded, compressed, its
+    indexes made) and not done yet (`FeedState.write_prepared`): the CPU part of a write
+    apart from its I/O, so the diff can do the one while another thread does the other,
+    and keep a diffed bucket compact until it may be written."""
+
+    feed: str
+    bucket: int
+    version: int  # the version the bucket was read at: the write expects it
+    journal: list[str]  # the outcome journal entries the encoded records hold applied
+    payload: Any  # the state store's own form of the write
+    nbytes: int  # about how much memory `payload` holds
+
+
 MAX_REASON = 500  # characters of an API's reason kept on a record
 
 
