@@ -51,13 +51,15 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Unchanged:
-    """A source record whose raw rows are those a previous run built (the same
-    fingerprint, see `sync.fingerprints`): it is not built, its items stand.
-    `sku`: the group value (lower-cased); `until`: epoch seconds until which that holds."""
+    """Source records whose raw rows are those a previous run built (the same
+    fingerprints, see `sync.fingerprints`): they are not built, their items stand.
+    In bulk (a source skips many at once, at a few microseconds each): `skus` (group
+    values, lower-cased), their `fingerprints` and `untils` (epoch seconds until which
+    that holds), aligned."""
 
-    sku: str
-    fingerprint: int
-    until: float
+    skus: list[str]
+    fingerprints: list[int]
+    untils: list[float]
 
 
 @dataclass(slots=True)

@@ -84,6 +84,20 @@ class BucketSpill:
         g = group.encode("utf-8", "surrogateescape")
         self._file(bucket).write(_SAME + _KLEN.pack(len(g)) + g)
 
+    def same_many(self, marks: list[tuple[int, str]]) -> None:
+        """`same(bucket, group)` for each (bucket, group) of `marks`, a write per bucket."""
+        frames: dict[int, list[bytes]] = {}
+        pack = _KLEN.pack
+        for bucket, group in marks:
+            g = group.encode("utf-8", "surrogateescape")
+            frame = _SAME + pack(len(g)) + g
+            if (held := frames.get(bucket)) is None:
+                frames[bucket] = [frame]
+            else:
+                held.append(frame)
+        for bucket, held in frames.items():
+            self._file(bucket).write(b"".join(held))
+
     def finish(self) -> None:
         for f in self._files.values():
             f.close()

@@ -43,6 +43,14 @@ class Collector:
         if self.found is not None:
             self.found.add(fp, until)
 
+    def unchanged_many(self, entry: Unchanged) -> None:
+        """`unchanged` for each record of `entry`."""
+        self.unchanged_records += len(entry.skus)
+        n = self.spill.buckets
+        self.spill.same_many([(bucket_of(sku, n), sku) for sku in entry.skus])
+        if self.found is not None:
+            self.found.add_many(entry.fingerprints, entry.untils)
+
     def reject(self, sku: str | None, issues: list[SourceIssue]) -> None:
         """A record that could not be built: its items keep their state."""
         self.issues.extend(issues)
@@ -71,19 +79,20 @@ class Collector:
         self.aggregate.clear()
 
 
-def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -> bool:
+def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -> int:
     """Build, encode and spill one source entry's items for every feed; a
     `Rejected` entry is recorded as such, an `Unchanged` one (or a record whose
-    fingerprint a feed knows) as read and unchanged. True for a record (not a rejection).
-    A record built cleanly for a feed adds its fingerprint to the feed's `found`."""
+    fingerprint a feed knows) as read and unchanged. How many records it was (0 for a
+    rejection; `Unchanged` holds many). A record built cleanly for a feed adds its
+    fingerprint to the feed's `found`."""
     if isinstance(entry, Unchanged):
         for c in collectors:
-            c.unchanged(entry.sku, entry.fingerprint, entry.until)
-        return True
+            c.unchanged_many(entry)
+        return len(entry.skus)
     if isinstance(entry, Rejected):
         for c in collectors:
             c.reject(entry.sku, entry.issues)
-        return False
+        return 0
     fp: int | None = getattr(entry, "fingerprint", None)
     until: float | None = None
     for c in collectors:
@@ -128,4 +137,4 @@ def compile_record(entry: Any, collectors: list[Collector], ctx: BuildContext) -
             )
             log.exception("builder failed for %s", sku)
             c.reject(sku, [issue])
-    return True
+    return 1

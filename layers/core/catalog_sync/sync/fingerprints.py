@@ -113,6 +113,14 @@ class FingerprintSet:
         else:
             self.timed[fp] = until
 
+    def add_many(self, fps: list[int], untils: list[float]) -> None:
+        """`add(fp, until)` for each pair."""
+        if all(u == NEVER for u in untils):
+            self.stable.extend(fps)
+            return
+        for fp, until in zip(fps, untils, strict=True):
+            self.add(fp, until)
+
     def update(self, other: FingerprintSet) -> None:
         self.stable.extend(other.stable)
         self.timed.update(other.timed)

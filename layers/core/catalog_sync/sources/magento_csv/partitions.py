@@ -163,6 +163,7 @@ Skip = Callable[[int], float | None]
 # from the same rows (it voids every record fingerprint).
 RECORD_VERSION = 2  # 2: rows framed as `_JOINED`, marshal version 2
 _LEN = struct.Struct("<I")
+UNCHANGED_BATCH = 4096  # records not built, reported together
 
 
 def record_fingerprint(key: str, frames: _Frames) -> int:
@@ -252,6 +253,9 @@ class CsvPartition:
         builder = _Builder(_Columns(self.header), counted, self.stocks)
         wanted = self.wanted
         fp = 0
+        skus: list[str] = []  # not built, yielded together (`Unchanged`)
+        fps: list[int] = []
+        untils: list[float] = []
         for key, data, entries in self._groups():
             if wanted is not None and key not in wanted:
                 continue
@@ -262,8 +266,13 @@ class CsvPartition:
                     fp = _fingerprint_at(key.encode("utf-8", "surrogateescape"), entries, data)
                 until = skip(fp)
                 if until is not None:
-                    self.built += 1
-                    yield Unchanged(key, fp, until)
+                    skus.append(key)
+                    fps.append(fp)
+                    untils.append(until)
+                    if len(skus) >= UNCHANGED_BATCH:
+                        self.built += len(skus)
+                        yield Unchanged(skus, fps, untils)
+                        skus, fps, untils = [], [], []
                     continue
             frames = entries if data is None else _frames_at(data, entries)
             before = warned
@@ -275,6 +284,9 @@ class CsvPartition:
                 if skip is not None and warned == before:
                     product.fingerprint = fp
             yield product
+        if skus:
+            self.built += len(skus)
+            yield Unchanged(skus, fps, untils)
 
     def _groups(self) -> Iterator[tuple[str, bytes | None, Any]]:
         """(SKU, partition bytes, frame offsets) of a file partition; (SKU, None,
