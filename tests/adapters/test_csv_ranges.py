@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from catalog_sync.records import Unchanged
 from catalog_sync.sources.magento_csv import MagentoCsvSource, ranges
+from catalog_sync.sources.magento_csv.stream import BLOCK_ENV, _Lines
 from devstack import synth
 from devstack.localaws import LocalAws
 
@@ -236,7 +238,8 @@ def test_file_and_memory_partitions_fingerprint_alike(
             assert (split.partitions[0].path is None) == (partition_bytes > 1 << 20)
             for part in split.partitions:
                 for r in part.records(split.warn, lambda fp: 1.0):
-                    out[r.sku] = r.fingerprint  # type: ignore[union-attr]
+                    assert isinstance(r, Unchanged)  # every record known: none built
+                    out.update(zip(r.skus, r.fingerprints, strict=True))
         return out
 
     memory, spilled = prints(1 << 30), prints(2048)
@@ -264,3 +267,52 @@ def test_ranges_with_stock_sources_and_wanted_skus(files: dict[str, Path], tmp_p
             assert serial["records"] != plain["records"]  # the stock sources were read
         else:
             assert 0 < len(serial["records"]) < len(skus) // 2
+
+
+# --- the lines, a block at a time (`stream._Lines.fast`) --------------------------------
+
+
+def _parse(data: bytes, *, fast: bool, until: int | None = None) -> dict[str, Any]:
+    """Rows with the line each ends on and the `pos` after it, as pass 1 sees them, and
+    the account at the end; `until`: `pos` must be exact from that byte on."""
+    lines = _Lines(io.BufferedReader(io.BytesIO(data), buffer_size=64), 3)  # type: ignore[arg-type]
+    reader = csv.reader(lines.fast(until) if fast else lines)
+    rows = []
+    for row in reader:
+        rows.append((row, reader.line_num, lines.pos))
+    exact = [(r, n, pos) for r, n, pos in rows if until is None or pos >= until]
+    account = (
+        lines.line_no, lines.pos, lines.quotes, lines.bad_lines, lines.nul_lines,
+        lines.ends_with_newline, lines.error, lines.at_eof(),
+    )  # fmt: skip
+    return {"rows": [(r, n) for r, n, _ in rows], "exact": exact, "account": account}
+
+
+@pytest.mark.parametrize("block", [64, 300, 4096])
+def test_lines_a_block_at_a_time_are_the_lines_one_at_a_time(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """Rows, line numbers and the account at the end alike; and from `until` on (where
+    the next byte range starts), `pos` after each row exact, as a range needs it."""
+    monkeypatch.setenv(BLOCK_ENV, str(block))
+    nul = files["html"].read_bytes().replace(b"Row 12\n", b"Row \x0012\n")
+    for data in [*(p.read_bytes() for p in files.values()), nul]:
+        one = _parse(data, fast=False)
+        assert _parse(data, fast=True) == {**one, "exact": _parse(data, fast=True)["exact"]}
+        for until in (len(data) // 3, len(data) // 2, len(data) - 10):
+            got = _parse(data, fast=True, until=until)
+            assert got["rows"] == one["rows"] and got["account"] == one["account"]
+            assert got["exact"] == [x for x in one["exact"] if x[2] >= until]
+
+
+@pytest.mark.parametrize("name", ["html", "bad_utf8", "unclosed_quote", "truncated_row"])
+def test_ranges_and_serial_read_alike_with_small_blocks(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Blocks of 200 bytes (the workers see the setting too): what the reads give is what
+    they give a line at a time (the file is smaller than two blocks of the default)."""
+    lines_at_a_time, _ = _read(files[name], tmp_path / "one", 1)
+    monkeypatch.setenv(BLOCK_ENV, "200")
+    for workers in (1, 2):
+        got, _ = _read(files[name], tmp_path / f"small{workers}", workers)
+        assert got == lines_at_a_time, (name, workers)

@@ -225,7 +225,7 @@ def read_range(job: _RangeJob) -> _RangeOut:
     stop = None if job.stop is None else job.stop - job.at.start
     try:
         lines = _Lines(stream, job.at.lines)
-        reader = csv.reader(lines)
+        reader = csv.reader(lines.fast(stop))
         out = src._rows(reader, lines, _Columns(job.header), spill, job.wanted, job.at.lines, stop)
     finally:
         stream.close()

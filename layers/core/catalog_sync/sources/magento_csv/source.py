@@ -319,7 +319,7 @@ class MagentoCsvSource:
     ) -> Iterator[_Columns | Rejected]:
         """The serial pass 1: the header, then every row of the file."""
         lines = _Lines(stream)
-        reader = csv.reader(lines)
+        reader = csv.reader(lines.fast())
         columns = _Columns(self._header(reader, lines))
         yield columns
         out = self._rows(reader, lines, columns, spill, wanted, 0, None)
@@ -343,7 +343,6 @@ class MagentoCsvSource:
         limit = sys.maxsize if stop is None else stop
         end = base + reader.line_num
         at = lines.pos  # where the row read next starts
-        quotes = lines.quotes
         bad, nul = lines.bad_lines, lines.nul_lines
         dumps = marshal.dumps
         add = spill.add
@@ -354,8 +353,6 @@ class MagentoCsvSource:
                 at = lines.pos
                 start = end + 1
                 end = base + reader.line_num
-                q_start = quotes
-                quotes = lines.quotes
                 n = len(row)
                 if n == 0:
                     continue
@@ -363,9 +360,7 @@ class MagentoCsvSource:
                 sku = row[sku_i].strip() if n > sku_i else ""
                 problem: SourceIssue | None = None
                 if n != ncols:
-                    problem = self._shape_problem(
-                        sku, n, ncols, start, end, lines, quotes - q_start
-                    )
+                    problem = self._shape_problem(sku, n, ncols, start, end, lines)
                 if bad and bad[-1] >= start:
                     problem, sku = _utf8_problem(row, header, start, sku)
                 if not sku:
@@ -443,10 +438,12 @@ class MagentoCsvSource:
         report.store_views = sorted(views)
 
     def _shape_problem(
-        self, sku: str, n: int, ncols: int, start: int, end: int, lines: _Lines, quotes: int
+        self, sku: str, n: int, ncols: int, start: int, end: int, lines: _Lines
     ) -> SourceIssue:
         """A row whose cell count is not the header's: the file's structure is
-        damaged here, so the read is incomplete (rows may have been swallowed)."""
+        damaged here, so the read is incomplete (rows may have been swallowed). At the
+        end of the stream, an odd number of quotes in it (`lines.quotes`: a byte range
+        starts where the count is even) means a quote was never closed."""
         self._report.complete = False
         at_eof = lines.at_eof()
         if at_eof and not lines.ends_with_newline:
@@ -454,7 +451,7 @@ class MagentoCsvSource:
                 f"the file ends in the middle of a record ({n} of {ncols} cells): it looks "
                 "truncated; no deletions will be made"
             )
-        elif at_eof and quotes % 2 == 1:
+        elif at_eof and lines.quotes % 2 == 1:
             message = (
                 f"unclosed quote: the record starting at line {start} runs to the end of "
                 f"the file (line {end}); no deletions will be made"
