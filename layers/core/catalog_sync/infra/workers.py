@@ -130,9 +130,9 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
 
             since = 0
             for entry in part.records(warn) if skip is None else part.records(warn, skip):
-                if n := compile_record(entry, collectors, job.ctx):
-                    result.records += n
-                    since += n
+                if k := compile_record(entry, collectors, job.ctx):
+                    result.records += k
+                    since += k
                     if since >= PROGRESS_EVERY:
                         _send(out, ("progress", since))
                         since = 0

@@ -111,8 +111,8 @@ def read_source(
         for entry in source.read(skus=request.by_ids):
             if rs.windows is not None:
                 rs.windows.observe(entry)
-            if n := compile_record(entry, building, ctx):
-                counter.advance(n)
+            if k := compile_record(entry, building, ctx):
+                counter.advance(k)
     rs.report = merged(resume, source.report()) if resume is not None else source.report()
     if paused is not None:
         return _paused(paused, rs.report, source, resume)
@@ -138,8 +138,8 @@ def _read_paged(
             for entry in page.entries:
                 if rs.windows is not None:
                     rs.windows.observe(entry)
-                if n := compile_record(entry, building, ctx):
-                    counter.advance(n)
+                if k := compile_record(entry, building, ctx):
+                    counter.advance(k)
             rs.budget.progress()
             if not page.final and page.cursor is not None and rs.budget.spent():
                 return ReadCarry(source="rest", position=page.cursor)
@@ -257,8 +257,8 @@ def _build(
             fetch(part, i)
         records = part.records(parts.warn, skip) if skip else part.records(parts.warn)
         for entry in records:
-            if n := compile_record(entry, building, ctx):
-                counter.advance(n)
+            if k := compile_record(entry, building, ctx):
+                counter.advance(k)
         parts.merge(part.built)
         rs.budget.progress()
     return n

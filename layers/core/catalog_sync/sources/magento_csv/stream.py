@@ -119,13 +119,23 @@ class _Lines:
         taken = self.pos  # bytes taken from the stream
         failed: Exception | None = None
         self._fast = True
+        read1 = getattr(self._stream, "read1", self._stream.read)
         while True:
+            chunks: list[bytes] = []  # what a read error leaves is kept, as a line's reads
+            got = 0
             try:
-                block = self._stream.read(size)
-                if block and not block.endswith(b"\n"):
-                    block += self._stream.readline()
+                while got < size and (chunk := read1(size - got)):
+                    chunks.append(chunk)
+                    got += len(chunk)
+                if chunks and not chunks[-1].endswith(b"\n"):
+                    chunks.append(self._stream.readline())
             except (OSError, ValueError) as exc:
                 failed = exc
+            block = b"".join(chunks)
+            if failed is not None:  # the lines before it; a line cut short is lost
+                block = block[: block.rfind(b"\n") + 1]
+                if block:
+                    held.append(block)
                 break
             if not block:
                 break
