@@ -365,43 +365,26 @@ class Differ:
         with `live`, `deferred`, `second_pass` and `held` carried over. `ahead()`: whether
         the next chunk's state may be read while a chunk is diffed (None: always); a
         chunk read ahead is diffed even when `stop` comes before it (never read twice)."""
-        if self.request.dry_run:
-            return self._run(spill, total, workdir, checkpoint, checkpoint_every, progress,
-                             start, stop, ahead)  # fmt: skip
-        self._writes = _Writes()
+        self._writes = None if self.request.dry_run else _Writes()
         try:
-            return self._run(spill, total, workdir, checkpoint, checkpoint_every, progress,
-                             start, stop, ahead)  # fmt: skip
+            if not self.second_pass:
+                done = self._run_first(spill, total, workdir, checkpoint, checkpoint_every,
+                                       progress, start, stop, ahead)  # fmt: skip
+                if done < total:
+                    return done
+                self._decide()
+                if self.deferred and stop is not None and stop(total):
+                    return min(self.deferred)  # the second pass in the next invocation
+            if self.deferred:
+                if not self._second_pass(spill, workdir, stop):
+                    return min(self.deferred)
+                if checkpoint is not None:
+                    checkpoint(total)
+            return total
         finally:
             writes, self._writes = self._writes, None
-            writes.close()  # after a failure: waits for the writes in flight, drops them
-
-    def _run(
-        self,
-        spill: BucketSpill | None,
-        total: int,
-        workdir: Path,
-        checkpoint: Callable[[int], None] | None,
-        checkpoint_every: int,
-        progress: Callable[[str, int, int | None], None] | None,
-        start: int,
-        stop: Callable[[int], bool] | None,
-        ahead: Callable[[], bool] | None,
-    ) -> int:
-        if not self.second_pass:
-            done = self._run_first(spill, total, workdir, checkpoint, checkpoint_every, progress,
-                                   start, stop, ahead)  # fmt: skip
-            if done < total:
-                return done
-            self._decide()
-            if self.deferred and stop is not None and stop(total):
-                return min(self.deferred)  # the second pass in the next invocation
-        if self.deferred:
-            if not self._second_pass(spill, workdir, stop):
-                return min(self.deferred)
-            if checkpoint is not None:
-                checkpoint(total)
-        return total
+            if writes is not None:
+                writes.close()  # after a failure: waits for the writes in flight, drops them
 
     def diff_bucket(
         self,
@@ -435,7 +418,7 @@ class Differ:
         ]
         reads = _Prefetch(lambda numbers: self.state.read_buckets(self.spec.name, numbers))
         # A guarded run may read a bucket's items again in its second pass: they are
-        # dropped once the first pass has written the bucket (`_written`).
+        # dropped once the first pass has written the bucket (`_account`).
         self._spill = spill if self.guard else None
         last = False  # `stop` said so with the next chunk read already: it is the last
         try:
@@ -627,7 +610,7 @@ class Differ:
                     raise
                 bucket = self.state.read_buckets(bucket.feed, [bucket.bucket])[0]
         self._upload_later([])  # parts written to no state: uploaded still, never read
-        self._written(bucket.bucket, bucket.part, bucket.waiting(), counts, content_changed)
+        self._account(bucket.bucket, bucket.part, bucket.waiting(), counts, content_changed)
         return True
 
     def _write_later(
@@ -662,7 +645,7 @@ class Differ:
                 return
             if exc is not None:
                 raise exc
-            self._written(number, part, pending, counts, content_changed)
+            self._account(number, part, pending, counts, content_changed)
 
         assert self._writes is not None
         self._writes.submit(job, done)
@@ -696,19 +679,6 @@ class Differ:
         if self._writes is not None:
             self._writes.drain()
 
-    def _written(
-        self,
-        number: int,
-        part: PartRef | None,
-        pending: int,
-        counts: dict[str, int],
-        content_changed: bool,
-    ) -> None:
-        """A bucket diffed and written (or left as it was) outside a deferral."""
-        self._account(number, part, pending, counts, content_changed)
-        if self._spill is not None:
-            self._spill.drop(number)
-
     def _account(
         self,
         number: int,
@@ -731,6 +701,8 @@ class Differ:
         elif pending:
             self.to_export.add(number)
         self.pending[number] = pending
+        if self._spill is not None:  # the first pass wrote it: no second read
+            self._spill.drop(number)
 
     def _write_part(
         self, bucket: StateBucket, items: dict[str, EncodedItem], workdir: Path
