@@ -10,6 +10,7 @@ emulator. `RUN_TIME_BUDGET_SECONDS=0` makes every invocation hand on after one s
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,9 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?")
+
+
 class Local:
     """A fresh local stack of a target and a runner over it."""
 
@@ -84,7 +88,9 @@ class Local:
 
     def content(self, feeds: tuple[str, ...]) -> dict[str, Any]:
         """Per feed: every state record (run ids and times aside: they differ between
-        stacks), the latest snapshot's items by bucket (their build time aside), and the last run's issues."""
+        stacks), the latest snapshot's items by bucket (their build time aside), and the last
+        run's issues (the times in them aside: an incremental read names its watermark, the
+        time of the stack's own last run)."""
         app = self.runner.app
         state, blobs = app.state, app.blobs
         out: dict[str, Any] = {}
@@ -105,7 +111,8 @@ class Local:
                             (key, h, _without_time(body)) for key, h, body in read_part(stream)
                         )
             [run] = state.list_runs(feed, limit=1)
-            out[feed] = {"state": records, "parts": parts, "issues": run.issues}
+            issues = [{**i, "message": _TIME.sub("<time>", i["message"])} for i in run.issues]
+            out[feed] = {"state": records, "parts": parts, "issues": issues}
         return out
 
     def staged(self) -> list[str]:
