@@ -73,6 +73,7 @@ def test_staged_buckets_read_as_the_spill_did(aws_clients, tmp_path) -> None:
     workers[1].add(1, EncodedItem("a", "", "h3", b'{"a":3}'))  # a duplicate key
     workers[1].keep(1, "Rejected-SKU")
     workers[0].same(1, "Unchanged-SKU")  # a record not built (its fingerprint was known)
+    workers[1].same_many([(1, "Many-A"), (3, "Many-B")])  # many, a frame per bucket
     workers[0].add(3, EncodedItem("c", "", "h4", b"{}"))
     for n, w in enumerate(workers):
         w.finish()
@@ -88,7 +89,8 @@ def test_staged_buckets_read_as_the_spill_did(aws_clients, tmp_path) -> None:
         tmp_path / "staged", 4, blobs, "run-1", "products", 0
     ).read(1)
     assert set(items) == {"a", "b"} and items["a"].hash == "h3"  # the last one wins
-    assert keep == {"rejected-sku"} and same == {"unchanged-sku"} and duplicates == ["a"]
+    assert keep == {"rejected-sku"} and same == {"unchanged-sku", "many-a"}
+    assert duplicates == ["a"]
     assert staged.items == 4
 
 

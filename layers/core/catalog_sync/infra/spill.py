@@ -7,6 +7,7 @@ bucket's file, then diffs one bucket at a time: memory holds one bucket's items
 
 from __future__ import annotations
 
+import marshal
 import struct
 from pathlib import Path
 from typing import IO
@@ -16,6 +17,8 @@ from catalog_sync.sync.canonical import EncodedItem
 _ITEM = b"I"
 _KEEP = b"K"
 _SAME = b"S"
+_SAMES = b"M"  # many `_SAME` groups of one bucket: a marshalled list, lower-cased
+_MARSHAL_VERSION = 2  # lists of str; readable by every Python 3 (a hand-on stages these)
 _LEN = struct.Struct("<III")  # key, hash, body lengths
 _KLEN = struct.Struct("<I")
 
@@ -85,18 +88,18 @@ class BucketSpill:
         self._file(bucket).write(_SAME + _KLEN.pack(len(g)) + g)
 
     def same_many(self, marks: list[tuple[int, str]]) -> None:
-        """`same(bucket, group)` for each (bucket, group) of `marks`, a write per bucket."""
-        frames: dict[int, list[bytes]] = {}
-        pack = _KLEN.pack
+        """`same(bucket, group)` for each (bucket, group) of `marks`: one frame per
+        bucket, its groups lower-cased in one marshalled list (`read` takes it in at C
+        speed: a 1% sync marks 99% of the catalog so)."""
+        groups: dict[int, list[str]] = {}
         for bucket, group in marks:
-            g = group.encode("utf-8", "surrogateescape")
-            frame = _SAME + pack(len(g)) + g
-            if (held := frames.get(bucket)) is None:
-                frames[bucket] = [frame]
+            if (held := groups.get(bucket)) is None:
+                groups[bucket] = [group.lower()]
             else:
-                held.append(frame)
-        for bucket, held in frames.items():
-            self._file(bucket).write(b"".join(held))
+                held.append(group.lower())
+        for bucket, held in groups.items():
+            blob = marshal.dumps(held, _MARSHAL_VERSION)
+            self._file(bucket).write(_SAMES + _KLEN.pack(len(blob)) + blob)
 
     def finish(self) -> None:
         for f in self._files.values():
@@ -135,6 +138,12 @@ class BucketSpill:
             while pos < end:
                 kind = data[pos : pos + 1]
                 pos += 1
+                if kind == _SAMES:
+                    (n,) = unpack_klen(data, pos)
+                    pos += _KLEN.size
+                    same.update(marshal.loads(data[pos : pos + n]))
+                    pos += n
+                    continue
                 if kind in (_KEEP, _SAME):
                     (n,) = unpack_klen(data, pos)
                     pos += _KLEN.size
