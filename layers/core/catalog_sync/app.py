@@ -24,6 +24,7 @@ from catalog_sync.aws.secrets import api_key_provider
 from catalog_sync.aws.sqs import SqsContinuationQueue, SqsExportQueue
 from catalog_sync.errors import LeaseHeldError, RefusedError, RequestError
 from catalog_sync.feeds.registry import get_feed
+from catalog_sync.infra import heap
 from catalog_sync.infra.workers import resolve_workers
 from catalog_sync.observability import MetricUnit, logger, metrics
 from catalog_sync.ports import CatalogSource, FeedSink, PacedSink
@@ -211,6 +212,7 @@ def run_reindex_event(
     source = _source_for(app, request, feeds) if req.reads_source else None
     started = time.monotonic()
     deps = _reindex_deps(app, source, remaining_seconds)
+    heap.settle()  # the clients exist now (catalog_sync.infra.heap)
     if request.action == "resend":
         deps.budget_seconds = run_budget(app.settings, remaining_seconds, resend=True)
     try:
@@ -233,7 +235,9 @@ def run_continuation(
 ) -> dict[str, Any]:
     """A follow-up invocation of a run (a message of the continuation queue)."""
     started = time.monotonic()
-    results = continue_run(message, _reindex_deps(app, None, remaining_seconds))
+    deps = _reindex_deps(app, None, remaining_seconds)
+    heap.settle()  # the clients exist now (catalog_sync.infra.heap)
+    results = continue_run(message, deps)
     if results and results[0].run.kind == "sync":
         _heartbeat(results)
     elapsed = time.monotonic() - started
@@ -421,6 +425,7 @@ def run_export_message(
         handback=lambda m: _requeue(app, m, delay=0),
         budget=budget,
     )
+    heap.settle()  # the clients exist now (catalog_sync.infra.heap)
     result = export_part(message, deps)  # an AuthError is recorded in the part results
     for name in ("sent", "failed", "retry"):
         metrics.add_metric(
