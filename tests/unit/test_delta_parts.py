@@ -5,9 +5,16 @@ of the same catalog holds."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from catalog_sync.sync.snapshot import MAX_DELTAS, read_bucket_items
+from catalog_sync.sync.snapshot import (
+    MAX_DELTAS,
+    MIN_DELTAS,
+    delta_limit,
+    part_key,
+    read_bucket_items,
+)
 from tests.unit.test_fingerprints import World, product
 
 CATALOG = [product(f"SKU-{i:02d}") for i in range(40)]
@@ -78,3 +85,31 @@ def test_a_deletion_writes_a_delta_of_removal_lines(tmp_path):
     assert keys and not keys & {"SKU-05\x1fdefault", "SKU-05\x1ffr"}
     assert w.sent() == ["SKU-05\x1fdefault", "SKU-05\x1ffr"]
     assert bodies(w) == bodies(fresh(tmp_path, [r for r in CATALOG if r["sku"] != "SKU-05"], "f"))
+
+
+def test_each_full_part_has_its_own_delta_limit_so_buckets_compact_in_different_runs():
+    """Given the 64 buckets of a feed whose full parts one run wrote (a resync), each
+    changing a little every run; when each compacts at its part's `delta_limit`, then
+    the limits lie between MIN_DELTAS and MAX_DELTAS and are the same for the same key,
+    and over 100 runs no run compacts more than a quarter of the buckets (one limit
+    for all compacted all 64 in the same run), while they compact about as often as a
+    limit of 9 for all would have them do."""
+    keys = [part_key("products", "run-0000", b) for b in range(64)]
+    limits = [delta_limit(k) for k in keys]
+    assert all(MIN_DELTAS <= n <= MAX_DELTAS for n in limits)
+    assert limits == [delta_limit(k) for k in keys]  # a function of the key alone
+    assert len(set(limits)) >= 5
+
+    base = dict(enumerate(keys))
+    deltas = dict.fromkeys(range(64), 0)
+    per_run: Counter[int] = Counter()
+    for run in range(1, 101):
+        for b in range(64):
+            if deltas[b] >= delta_limit(base[b]):
+                base[b] = part_key("products", f"run-{run:04d}", b)  # compacted
+                deltas[b] = 0
+                per_run[run] += 1
+            else:
+                deltas[b] += 1
+    assert max(per_run.values()) <= 16
+    assert 64 * 100 / 11 <= sum(per_run.values()) <= 64 * 100 / 9

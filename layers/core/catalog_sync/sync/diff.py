@@ -47,8 +47,8 @@ from catalog_sync.sync.canonical import EncodedItem, encode
 from catalog_sync.sync.guard import DeletionGuard, release_command
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.snapshot import (
-    MAX_DELTAS,
     PartWriter,
+    delta_limit,
     part_key,
     read_bucket_items,
     removal,
@@ -733,10 +733,10 @@ class Differ:
     ) -> list[EncodedItem] | None:
         """The items this run made new or changed, and a removal line for each item it
         deleted, if they go in a delta part (None: write a full part; see
-        `snapshot.MAX_DELTAS`)."""
+        `snapshot.delta_limit`)."""
         prev = bucket.part
         assert prev is not None
-        if len(prev.deltas) >= MAX_DELTAS:
+        if len(prev.deltas) >= delta_limit(prev.key):
             return None
         now = self.now_iso
         delta = [
