@@ -14,6 +14,13 @@ hour: a full resync of the edited catalog) and the bare parse (`csv.reader` over
 same file, one core, nothing else) as the floor; each run is printed with its ratio
 to both.
 
+Then a series of hourly syncs in a row (`--series`, 12 by default; 0 skips it), each the
+reverse of the one before (the edited file, then the original, ...: each a 1% change),
+as a store's hourly runs go: the first 1%-changed sync above is the first after the
+resync, with no delta snapshot parts to compact yet, and the series shows the syncs
+that do compact them (`snapshot.delta_limit`). It prints each sync's wall and the full
+parts it wrote, and their largest and mean walls.
+
 Each scenario runs in its own process (peak RSS is per scenario); the local stack
 (moto server + feed receiver) runs in another process, as `catalogctl local up`.
 Each size prints one JSON line when it is done; the last line printed is one JSON
@@ -86,7 +93,32 @@ def bare_parse_s(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def bench_size(products: int, seed: int, store_views: str) -> dict[str, Any]:
+SERIES = 12  # hourly syncs in a row after the runs above
+
+
+def hourly_series(
+    env: dict[str, str], sources: tuple[Path, Path], syncs: int, naive: float
+) -> dict[str, Any]:
+    """`syncs` 1%-changed syncs in a row, alternating between the two files."""
+    runs = []
+    for i in range(syncs):
+        source = sources[i % 2]
+        runs.append(scenario(env, {"action": "sync", "source": str(source.resolve())}))
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "syncs": syncs,
+        "wall_s": walls,
+        "full_parts_written": [r["full_parts_written"] for r in runs],
+        "items_sent": [r["items_sent"] for r in runs],
+        "requests": [r["requests"] for r in runs],
+        "max_wall_s": max(walls),
+        "mean_wall_s": round(sum(walls) / len(walls), 3),
+        "max_x_naive": round(max(walls) / naive, 3) if naive else None,
+        "peak_rss_all_mb": max(r["peak_rss_all_mb"] for r in runs),
+    }
+
+
+def bench_size(products: int, seed: int, store_views: str, series: int = SERIES) -> dict[str, Any]:
     WORK.mkdir(exist_ok=True)
     t = time.perf_counter()
     extra = tuple(v.split(":")[0] for v in store_views.split(",")[1:])  # beside default
@@ -139,6 +171,8 @@ def bench_size(products: int, seed: int, store_views: str) -> dict[str, Any]:
             run = out[name]
             run["x_bare_parse"] = round(run["wall_s"] / parse_s, 2) if parse_s else None
             run["x_naive"] = round(run["wall_s"] / naive, 3) if naive else None
+        if series:  # the state holds the edited file's content now (the naive run read it)
+            out["hourly_series"] = hourly_series(env, (catalog, edited), series, naive)
         return out
     finally:
         proc.send_signal(signal.SIGINT)
@@ -172,6 +206,18 @@ def print_size(r: dict[str, Any]) -> None:
             + ("  (source unchanged: shortcut)" if s.get("source_unchanged") else ""),
             flush=True,
         )
+    h = r.get("hourly_series")
+    if h:
+        print(
+            f"{size:>7,} products hourly series of {h['syncs']} 1%-changed syncs in a row: "
+            f"wall max {h['max_wall_s']:.1f}s ({h['max_x_naive']:.2f}x naive), "
+            f"mean {h['mean_wall_s']:.1f}s; each: "
+            + " ".join(f"{w:.1f}s" for w in h["wall_s"])
+            + "; full parts written: "
+            + " ".join(str(n) for n in h["full_parts_written"])
+            + f"; peak RSS {h['peak_rss_all_mb']:.1f} MB all together",
+            flush=True,
+        )
     print(json.dumps(r), flush=True)
 
 
@@ -183,10 +229,13 @@ def main() -> None:
         "--store-views", default=STORE_VIEWS, help=f"STORE_VIEWS (bench-large: {ONE_STORE_VIEW})"
     )
     parser.add_argument("--aco-products", type=int, default=10_000, help="0: no ACO bench")
+    parser.add_argument(
+        "--series", type=int, default=SERIES, help="hourly syncs in a row after the runs; 0: none"
+    )
     args = parser.parse_args()
     results = []
     for size in (int(s) for s in args.sizes.split(",") if s.strip()):
-        r = bench_size(size, args.seed, args.store_views)
+        r = bench_size(size, args.seed, args.store_views, args.series)
         results.append(r)
         print_size(r)
     aco = None

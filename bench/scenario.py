@@ -129,6 +129,10 @@ def main() -> None:
         r["counts"].get("items_read", 0) + r["counts"].get("items_not_built", 0) for r in runs
     )
     not_built = sum(r["counts"].get("records_unchanged", 0) for r in runs)
+    # snapshot parts written whole (a bucket's first, or its delta parts compacted), and
+    # delta parts written
+    parts_written = sum(r["counts"].get("parts_written", 0) for r in runs)
+    deltas_written = sum(r["counts"].get("deltas_written", 0) for r in runs)
     queued = sum(
         r["counts"].get(k, 0) for r in runs for k in ("new", "changed", "deleted", "requeued")
     )
@@ -156,6 +160,8 @@ def main() -> None:
         "source_unchanged": any(r.get("source_unchanged") for r in runs),
         "records_not_built": not_built,
         "parts": drained.succeeded,
+        "full_parts_written": parts_written - deltas_written,
+        "deltas_written": deltas_written,
         "requests": requests,  # feed requests the receiver answered (all feeds)
         "requests_bound": bound,
         "read_build_hash_s": round(read_s, 3),
