@@ -167,7 +167,11 @@ def test_export_journals_a_bucket_s_outcomes_and_a_crash_resends_at_most_one_req
     s.runner.drain()
 
     assert plan.fired == ["sink.send call 4, after"]
-    assert [(w - writes, len(j)) for w, j in seen[:4]] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    # no bucket write, one journal entry per request answered: the request before the
+    # one going out may still be being recorded as it goes
+    assert [w - writes for w, _ in seen[:4]] == [0, 0, 0, 0]
+    for n, (_, journal) in enumerate(seen[:4]):
+        assert n - 1 <= len(journal) <= n, n
     items = result["runs"][0]["counts"]["new"]
     stats = s.receiver.stats()
     assert 0 < stats["items"]["received"] - items <= BATCH  # the 4th request again, only

@@ -75,7 +75,7 @@ def test_export_fills_each_request_across_the_buckets_of_a_message():
     assert sum(p.counts["sent"] for p in parts) == ITEMS
 
 
-def test_export_records_each_request_before_sending_the_next():
+def test_export_a_crash_on_a_request_finds_the_requests_answered_before_it_recorded():
     w, messages = world(Batching(size=6, crash_at=3))
     with pytest.raises(RuntimeError, match="died"):
         export(w, messages[0])

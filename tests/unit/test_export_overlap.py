@@ -1,8 +1,9 @@
-"""The export prepares the next request while one is out (`ExportDeps.overlap`): still
-one request out at a time, each recorded before the next goes. Whatever happens to
-request n while n+1 is being prepared (a give-up, failed items, an auth error, a crash,
-the budget, an error reading n+1's items), the requests, outcomes, retries and part
-results are the ones sending in turn gives."""
+"""The export records request n and prepares n+2 while n+1 is out
+(`ExportDeps.overlap`): still one request out at a time, each decided on before the
+next goes. Whatever happens to request n meanwhile (a give-up, failed items, an auth
+error, a crash, the budget, an error reading n+1's items), the requests, outcomes,
+retries and part results are the ones sending and recording in turn gives; a crash in
+a record re-sends that request and the one out, nothing more."""
 
 from __future__ import annotations
 
@@ -209,3 +210,71 @@ def test_export_overlap_a_paced_sink_sends_in_the_exports_thread():
     got = run(True, sink)
     assert got["requests"] == [6, 6, 6, 6, 6, 6, 4]
     assert set(sink.threads) == {threading.current_thread().name}
+
+
+class SlowRecord:
+    """A state whose journal write (`record_outcomes`) of the first request waits until
+    the second request is out, or fails from the `fail_at`th call on."""
+
+    def __init__(self, state: Any, sink: Scripted, fail_at: int = 0) -> None:
+        self.state, self.sink, self.fail_at = state, sink, fail_at
+        self.calls = 0
+        self.saw: list[bool] = []
+
+    def record_outcomes(self, *args: Any, **kw: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1 and not self.fail_at:
+            self.saw.append(self.sink.second.wait(timeout=30))
+        if self.fail_at and self.calls >= self.fail_at:
+            raise RetryableError("the table is gone")
+        return self.state.record_outcomes(*args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.state, name)
+
+
+@dataclass
+class Noting(Scripted):
+    """Notes when its second request goes out."""
+
+    second: threading.Event = field(default_factory=threading.Event)
+
+    def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
+        if len(self.requests) == 1:
+            self.second.set()
+        return super().send(feed, items)
+
+
+def test_export_overlap_a_request_is_recorded_while_the_next_one_is_out():
+    sink = Noting(size=6)
+    w, messages = world(sink)
+    state = SlowRecord(w.state, sink)
+    deps = ExportDeps(state=state, blobs=w.blobs, sink=sink, clock=w.clock)  # type: ignore[arg-type]
+    result = export_part(messages[0], deps)
+    assert state.saw == [True]  # the first request's record waited for the second to go
+    assert sink.requests == [6, 6, 6, 6, 6, 6, 4] and result.counts["sent"] == ITEMS
+    records = w.state.all_records("toy")
+    assert {r.status for r in records.values()} == {"sent"} and len(records) == ITEMS
+
+
+def test_export_overlap_a_crash_in_a_record_resends_that_request_and_the_one_out_only():
+    sink = Noting(size=6)
+    w, messages = world(sink)
+    state = SlowRecord(w.state, sink, fail_at=3)  # the third request's record fails
+    deps = ExportDeps(state=state, blobs=w.blobs, sink=sink, clock=w.clock)  # type: ignore[arg-type]
+    with pytest.raises(RetryableError, match="the table is gone"):
+        export_part(messages[0], deps)
+    assert sink.requests == [6, 6, 6, 6]  # the fourth was out while the third was recorded
+    first = [k for c in sink.calls for k in c]
+    recorded = {k for k, r in w.state.all_records("toy").items() if r.status == "sent"}
+    # the two requests recorded before the failure, some of the third (a bucket it
+    # finished is written before its journal entries), none of the fourth
+    assert set(first[:12]) <= recorded <= set(first[:18])
+    sink.calls.clear()
+    export_part(messages[0], ExportDeps(state=w.state, blobs=w.blobs, sink=sink, clock=w.clock))
+    again = [k for c in sink.calls for k in c]
+    assert len(again) == len(set(again)) == ITEMS - len(recorded)
+    assert not set(again) & recorded  # nothing recorded is sent again
+    assert set(first[12:]) - recorded <= set(again)  # the rest of the third, the fourth
+    records = w.state.all_records("toy")
+    assert {r.status for r in records.values()} == {"sent"} and len(records) == ITEMS

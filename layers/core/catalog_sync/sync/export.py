@@ -1,6 +1,6 @@
 """The export use-case: send the pending items of a message's buckets to the SaaS
-side, one request at a time, and record each request's outcomes before the next (the
-next is prepared while one is out).
+side, one request at a time, and record each request's outcomes (while the next one
+is out).
 
 The message only says which buckets to look at: what to send is read from the
 state at the time of sending (items `pending` or `retry`, with the content of each
@@ -13,12 +13,16 @@ One message carries several buckets (the reindex packs them up to
 `EXPORT_MESSAGE_ITEMS` pending items): their items go to the sink as one stream,
 which the sink cuts into requests (`FeedSink.batches`), so a request is filled
 across buckets. After each request its outcomes are written to the buckets they
-belong to: a crash or a timeout re-sends at most that one request. While a request
-is out (sent from a thread of its own), the next one is prepared: its bucket states and
-snapshot parts read, its items cut. Still one request is out at a time and each is
-recorded before the next goes; an error met preparing the next is raised after the
-request out is recorded, as in turn. A paced sink (ACO: its budget is shared state)
-sends in the export's thread, in turn (`ExportDeps.overlap`). With a `Budget`
+belong to. One request is out at a time, sent from a thread of its own; while it is
+out, the export records the request before it and prepares the next one (its bucket
+states and snapshot parts read, its items cut). What a request's answer decides is
+decided before the next goes (a give-up sends nothing after it, an auth error ends the
+export, the budget is checked between requests), so the requests and outcomes are
+the ones sending and recording in turn gives; a crash or a timeout re-sends at most
+the request out and the one whose record it cut short. An error met preparing the
+next request is raised after the request out is recorded, as in turn. A paced sink
+(ACO: its budget is shared state) sends in the export's thread, and records each
+request before the next (`ExportDeps.overlap`). With a `Budget`
 (the invocation's remaining time, or `RUN_TIME_BUDGET_SECONDS`), the export stops
 taking requests when the time runs low and hands the buckets it did not finish back
 to the queue as a new message; what it recorded stays recorded.
@@ -136,9 +140,9 @@ class ExportDeps:
     # export goes on whatever the budget says.
     handback: Callable[[ExportMessage], None] | None = None
     budget: Budget | None = None
-    # Prepare the next request (its items read and cut) while one is out. Still one
-    # request out at a time, recorded before the next goes; a paced sink (ACO) sends
-    # in turn whatever this says.
+    # Record a request and prepare the next (its items read and cut) while one is out.
+    # Still one request out at a time, each decided on before the next goes; a paced
+    # sink (ACO) sends and records in turn whatever this says.
     overlap: bool = True
 
 
@@ -232,12 +236,31 @@ class _Export:
         pool = None
         if deps.overlap and not isinstance(deps.sink, PacedSink):
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-send")
+        # a request's outcomes, known and acted on, recorded while the next one is out
+        unrecorded: tuple[list[OutgoingItem], list[ItemOutcome]] | None = None
+
+        def settle() -> None:
+            nonlocal unrecorded
+            if unrecorded is not None:
+                batch, outcomes = unrecorded
+                unrecorded = None
+                self._record(batch, outcomes)
+
         try:
-            while (batch := ahead.take()) is not None:
+            while True:
+                try:
+                    batch = ahead.take()
+                except Exception:
+                    settle()  # the request out is recorded before the next one's error
+                    raise
+                if batch is None:
+                    break
                 if gave_up is not None:  # a down API does not eat the invocation
+                    settle()
                     self._record(batch, [ItemOutcome("retry", gave_up)] * len(batch))
                     continue
                 if budget is not None and deps.handback is not None and not budget.may_send():
+                    settle()
                     self._hand_back()
                     break
                 started = budget.clock() if budget is not None else 0.0
@@ -245,17 +268,23 @@ class _Export:
                     outcomes = deps.sink.send(feed, batch)
                 else:
                     out = pool.submit(deps.sink.send, feed, batch)
+                    settle()  # the request before, recorded while this one is out
                     ahead.prepare()  # the next request's items, read while this one is out
                     outcomes = out.result()
                 self.result.requests += 1
-                if budget is not None:  # with the next one's preparation, if that took longer
+                if budget is not None:  # with its neighbours' record and preparation
                     budget.spent(budget.clock() - started)
                 if deps.handback is not None and any(map(is_paced, outcomes)):
+                    settle()
                     self._paced(batch, outcomes)
                     break
-                self._record(batch, outcomes)
+                if pool is None:
+                    self._record(batch, outcomes)
+                else:
+                    unrecorded = (batch, outcomes)
                 if outcomes and all(o.status == "retry" for o in outcomes):
                     gave_up = outcomes[-1].reason or "not sent"  # the same reason for the rest
+            settle()
         except AuthError as exc:
             self._fold_rest()
             for b in self.message.buckets:
