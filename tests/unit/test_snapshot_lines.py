@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import zlib
+from pathlib import Path
 
 import orjson
 import pytest
@@ -87,3 +89,24 @@ def test_read_part_of_a_truncated_or_corrupt_object_raises() -> None:
     corrupt[-8] ^= 1  # the CRC
     with pytest.raises(zlib.error):
         list(read_part(io.BytesIO(bytes(corrupt))))
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 1 << 18])
+def test_part_writer_writes_every_line_in_order_whatever_its_chunks(
+    chunk: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Lines go to gzip `WRITE_CHUNK` bytes at a time: the part holds them all, in
+    order, across chunk ends and with the last chunk unfinished at `close`."""
+    monkeypatch.setattr(snapshot, "WRITE_CHUNK", chunk)
+    items = [
+        EncodedItem(key=f"K{i}", group="", hash=f"{i:032x}", body=b'{"i":%d}' % i)
+        for i in range(301)
+    ]
+    writer = snapshot.PartWriter(tmp_path / "part.jsonl.gz")
+    for item in items:
+        writer.write(item)
+    size, sha = writer.close()
+    blob = (tmp_path / "part.jsonl.gz").read_bytes()
+    assert gzip.decompress(blob) == b"".join(encode_line(i) for i in items)
+    assert writer.items == 301 and size == len(blob)
+    assert sha == hashlib.sha256(blob).hexdigest()

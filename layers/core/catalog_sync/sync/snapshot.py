@@ -226,6 +226,11 @@ def delta_limit(base_key: str) -> int:
     return MIN_DELTAS + zlib.crc32(base_key.encode("utf-8")) % spread
 
 
+# Lines handed to gzip at a time: one `GzipFile.write` per line cost a CRC, a
+# compressor call and its bookkeeping per line
+WRITE_CHUNK = 256 * 1024
+
+
 class PartWriter:
     """Writes one part to a local file (gzip); counts items and bytes."""
 
@@ -236,13 +241,24 @@ class PartWriter:
         self._gz = gzip.GzipFile(
             fileobj=self._raw, mode="wb", compresslevel=PART_COMPRESSLEVEL, mtime=0
         )
+        self._lines: list[bytes] = []
+        self._size = 0
 
     def write(self, item: EncodedItem) -> None:
-        self._gz.write(encode_line(item))
+        line = encode_line(item)
+        self._lines.append(line)
+        self._size += len(line)
         self.items += 1
+        if self._size >= WRITE_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._gz.write(b"".join(self._lines))
+        self._lines, self._size = [], 0
 
     def close(self) -> tuple[int, str]:
         """Finish the file; return (size in bytes, sha256 hex) of the stored object."""
+        self._flush()
         self._gz.close()
         self._raw.close()
         digest = hashlib.sha256()
