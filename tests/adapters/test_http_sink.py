@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from catalog_sync.errors import AuthError, ConfigError
 from catalog_sync.http import retry_after_seconds
 from catalog_sync.ports import ItemOutcome, OutgoingItem
+from catalog_sync.sinks import feed_api
 from catalog_sync.sinks.feed_api import HttpFeedSink
 from devstack.receiver import FeedReceiver
 
@@ -96,6 +99,40 @@ def test_http_sink_batch_id_is_stable_and_a_resent_batch_is_a_duplicate(receiver
 
     assert statuses(again) == ["sent"] * 5
     assert receiver.stats()["items"]["duplicate"] == 5
+
+
+def test_http_sink_a_batch_it_cut_goes_as_encoded_when_cut_and_as_any_other(
+    receiver: FeedReceiver, monkeypatch: pytest.MonkeyPatch
+):
+    """`batches` has each request's body compressed as it cuts it, on a thread of the
+    sink's own (the export cuts the next request while one is out); `send` of such a
+    batch posts that body: the same bytes and id as the items sent as a plain list, and
+    retries and 413 splits still work."""
+    sink = sink_for(receiver, max_items=4)
+    compressed: list[str] = []
+    real = feed_api.gzip.compress
+
+    def compress(data: bytes, **kw: Any) -> bytes:
+        compressed.append(threading.current_thread().name)
+        return real(data, **kw)
+
+    monkeypatch.setattr(feed_api.gzip, "compress", compress)
+    cuts = list(sink.batches("products", iter(items(10))))
+    assert [len(c) for c in cuts] == [4, 4, 2]
+    receiver.add_fault({"status": 503, "times": 1})
+    assert statuses(sink.send("products", cuts[0])) == ["sent"] * 4  # after a retry
+    assert statuses(sink.send("products", cuts[2])) == ["sent"] * 2
+    sink.close()  # waits for the encoder
+    assert len(compressed) == 3 and all(t.startswith("sink-encode") for t in compressed)
+    assert statuses(sink.send("products", list(cuts[0]))) == ["sent"] * 4
+    assert compressed[3] == threading.current_thread().name  # a plain list: made in send
+    assert receiver.stats()["items"]["duplicate"] == 4  # the same batch id as the cut
+    receiver.add_fault({"status": 413, "times": 1})
+    assert statuses(sink.send("products", cuts[1])) == ["sent"] * 4  # split in halves
+    assert held_skus(receiver) == {f"SKU-{i:05d}" for i in range(10)}
+    made = len(compressed)
+    sink.send("prices", cuts[2])  # cut for another feed: its id and body made anew
+    assert len(compressed) == made + 1
 
 
 def test_http_sink_retries_503_twice_then_succeeds(receiver: FeedReceiver):

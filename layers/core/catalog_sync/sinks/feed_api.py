@@ -5,7 +5,11 @@
 `max_bytes` bytes of uncompressed JSON (the array of the items' bodies, joined as
 they are), POSTs each gzip-compressed with a stable `x-request-id`, and returns one
 `ItemOutcome` per item, in order (`batches(feed, stream)` cuts a stream the same way,
-so the export can send and record one request at a time):
+so the export can send and record one request at a time; each batch it cuts has its
+body compressed and its id hashed on a thread of the sink's own as soon as it is cut,
+and `send` of that batch posts them as they are: the export cuts the next request
+while one is out, and neither the sending thread nor the export's does the
+compression):
 
 - 200: the items in `invalidFeedItems` are `failed` with the receiver's code and
   message, the rest `sent`;
@@ -30,6 +34,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -51,6 +56,24 @@ T = TypeVar("T")
 
 class _GiveUp(Exception):
     """A batch used all its tries: the rest of the call is not attempted."""
+
+
+class _Encoded:
+    """A request's body as it goes: its JSON's length, the gzip of it, its batch id."""
+
+    __slots__ = ("body", "raw_bytes", "request_id")
+
+    def __init__(self, raw_bytes: int, body: bytes, request_id: str) -> None:
+        self.raw_bytes, self.body, self.request_id = raw_bytes, body, request_id
+
+
+class _Cut(list[OutgoingItem]):
+    """A batch as `batches` cut it for `feed`, its request being encoded (None: an
+    item over the byte limit rides along, and `send` cuts the batch anew)."""
+
+    __slots__ = ("encoded", "feed")
+    encoded: Future[_Encoded] | None
+    feed: str
 
 
 class HttpFeedSink:
@@ -96,22 +119,31 @@ class HttpFeedSink:
             rng=rng,
         )
         self.compresslevel = compresslevel
+        self._encoder: ThreadPoolExecutor | None = None  # started by the first cut
 
     def url(self, feed: str) -> str:
         return f"{self.base_url}/feeds/{quote(feed, safe='')}/{quote(self.environment_id, safe='')}"
 
     def close(self) -> None:
         self._session.close()
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=True)
+            self._encoder = None
 
     # -- FeedSink ---------------------------------------------------------------
 
     def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
         outcomes: list[ItemOutcome | None] = [None] * len(items)
         url = self.url(feed)
-        batches = list(self._batches(items, outcomes))
+        ready = None
+        if isinstance(items, _Cut) and items.encoded is not None and items.feed == feed:
+            ready = items.encoded.result()
+            batches = [list(range(len(items)))]  # as `_batches` cuts it: it was cut so
+        else:
+            batches = list(self._batches(items, outcomes))
         for number, batch in enumerate(batches):
             try:
-                self._send_batch(feed, url, items, batch, outcomes)
+                self._send_batch(feed, url, items, batch, outcomes, ready)
             except _GiveUp as stop:
                 skipped = [i for b in batches[number + 1 :] for i in b]
                 reason = f"not sent: the feed API was unavailable ({stop})"
@@ -133,7 +165,14 @@ class HttpFeedSink:
         over the byte limit rides along: `send` fails it without a request)."""
         limit = self.max_bytes - _ARRAY_OVERHEAD  # as `_fits`
         sized = ((item, n if (n := len(item.body)) <= limit else 0) for item in items)
-        yield from self._cut(sized)
+        for batch in self._cut(sized):
+            cut = _Cut(batch)
+            cut.feed, cut.encoded = feed, None
+            if all(map(self._fits, batch)):
+                if self._encoder is None:
+                    self._encoder = ThreadPoolExecutor(1, thread_name_prefix="sink-encode")
+                cut.encoded = self._encoder.submit(self._encode, feed, batch, range(len(batch)))
+            yield cut
 
     def _batches(self, items: Sequence[OutgoingItem], outcomes: list[ItemOutcome | None]) -> Any:
         fitting = []
@@ -180,6 +219,11 @@ class HttpFeedSink:
 
     # -- one batch ----------------------------------------------------------------
 
+    def _encode(self, feed: str, items: Sequence[OutgoingItem], batch: Sequence[int]) -> _Encoded:
+        raw = b"[" + b",".join(items[i].body for i in batch) + b"]"
+        body = gzip.compress(raw, compresslevel=self.compresslevel, mtime=0)
+        return _Encoded(len(raw), body, self.batch_id(feed, items, batch))
+
     def _send_batch(
         self,
         feed: str,
@@ -187,11 +231,17 @@ class HttpFeedSink:
         items: Sequence[OutgoingItem],
         batch: list[int],
         outcomes: list[ItemOutcome | None],
+        encoded: _Encoded | None = None,
     ) -> None:
-        raw = b"[" + b",".join(items[i].body for i in batch) + b"]"
-        body = gzip.compress(raw, compresslevel=self.compresslevel, mtime=0)
-        request_id = self.batch_id(feed, items, batch)
-        ctx = {"feed": feed, "batch_id": request_id, "items": len(batch), "bytes": len(raw)}
+        if encoded is None:
+            encoded = self._encode(feed, items, batch)
+        body, request_id = encoded.body, encoded.request_id
+        ctx = {
+            "feed": feed,
+            "batch_id": request_id,
+            "items": len(batch),
+            "bytes": encoded.raw_bytes,
+        }
 
         for attempt in range(1, self.retry.max_tries + 1):
             retry_after: float | None = None
