@@ -9,6 +9,11 @@ Peak RSS: this scenario's process (`ru_maxrss`), the largest worker's own (VmHWM
 all of them together: the largest sum of their resident sets at one instant, sampled
 from /proc every 50 ms (`bench.scenario.RssSampler`).
 
+CPU: what the whole machine spent busy over each run (all processes: the scenario,
+its workers, the moto server and the receiver; `/proc/stat`, so the machine should be
+idle otherwise), and that over the cores as the floor of the run's wall: a run can only
+get faster than its floor by spending less CPU.
+
 Side by side in the same run: the naive baseline (rebuild and send everything every
 hour: a full resync of the edited catalog) and the bare parse (`csv.reader` over the
 same file, one core, nothing else) as the floor; each run is printed with its ratio
@@ -201,6 +206,8 @@ def print_size(r: dict[str, Any]) -> None:
             f"{s['requests']:>5,} requests (bound {s['requests_bound']:,})  "
             f"wall {s['wall_s']:>7.1f}s = {s['x_bare_parse']:>5.1f}x bare parse, "
             f"{s['x_naive']:>5.2f}x naive  "
+            f"CPU {s['busy_cpu_s']:>6.1f}s on {s['cores']} cores ({s['cores_busy_pct']:.0f}% "
+            f"busy; floor {s['cpu_floor_s']:.1f}s)  "
             f"peak RSS {s['peak_rss_all_mb']:>6.1f} MB all together (this process "
             f"{s['peak_rss_mb']:.1f} MB, largest worker {s['worker_peak_rss_mb']:.1f} MB)"
             + ("  (source unchanged: shortcut)" if s.get("source_unchanged") else ""),

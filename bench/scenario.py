@@ -1,6 +1,7 @@
 """One benchmark scenario in a fresh process (so peak RSS is its own):
 `python -m bench.scenario EVENT_JSON` with the local stack's environment.
-Prints one JSON object: stage times, items/s, peak RSS."""
+Prints one JSON object: stage times, items/s, peak RSS, and the CPU the machine spent
+meanwhile (all processes: this one, its workers, the moto server, the receiver)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,19 @@ def _status(pid: str) -> dict[str, int]:
     return out
 
 
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far (every core, all processes:
+    user, nice, system, irq, softirq and steal of /proc/stat), in seconds."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
 def batch_size(sink: Any, feed: str) -> int:
     """The items a request of `feed` holds at most: the feed API's `max_items`, or
     ACO's batch size of the feed's entity (100 for products, 500 for prices)."""
@@ -115,6 +129,7 @@ def main() -> None:
     runner = LocalRunner(dict(os.environ), progress=progress)
     requests_before = receiver_requests()
     t_start = time.perf_counter()  # the stage marks count from here, as the reindex does
+    busy_start = busy_seconds()
     with RssSampler() as rss:
         result = runner.reindex(event)
         t_reindex = time.perf_counter() - t_start
@@ -122,6 +137,7 @@ def main() -> None:
         t1 = time.perf_counter()
         drained = runner.drain(max_seconds=3600)
         t_export = time.perf_counter() - t1
+    busy_s = busy_seconds() - busy_start
     requests = receiver_requests() - requests_before
     runs = result["runs"]
     # items the run covered: built, or standing for a record not built (fingerprints)
@@ -169,6 +185,12 @@ def main() -> None:
         "reindex_s": round(t_reindex, 3),
         "export_s": round(t_export, 3),
         "wall_s": round(t_reindex + t_export, 3),
+        # CPU the machine spent over the run, all processes: on `cores` cores the wall
+        # cannot be shorter than busy_s / cores (the floor of this code on this machine)
+        "busy_cpu_s": round(busy_s, 2),
+        "cores": cores(),
+        "cpu_floor_s": round(busy_s / cores(), 2),
+        "cores_busy_pct": round(100 * busy_s / (cores() * (t_reindex + t_export)), 1),
         "read_items_per_s": round(items / read_s) if read_s else None,
         "diff_items_per_s": round(items / diff_s) if diff_s > 0 else None,
         "export_items_per_s": round(sent / t_export) if t_export and sent else None,
