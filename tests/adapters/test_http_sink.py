@@ -133,6 +133,25 @@ def test_http_sink_a_batch_it_cut_goes_as_encoded_when_cut_and_as_any_other(
     made = len(compressed)
     sink.send("prices", cuts[2])  # cut for another feed: its id and body made anew
     assert len(compressed) == made + 1
+    other = sink_for(receiver, max_items=4)
+    other.send("products", cuts[2])  # another sink's cut: made anew
+    assert len(compressed) == made + 2
+    cuts[1].pop()  # a cut changed since: made anew, for what it holds now
+    assert statuses(sink.send("products", cuts[1])) == ["sent"] * 3
+    assert len(compressed) == made + 3
+
+
+def test_http_sink_a_cut_with_an_item_over_the_limit_is_cut_anew_when_sent(
+    receiver: FeedReceiver,
+):
+    sink = sink_for(receiver, max_bytes=400)
+    stream = [item("SKU-00001"), item("SKU-00002", pad=500), item("SKU-00003")]
+    (cut,) = list(sink.batches("products", iter(stream)))  # the big one rides along
+    assert len(cut) == 3
+    outcomes = sink.send("products", cut)
+    assert statuses(outcomes) == ["sent", "failed", "sent"]
+    assert "over the 400-byte request limit" in (outcomes[1].reason or "")
+    assert held_skus(receiver) == {"SKU-00001", "SKU-00003"}
 
 
 def test_http_sink_retries_503_twice_then_succeeds(receiver: FeedReceiver):

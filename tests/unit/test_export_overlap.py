@@ -257,7 +257,9 @@ def test_export_overlap_a_request_is_recorded_while_the_next_one_is_out():
     assert {r.status for r in records.values()} == {"sent"} and len(records) == ITEMS
 
 
-def test_export_overlap_a_crash_in_a_record_resends_that_request_and_the_one_out_only():
+def test_export_overlap_a_crash_in_a_record_resends_that_request_and_the_one_out_only(
+    caplog: pytest.LogCaptureFixture,
+):
     sink = Noting(size=6)
     w, messages = world(sink)
     state = SlowRecord(w.state, sink, fail_at=3)  # the third request's record fails
@@ -265,6 +267,7 @@ def test_export_overlap_a_crash_in_a_record_resends_that_request_and_the_one_out
     with pytest.raises(RetryableError, match="the table is gone"):
         export_part(messages[0], deps)
     assert sink.requests == [6, 6, 6, 6]  # the fourth was out while the third was recorded
+    assert "the next one's answer (accepted) is not recorded, its 6 items" in caplog.text
     first = [k for c in sink.calls for k in c]
     recorded = {k for k, r in w.state.all_records("toy").items() if r.status == "sent"}
     # the two requests recorded before the failure, some of the third (a bucket it
@@ -278,3 +281,18 @@ def test_export_overlap_a_crash_in_a_record_resends_that_request_and_the_one_out
     assert set(first[12:]) - recorded <= set(again)  # the rest of the third, the fourth
     records = w.state.all_records("toy")
     assert {r.status for r in records.values()} == {"sent"} and len(records) == ITEMS
+
+
+def test_export_overlap_a_record_failing_while_the_next_request_meets_an_auth_error():
+    """The record's error is what the export raises; the request out, refused, is
+    waited for and not recorded: its items stay pending, nothing is marked failed."""
+    sink = Noting(size=6, script={4: AuthError("HTTP 401")})
+    w, messages = world(sink)
+    state = SlowRecord(w.state, sink, fail_at=3)
+    deps = ExportDeps(state=state, blobs=w.blobs, sink=sink, clock=w.clock)  # type: ignore[arg-type]
+    with pytest.raises(RetryableError, match="the table is gone"):
+        export_part(messages[0], deps)
+    assert sink.requests == [6, 6, 6, 6]
+    records = w.state.all_records("toy")
+    assert {r.status for r in records.values()} <= {"sent", "pending"}
+    assert sum(r.status == "sent" for r in records.values()) >= 12

@@ -68,12 +68,23 @@ class _Encoded:
 
 
 class _Cut(list[OutgoingItem]):
-    """A batch as `batches` cut it for `feed`, its request being encoded (None: an
-    item over the byte limit rides along, and `send` cuts the batch anew)."""
+    """A batch as `batches` of `sink` cut it for `feed` (`size` items), its request
+    being encoded (None: an item over the byte limit rides along, and `send` cuts the
+    batch anew, as it does a cut that is not as it was cut)."""
 
-    __slots__ = ("encoded", "feed")
+    __slots__ = ("encoded", "feed", "sink", "size")
     encoded: Future[_Encoded] | None
     feed: str
+    sink: HttpFeedSink
+    size: int
+
+    def ready(self, sink: HttpFeedSink, feed: str) -> _Encoded | None:
+        """The encoded request, if this cut is `sink`'s, for `feed`, and as it was cut."""
+        if self.encoded is None or self.sink is not sink or self.feed != feed:
+            return None
+        if len(self) != self.size:
+            return None
+        return self.encoded.result()
 
 
 class HttpFeedSink:
@@ -135,9 +146,8 @@ class HttpFeedSink:
     def send(self, feed: str, items: Sequence[OutgoingItem]) -> list[ItemOutcome]:
         outcomes: list[ItemOutcome | None] = [None] * len(items)
         url = self.url(feed)
-        ready = None
-        if isinstance(items, _Cut) and items.encoded is not None and items.feed == feed:
-            ready = items.encoded.result()
+        ready = items.ready(self, feed) if isinstance(items, _Cut) else None
+        if ready is not None:
             batches = [list(range(len(items)))]  # as `_batches` cuts it: it was cut so
         else:
             batches = list(self._batches(items, outcomes))
@@ -167,7 +177,7 @@ class HttpFeedSink:
         sized = ((item, n if (n := len(item.body)) <= limit else 0) for item in items)
         for batch in self._cut(sized):
             cut = _Cut(batch)
-            cut.feed, cut.encoded = feed, None
+            cut.feed, cut.sink, cut.size, cut.encoded = feed, self, len(batch), None
             if all(map(self._fits, batch)):
                 if self._encoder is None:
                     self._encoder = ThreadPoolExecutor(1, thread_name_prefix="sink-encode")

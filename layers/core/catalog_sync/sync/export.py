@@ -36,7 +36,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -268,7 +268,11 @@ class _Export:
                     outcomes = deps.sink.send(feed, batch)
                 else:
                     out = pool.submit(deps.sink.send, feed, batch)
-                    settle()  # the request before, recorded while this one is out
+                    try:
+                        settle()  # the request before, recorded while this one is out
+                    except BaseException:
+                        _abandon(out, feed, len(batch))
+                        raise
                     ahead.prepare()  # the next request's items, read while this one is out
                     outcomes = out.result()
                 self.result.requests += 1
@@ -343,7 +347,8 @@ class _Export:
     # -- recording ------------------------------------------------------------------------
 
     def _record(self, batch: list[OutgoingItem], outcomes: list[ItemOutcome]) -> None:
-        """Record one request's outcomes before the next request. A bucket with items
+        """Record one request's outcomes (while the next request is out, or before it
+        goes when sending in turn). A bucket with items
         still to come gets a small journal entry instead of a rewrite of its whole
         state; so does a bucket this request finishes when its outcomes are few and all
         sent, none of them for a failing item (`_light`): the entry carries what it
@@ -601,6 +606,21 @@ class _Ahead:
         if error is not None:
             raise error
         return batch
+
+
+def _abandon(out: Future[list[ItemOutcome]], feed: str, items: int) -> None:
+    """The record of the request before failed while this one is out: it is waited for
+    (a request is never left running past its export), and its answer is not recorded;
+    its items stay pending and a redelivery sends them again (with the same batch id)."""
+    exc = out.exception()
+    log.warning(
+        "%s: a request's record failed while the next one was out; the next one's "
+        "answer (%s) is not recorded, its %d items are sent again on redelivery",
+        feed,
+        f"{type(exc).__name__}: {exc}" if exc is not None else "accepted",
+        items,
+        extra={"feed": feed, "items": items},
+    )
 
 
 def _zero() -> dict[str, int]:

@@ -232,7 +232,7 @@ WRITE_CHUNK = 256 * 1024
 
 
 class PartWriter:
-    """Writes one part to a local file (gzip); counts items and bytes."""
+    """Writes one part to a local file (gzip); counts its items."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -369,11 +369,11 @@ MAX_REASON = 500  # characters of an API's reason kept on a record
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """One export outcome of one item version: what was sent (`hash`, a deletion or
-    not) and what the SaaS API said. The export records a request's outcomes before
-    its next request, either in the bucket's state or, for a bucket whose items span
-    more requests, as a small journal entry beside it (one entry per request and
+    not) and what the SaaS API said. The export records a request's outcomes while
+    its next request is out, either in the bucket's state or, for a bucket whose items
+    span more requests, as a small journal entry beside it (one entry per request and
     bucket) that the bucket's next write folds in: a request costs a few kB written,
-    not the whole bucket, and a crash still re-sends at most that request."""
+    not the whole bucket, and a crash re-sends at most that request and the one out."""
 
     hash: str
     deleted: bool
