@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from catalog_sync.ports import SourceContent
 from catalog_sync.sources.magento_csv.partitions import RECORD_VERSION
 
 if TYPE_CHECKING:
+    from catalog_sync.ports import SourceContent
     from catalog_sync.sources.magento_csv.source import MagentoCsvSource
 
 SETTLE_SECONDS = 2.0
@@ -42,6 +42,8 @@ class _Unreadable(Exception):
 
 def content(source: MagentoCsvSource) -> SourceContent | None:
     """Stream the source's files once into one digest, with their identities."""
+    from catalog_sync.ports import SourceContent  # not at the top: see `source`
+
     h = xxhash.xxh3_128()
     context = (RECORD_VERSION, source.stocks, sorted(source.store_views or ()))
     h.update(f"magento-csv\x1e{context!r}".encode())

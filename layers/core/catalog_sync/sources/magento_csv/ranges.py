@@ -3,9 +3,9 @@
 A row may span lines (a quoted cell with newlines), so a range may only start
 where a row starts. Outside a quoted cell the file has an even number of `"`
 before it (a quote inside a quoted cell is doubled), so a pre-scan counts the
-quotes and newlines of the file (`bytes.count`, in threads, one chunk each) and
-puts each boundary after the first newline past its target at which the count is
-even. Each worker parses its range as the serial pass 1 would (line numbers from
+quotes and newlines of the file (`bytes.count`, `stream.newlines`; in threads, one
+chunk each) and puts each boundary after the first newline past its target at which
+the count is even. Each worker parses its range as the serial pass 1 would (line numbers from
 the newlines before it) into its own partition files, and reads past its end to
 finish its last row: the boundary holds only if that row ends exactly where the
 next range starts. A quote inside an unquoted cell (`5" screen`) breaks the
@@ -37,7 +37,7 @@ from catalog_sync.infra.calls import WorkerError, call_in_workers
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.sources.magento_csv.columns import READ_BUFFER, _Columns
 from catalog_sync.sources.magento_csv.partitions import _Spill
-from catalog_sync.sources.magento_csv.stream import _Lines, _StreamRaw
+from catalog_sync.sources.magento_csv.stream import _Lines, _StreamRaw, newlines
 
 if TYPE_CHECKING:
     from catalog_sync.sources.magento_csv.source import MagentoCsvSource
@@ -141,7 +141,7 @@ def _scan(origin: Origin, lo: int, hi: int, heads: bool, counts: bool) -> _Chunk
         elif not counts:
             break
         chunk.quotes += block.count(b'"')
-        chunk.newlines += block.count(b"\n")
+        chunk.newlines += newlines(block)
         at += len(block)
     return chunk
 

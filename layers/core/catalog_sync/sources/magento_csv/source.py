@@ -35,13 +35,12 @@ import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from catalog_sync.catalog import (
     CatalogProduct,
 )
 from catalog_sync.errors import SourceError
-from catalog_sync.ports import SourceContent
 from catalog_sync.records import ReadReport, Rejected, SourceIssue
 from catalog_sync.sources.inventory import StockDef
 from catalog_sync.sources.magento_csv import digest, ranges
@@ -69,6 +68,9 @@ from catalog_sync.sources.magento_csv.stream import (
     _StreamRaw,
     _variation_children,
 )
+
+if TYPE_CHECKING:  # ports imports the sync models (pydantic): range workers never need them
+    from catalog_sync.ports import SourceContent
 
 
 class _MissingError(SourceError):
