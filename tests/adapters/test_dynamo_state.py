@@ -516,3 +516,39 @@ def test_dynamo_state_keeps_an_index_of_the_waiting_records_for_the_export(
     assert whole.whole is None and whole.records == many.records  # too many: all read
     with pytest.raises(CatalogSyncError, match="partial view"):
         state.write_bucket(partial)
+
+
+def test_dynamo_state_reads_the_zlib_state_an_earlier_version_wrote(aws: LocalAws) -> None:
+    """Buckets, indexes and journal entries written zlib-compressed (before zstd)
+    read as they were; the next write of the bucket stores zstd."""
+    import zlib
+
+    from catalog_sync.infra import codec
+
+    state = aws.state(overflow=aws.blobs())
+    bucket = bucket_with("products", 4, 40)
+    state.write_bucket(bucket)
+    waiting = bucket.pending()
+    key = next(iter(waiting))
+    state.record_outcomes("products", {4: {key: Recorded(waiting[key].hash, False, "sent")}})
+    table = aws.names.table
+    for item in aws.dynamodb.scan(TableName=table)["Items"]:  # as the zlib version wrote it
+        for name in ("data", "failing", "waiting"):
+            if name in item:
+                item[name] = {"B": zlib.compress(codec.unpack(item[name]["B"]), 1)}
+        aws.dynamodb.put_item(TableName=table, Item=item)
+    raw = get_raw(aws, "state#products#0004", "bucket")
+    assert raw["data"]["B"][:4] != codec.ZSTD_MAGIC
+
+    [back] = state.read_buckets("products", [4])
+    [view] = state.read_waiting("products", [4])
+
+    assert back.records[key].status is Status.SENT  # the zlib journal entry applied
+    assert {k: r for k, r in back.records.items() if k != key} == {
+        k: r for k, r in bucket.records.items() if k != key
+    }
+    assert sorted(view.records) == sorted(waiting)
+    state.write_bucket(back)
+    assert get_raw(aws, "state#products#0004", "bucket")["data"]["B"][:4] == codec.ZSTD_MAGIC
+    [again] = state.read_buckets("products", [4])
+    assert again.records == back.records

@@ -37,9 +37,9 @@ def _everything_stored(s) -> bytes:
         for item in page["Items"]:
             out.write(repr(item).encode())
             if "data" in item:  # the compressed bucket state
-                import zlib
+                from catalog_sync.infra.codec import unpack
 
-                out.write(zlib.decompress(item["data"]["B"]))
+                out.write(unpack(item["data"]["B"]))
     return out.getvalue()
 
 

@@ -2,14 +2,14 @@
 
 Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
 
-- state bucket: pk=`state#{feed}#{bucket:04d}`, sk=`bucket`; `data` (B, zlib of
+- state bucket: pk=`state#{feed}#{bucket:04d}`, sk=`bucket`; `data` (B, `codec.pack` of
   `StateBucket.encode()`) or `overflow` (S, the blob key holding that data when it
   is too large for an item), `version` (N), `counts` (M), `items` (N), `updated_at`,
   `folded` (SS, the outcome journal entries its data already holds), `failing` (B, the
-  failing index), `waiting` (B, zlib of `StateBucket.encode_waiting()`: the records
+  failing index), `waiting` (B, packed `StateBucket.encode_waiting()`: the records
   waiting to be sent and the part, when there are at most `WAITING_INDEX_CAP`).
 - outcome journal entry: pk=`outcomes#{feed}`, sk=`{bucket:04d}#{time}-{token}`; `data`
-  (B, zlib of `state.encode_outcomes`): one export request's outcomes for one bucket
+  (B, packed `state.encode_outcomes`): one export request's outcomes for one bucket
   (`record_outcomes`); `counts` (M) and `base` (N): what they change in the bucket's
   status counts, on the bucket's version `base` (`read_counts` adds them while that is
   the version stored). `read_buckets` applies the entries not `folded` yet, in key
@@ -22,6 +22,7 @@ Key schema: `pk` (S, HASH) + `sk` (S, RANGE); TTL attribute `ttl`. Items:
 
 Finished runs and part results carry `ttl` (`run_retention_days` after they were
 written finished): DynamoDB's TTL removes them. Buckets and feed meta never expire.
+Every blob is zstd (`infra.codec`); zlib blobs, as earlier versions wrote them, read.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-import zlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +43,7 @@ from catalog_sync.errors import (
     LeaseHeldError,
     RetryableError,
 )
+from catalog_sync.infra.codec import pack, unpack
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import BlobStore
 from catalog_sync.sync.runs import FeedMeta, PartResult, RunRecord
@@ -165,7 +166,7 @@ class DynamoFeedState:
                 whole.append(b)
                 continue
             version, size = int(item["version"]["N"]), int(item["items"]["N"])
-            data = zlib.decompress(item["waiting"]["B"])
+            data = unpack(item["waiting"]["B"])
             out.append(StateBucket.decode_waiting(feed, b, version, size, data))
         partial = [v for v in out if v is not None]
         self._apply_journal(feed, partial, found)
@@ -201,7 +202,7 @@ class DynamoFeedState:
             folded = set(item.get("folded", {}).get("SS", ()))
             for sk, data in journal.get(bucket.bucket, ()):
                 if sk not in folded:
-                    apply_outcomes(bucket, decode_outcomes(zlib.decompress(data)))
+                    apply_outcomes(bucket, decode_outcomes(unpack(data)))
                 bucket.journal.append(sk)
 
     # --- the outcome journal ------------------------------------------------------
@@ -225,7 +226,7 @@ class DynamoFeedState:
         keys, requests = [], []
         for number in sorted(outcomes):
             sk = f"{number:04d}#{stamp}"
-            data = zlib.compress(encode_outcomes(outcomes[number]), 1)
+            data = pack(encode_outcomes(outcomes[number]))
             item = {"pk": {"S": journal_pk(feed)}, "sk": {"S": sk}, "data": {"B": data}}
             delta = (deltas or {}).get(number)
             if delta is not None:
@@ -349,7 +350,7 @@ class DynamoFeedState:
         """The failing items of buckets, from the index written with each bucket
         (small reads). Buckets written without one (or never) are left out."""
         return {
-            number: FailingIndex.decode(number, zlib.decompress(item["failing"]["B"]))
+            number: FailingIndex.decode(number, unpack(item["failing"]["B"]))
             for number, item in self._bucket_items(feed, buckets, _FAILING_PROJECTION)
             if "failing" in item
         }
@@ -406,7 +407,7 @@ class DynamoFeedState:
             compressed = self.overflow.get_bytes(item["overflow"]["S"])
         else:
             compressed = item["data"]["B"]
-        return StateBucket.decode(feed, bucket, version, zlib.decompress(compressed))
+        return StateBucket.decode(feed, bucket, version, unpack(compressed))
 
     def write_bucket(self, bucket: StateBucket, *, drop_folded: bool = True) -> None:
         """The conditional write of a bucket. The journal entries of `bucket.journal`
@@ -427,7 +428,7 @@ class DynamoFeedState:
                 f"state bucket {bucket.bucket} of feed {bucket.feed!r}: a partial view "
                 "(the records waiting to be sent) cannot be written"
             )
-        compressed = zlib.compress(bucket.encode(), 1)
+        compressed = pack(bucket.encode())
         counts = bucket.counts()
         item: dict[str, Any] = {
             "pk": {"S": bucket_pk(bucket.feed, bucket.bucket)},
@@ -440,9 +441,9 @@ class DynamoFeedState:
             item["folded"] = {"SS": list(bucket.journal)}
         failing = FailingIndex.of(bucket)
         if failing.items:  # who failed and why, readable without the records
-            item["failing"] = {"B": zlib.compress(failing.encode(), 1)}
+            item["failing"] = {"B": pack(failing.encode())}
         if counts["pending"] + counts["retry"] <= WAITING_INDEX_CAP:  # what to send next
-            item["waiting"] = {"B": zlib.compress(bucket.encode_waiting(), 1)}
+            item["waiting"] = {"B": pack(bucket.encode_waiting())}
         indexes = sum(len(item.get(a, {}).get("B", b"")) for a in ("failing", "waiting"))
         spill: bytes | None = None  # for the overflow store
         if len(compressed) + indexes <= self.max_inline_bytes:

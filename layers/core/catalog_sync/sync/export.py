@@ -34,7 +34,6 @@ prerequisite check counts those per bucket).
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import orjson
 from catalog_sync.errors import AuthError, ConflictError, RetryableError
 from catalog_sync.feeds.registry import get_feed
 from catalog_sync.feeds.spec import FeedSpec
+from catalog_sync.infra.codec import pack, unpack
 from catalog_sync.observability import get_logger
 from catalog_sync.ports import (
     BlobStore,
@@ -451,7 +451,7 @@ class _Export:
         again when recorded)."""
         if bucket.whole is not None:
             return
-        data = zlib.compress(bucket.encode(), 1)
+        data = pack(bucket.encode())
         if self.stowed_bytes + len(data) > STOWED_BYTES:
             return
         self.stowed[bucket.bucket] = _Stowed(bucket.version, data, list(bucket.journal))
@@ -464,7 +464,7 @@ class _Export:
         if stowed is None:
             return None
         self.stowed_bytes -= len(stowed.data)
-        bucket = StateBucket.decode(self.spec.name, b, stowed.version, zlib.decompress(stowed.data))
+        bucket = StateBucket.decode(self.spec.name, b, stowed.version, unpack(stowed.data))
         bucket.journal = stowed.journal
         for key, results in stowed.later:
             apply_outcomes(bucket, results)
@@ -572,7 +572,7 @@ class _Stowed:
     """A bucket's view, compressed, and the journal entries recorded for it since."""
 
     version: int
-    data: bytes  # zlib of `StateBucket.encode()`
+    data: bytes  # `codec.pack` of `StateBucket.encode()`
     journal: list[str]
     later: list[tuple[str, dict[str, Recorded]]] = field(default_factory=list)
 
