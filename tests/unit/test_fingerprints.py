@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from catalog_sync.feeds.products import PRODUCTS, build_product_items
 from catalog_sync.feeds.spec import AcoContext, BuildContext
 from catalog_sync.sources.magento_csv import MagentoCsvSource
 from catalog_sync.sync.export import ExportDeps, export_part
-from catalog_sync.sync.fingerprints import FingerprintSet, context_digest, decode
+from catalog_sync.sync.fingerprints import Encoding, FingerprintSet, context_digest, decode
 from catalog_sync.sync.reindex import ReindexDeps, ReindexRequest, reindex_feed
 from catalog_sync.sync.snapshot import read_bucket_items
 from tests.fakes import Clock, Ids, MemoryBlobs, MemoryQueue, MemoryState, ScriptedSink
@@ -342,3 +343,70 @@ def test_stored_fingerprints_round_trip_and_expire():
     assert stored.until(11, 999.0) == 1000.0 and stored.until(11, 1000.0) is None
     assert stored.until(5, 0) is None
     assert decode(found.to_bytes("d1"), "d2") is None
+
+
+def _set(n: int) -> FingerprintSet:
+    found = FingerprintSet()
+    found.add_many([(i * 7919) % 100_003 for i in range(n)], [float("inf")] * n)
+    found.add(5, 1000.0)
+    return found
+
+
+def test_fingerprints_encoded_ahead_are_the_set_s_bytes():
+    found = _set(5000)
+    encoding = Encoding(found, "d1")
+    data = encoding.result(found, "d1")
+    assert data == found.to_bytes("d1")
+    assert data is encoding.result(found, "d1")  # the thread's bytes, not encoded again
+
+
+@pytest.mark.parametrize("change", ["add", "add_many", "update", "replaced", "digest", "other"])
+def test_fingerprints_changed_after_encoding_ahead_are_encoded_again(change):
+    """Whatever changed the set after the encoding began, what is published is the
+    set as it is at the end of the run."""
+    found = _set(5000)
+    encoding = Encoding(found, "d1")
+    encoding.result(found, "d1")  # the thread is done: the change comes after it
+    digest, given = "d1", found
+    if change == "add":
+        found.add(100_500, float("inf"))
+    elif change == "add_many":
+        found.add_many([100_501], [2000.0])
+    elif change == "update":
+        found.update(_set(3))
+    elif change == "replaced":  # as a continuation restores a staged set
+        found.stable = array("Q", found.stable)
+        found.stable.append(100_502)
+    elif change == "digest":
+        digest = "d2"
+    else:
+        given = _set(10)
+    assert encoding.result(given, digest) == given.to_bytes(digest)
+    assert encoding.result(given, digest) != _set(5000).to_bytes("d1")
+
+
+def test_a_run_publishes_the_fingerprints_it_encoded_ahead(worlds, monkeypatch):
+    """The reindex begins the encoding when the read is complete and publishes its
+    bytes: a sync after it finds every record unchanged."""
+    from catalog_sync.sync import fingerprints
+
+    begun: list[Encoding] = []
+
+    class Spy(Encoding):
+        def __init__(self, found: FingerprintSet, digest: str) -> None:
+            super().__init__(found, digest)
+            begun.append(self)
+
+    monkeypatch.setattr("catalog_sync.sync.reindex.Encoding", Spy)
+    calls: list[bytes] = []
+    original = fingerprints.FingerprintSet.to_bytes
+
+    def counted(self: FingerprintSet, digest: str) -> bytes:
+        calls.append(b"")
+        return original(self, digest)
+
+    monkeypatch.setattr(fingerprints.FingerprintSet, "to_bytes", counted)
+    worlds.sync(CATALOG)
+    assert len(begun) == 1 and len(calls) == 1  # published from the encoding: once
+    again = worlds.sync(CATALOG)
+    assert again["records_unchanged"] == 12 and again["items_read"] == 0

@@ -29,6 +29,7 @@ that disagree with the state.
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
@@ -98,16 +99,18 @@ class Fingerprints:
 class FingerprintSet:
     """The fingerprints a run collects for one feed."""
 
-    __slots__ = ("stable", "timed")
+    __slots__ = ("changes", "stable", "timed")
 
     def __init__(self) -> None:
         self.stable: array[int] = array("Q")
         self.timed: dict[int, float] = {}
+        self.changes = 0  # adds so far (`Encoding` tells a set changed since by it)
 
     def __len__(self) -> int:
         return len(self.stable) + len(self.timed)
 
     def add(self, fp: int, until: float) -> None:
+        self.changes += 1
         if until == NEVER:
             self.stable.append(fp)
         else:
@@ -115,6 +118,7 @@ class FingerprintSet:
 
     def add_many(self, fps: list[int], untils: list[float]) -> None:
         """`add(fp, until)` for each pair."""
+        self.changes += 1
         if all(u == NEVER for u in untils):
             self.stable.extend(fps)
             return
@@ -122,8 +126,13 @@ class FingerprintSet:
             self.add(fp, until)
 
     def update(self, other: FingerprintSet) -> None:
+        self.changes += 1
         self.stable.extend(other.stable)
         self.timed.update(other.timed)
+
+    def mark(self) -> tuple[int, ...]:
+        """What `Encoding` compares: the set's arrays, their sizes and its adds."""
+        return id(self.stable), len(self.stable), id(self.timed), len(self.timed), self.changes
 
     def to_bytes(self, digest: str) -> bytes:
         stable = array("Q", sorted(self.stable))  # one per record: no duplicates
@@ -139,6 +148,37 @@ class FingerprintSet:
         return b"".join(
             (_MAGIC, orjson.dumps(head), b"\n", stable.tobytes(), keys.tobytes(), untils.tobytes())
         )
+
+
+class Encoding:
+    """`found.to_bytes(digest)` worked out on a thread of its own from when the read is
+    complete, while the diff runs: sorting half a million fingerprints holds the GIL
+    for about 0.2 s, which the diff's waits for DynamoDB and S3 leave free, where it was
+    the larger part of a run's finish. `result` gives those bytes, or encodes the set
+    again if anything changed it since (nothing does: a read adds its fingerprints
+    before the diff), so what is published is always the set as it is then."""
+
+    def __init__(self, found: FingerprintSet, digest: str) -> None:
+        self._found, self._digest, self._mark = found, digest, found.mark()
+        self._data: bytes | None = None
+        self._thread = threading.Thread(target=self._encode, name="fingerprints-encode")
+        self._thread.daemon = True  # never holds a process up: `result` joins it
+        self._thread.start()
+
+    def _encode(self) -> None:
+        try:
+            self._data = self._found.to_bytes(self._digest)
+        except Exception:  # encoded again in `result`, where an error is raised
+            log.warning("fingerprints: encoding ahead failed", exc_info=True)
+
+    def result(self, found: FingerprintSet, digest: str) -> bytes:
+        self._thread.join()
+        data = self._data
+        if data is None or found is not self._found or digest != self._digest:
+            return found.to_bytes(digest)
+        if found.mark() != self._mark:
+            return found.to_bytes(digest)
+        return data
 
 
 _BIG_ENDIAN = array("H", [1]).tobytes() == b"\x00\x01"
@@ -238,11 +278,20 @@ def arm(
     return skipper(priors, ctx.now.timestamp())
 
 
-def publish(blobs: BlobStore, feed: str, run_id: str, found: FingerprintSet, digest: str) -> str:
-    """Store a completed run's fingerprints; delete the feed's older objects (best
-    effort: runs hold the feed's lease, so nothing reads them any more)."""
+def publish(
+    blobs: BlobStore,
+    feed: str,
+    run_id: str,
+    found: FingerprintSet,
+    digest: str,
+    encoding: Encoding | None = None,
+) -> str:
+    """Store a completed run's fingerprints (`encoding`: begun ahead); delete the feed's
+    older objects (best effort: runs hold the feed's lease, so nothing reads them any
+    more)."""
     key = fingerprint_key(feed, run_id)
-    blobs.put_bytes(key, found.to_bytes(digest))
+    data = found.to_bytes(digest) if encoding is None else encoding.result(found, digest)
+    blobs.put_bytes(key, data)
     try:
         old = [k for k in blobs.list_keys(f"fingerprints/{feed}/") if k != key]
         if old:

@@ -35,6 +35,7 @@ from catalog_sync.records import ReadReport
 from catalog_sync.sync.compile import Collector
 from catalog_sync.sync.continuation import Budget, Carry, drop_staged, load_carry
 from catalog_sync.sync.diff import Differ, run_id_of
+from catalog_sync.sync.fingerprints import Encoding
 from catalog_sync.sync.fingerprints import publish as publish_fingerprints
 from catalog_sync.sync.handon import carried_runs, hand_on, restage, resumed_state
 from catalog_sync.sync.lease import handed_on_ttl, newer_run, take_lease
@@ -190,6 +191,8 @@ def _run(
                 return hand_on(feed_runs, rs, deps, read=paused), True
         for fr in feed_runs:
             fr.c.spill.finish()
+            if fr.c.found is not None and request.reads_source and not request.dry_run:
+                fr.encoding = Encoding(fr.c.found, fr.c.digest)  # while the diff runs
         results, handed_on = _go_on(feed_runs, rs, deps)
         probe.seal(feed_runs, rs.report, handed_on, deps)
         return results, handed_on
@@ -314,7 +317,7 @@ def _finish(
     deps.blobs.put_bytes(mkey, manifest.model_dump_json(indent=1).encode())
     if fr.c.found is not None:
         meta.fingerprints = publish_fingerprints(
-            deps.blobs, spec.name, run.run_id, fr.c.found, fr.c.digest
+            deps.blobs, spec.name, run.run_id, fr.c.found, fr.c.digest, fr.encoding
         )
     previous_manifest = meta.latest_manifest
     meta.latest_manifest = mkey

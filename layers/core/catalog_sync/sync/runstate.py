@@ -22,6 +22,7 @@ from catalog_sync.records import ReadReport
 from catalog_sync.sync.compile import Collector
 from catalog_sync.sync.continuation import Budget, FeedCarry
 from catalog_sync.sync.diff import Differ
+from catalog_sync.sync.fingerprints import Encoding
 from catalog_sync.sync.guard import DeletionGuard
 from catalog_sync.sync.requests import ReindexRequest
 from catalog_sync.sync.runs import DEFAULT_BUCKETS, FeedMeta, RunRecord
@@ -88,6 +89,7 @@ class FeedRun:
     items_before: int = 0  # items compiled by earlier invocations of a read that went on
     found_key: str | None = None  # the read's fingerprints, staged (`handon`)
     prior_key: str | None = None  # the previous run's fingerprints the read skips by
+    encoding: Encoding | None = None  # the read's fingerprints, encoded ahead of `_finish`
 
     @property
     def c(self) -> Collector:
